@@ -1,0 +1,82 @@
+#!/usr/bin/env bash
+# Brings up the real parts the integration tests use on a clean Debian machine:
+# a Docker engine with BuildKit and a local Python base image. (sshd, the agents,
+# the git server and the package index are started by the test session itself.)
+# Safe to run again: every step checks whether its work is already done.
+set -euo pipefail
+
+BASE_IMAGE="${SECUREBUILD_TEST_BASE_IMAGE:-securebuild-test/python:bookworm}"
+CACHE_DIR="${SECUREBUILD_CI_CACHE:-/var/cache/securebuild-ci}"
+
+install_packages() {
+    local missing=()
+    command -v dockerd >/dev/null || missing+=(docker.io)
+    [ -x /usr/sbin/sshd ] || missing+=(openssh-server)
+    command -v ssh-agent >/dev/null || missing+=(openssh-client)
+    command -v debootstrap >/dev/null || missing+=(debootstrap)
+    command -v gnome-keyring-daemon >/dev/null || missing+=(gnome-keyring)
+    command -v dbus-run-session >/dev/null || missing+=(dbus dbus-user-session)
+    command -v git >/dev/null || missing+=(git)
+    if [ "${#missing[@]}" -gt 0 ]; then
+        echo "ci: installing ${missing[*]}"
+        apt-get update -qq
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+    fi
+}
+
+start_dockerd() {
+    if /usr/bin/docker info >/dev/null 2>&1; then
+        return
+    fi
+    echo "ci: starting dockerd"
+    mkdir -p /var/log
+    # No bridge: the lab has no iptables; builds then use --network host.
+    nohup dockerd --bridge=none --iptables=false --ip-masq=false \
+        >/var/log/securebuild-dockerd.log 2>&1 &
+    for _ in $(seq 1 60); do
+        /usr/bin/docker info >/dev/null 2>&1 && return
+        sleep 1
+    done
+    echo "ci: dockerd did not come up; its log:" >&2
+    tail -n 40 /var/log/securebuild-dockerd.log >&2
+    exit 1
+}
+
+apt_mirror() {
+    # The machine's own Debian mirror; never written into the repository.
+    local uri
+    uri="$(awk '/^URIs:/ {print $2; exit}' /etc/apt/sources.list.d/debian.sources 2>/dev/null || true)"
+    if [ -z "$uri" ]; then
+        uri="$(awk '/^deb / {print $2; exit}' /etc/apt/sources.list 2>/dev/null || true)"
+    fi
+    echo "$uri"
+}
+
+build_base_image() {
+    if /usr/bin/docker image inspect "$BASE_IMAGE" >/dev/null 2>&1; then
+        return
+    fi
+    mkdir -p "$CACHE_DIR"
+    local tarball="$CACHE_DIR/rootfs-bookworm.tar"
+    if [ ! -s "$tarball" ]; then
+        echo "ci: debootstrapping the base image (about a minute)"
+        local rootfs
+        rootfs="$(mktemp -d)"
+        debootstrap --variant=minbase \
+            --include=python3,python3-pip,python3-venv,python-is-python3,git,openssh-client,ca-certificates \
+            bookworm "$rootfs" "$(apt_mirror)" >"$CACHE_DIR/debootstrap.log" 2>&1 \
+            || { tail -n 30 "$CACHE_DIR/debootstrap.log" >&2; exit 1; }
+        rm -f "$rootfs"/usr/lib/python3*/EXTERNALLY-MANAGED
+        rm -rf "$rootfs"/var/cache/apt/archives/*.deb
+        tar -C "$rootfs" -cf "$tarball.part" .
+        mv "$tarball.part" "$tarball"
+        rm -rf "$rootfs"
+    fi
+    echo "ci: importing $BASE_IMAGE"
+    /usr/bin/docker import "$tarball" "$BASE_IMAGE" >/dev/null
+}
+
+install_packages
+start_dockerd
+build_base_image
+echo "ci: engine ready, base image $BASE_IMAGE"

@@ -1,0 +1,185 @@
+"""The private work directory and the ephemeral ssh-agent that lives in it.
+
+A key taken from the keyring or a file is handed to OpenSSH's own ``ssh-agent``
+(started for one build, on a socket in a fresh 0700 directory) through
+``ssh-add``'s standard input: never a file, never argv, never an environment
+variable. The agent holds that one key with a lifetime (``ssh-add -t``), and the
+process and directory are removed on success, failure, Ctrl-C and SIGTERM. A run
+killed with SIGKILL leaves a directory whose owner pid is dead; the next run
+reaps it (`reap_stale_workdirs`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import signal
+import subprocess
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from types import TracebackType
+
+from .errors import AgentError
+
+WORKDIR_PREFIX = "securebuild-"
+_OWNER_FILE = "owner"
+
+
+def _base_tempdir() -> Path:
+    # Unix socket paths are limited to ~104 bytes on macOS; a short base helps.
+    return Path(tempfile.gettempdir())
+
+
+@contextlib.contextmanager
+def private_workdir() -> Iterator[Path]:
+    """Yield a fresh 0700 directory owned by this process; remove it afterwards."""
+    path = Path(tempfile.mkdtemp(prefix=WORKDIR_PREFIX, dir=_base_tempdir()))
+    try:
+        os.chmod(path, 0o700)
+        (path / _OWNER_FILE).write_text(f"{os.getpid()}\n", encoding="ascii")
+        yield path
+    finally:
+        shutil.rmtree(path, ignore_errors=True)
+
+
+def reap_stale_workdirs() -> list[Path]:
+    """Remove work directories (and their agents) left by runs that were killed."""
+    reaped: list[Path] = []
+    for path in _base_tempdir().glob(WORKDIR_PREFIX + "*"):
+        try:
+            if path.is_symlink() or not path.is_dir() or path.stat().st_uid != os.getuid():
+                continue
+            owner = int((path / _OWNER_FILE).read_text(encoding="ascii").split()[0])
+        except (OSError, ValueError, IndexError, AttributeError):
+            continue
+        if _alive(owner):
+            continue
+        agent_pid = path / "agent.pid"
+        with contextlib.suppress(OSError, ValueError):
+            pid = int(agent_pid.read_text(encoding="ascii").strip())
+            if _alive(pid):
+                os.kill(pid, signal.SIGTERM)
+        shutil.rmtree(path, ignore_errors=True)
+        reaped.append(path)
+    return reaped
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    except OSError:
+        return False
+    return True
+
+
+def _child_env(socket: Path | None = None) -> dict[str, str]:
+    """A minimal environment for ssh-agent and ssh-add: no askpass, no user agent."""
+    env = {k: v for k, v in os.environ.items() if k in ("PATH", "HOME", "LANG", "SYSTEMROOT")}
+    if socket is not None:
+        env["SSH_AUTH_SOCK"] = str(socket)
+    return env
+
+
+def _tool(name: str) -> str:
+    path = shutil.which(name)
+    if path is None:
+        raise AgentError(
+            f"{name} is not installed",
+            hint="install the OpenSSH client (it provides ssh-agent and ssh-add)",
+        )
+    return path
+
+
+class EphemeralAgent:
+    """An ``ssh-agent`` for one build, holding one key, on a socket in ``workdir``."""
+
+    def __init__(self, workdir: Path, *, lifetime: int) -> None:
+        self.workdir = workdir
+        self.socket = workdir / "agent.sock"
+        self.lifetime = lifetime
+        self._process: subprocess.Popen[bytes] | None = None
+
+    def __enter__(self) -> EphemeralAgent:
+        self.start()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+    def start(self) -> None:
+        """Start ``ssh-agent -D`` and wait until its socket accepts keys."""
+        self._process = subprocess.Popen(
+            [_tool("ssh-agent"), "-D", "-a", str(self.socket)],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            env=_child_env(),
+            # Own process group: a Ctrl-C aimed at the build must not kill the
+            # agent before this process has cleaned up in order.
+            start_new_session=True,
+        )
+        (self.workdir / "agent.pid").write_text(f"{self._process.pid}\n", encoding="ascii")
+        deadline = time.monotonic() + 10
+        while not self.socket.exists():
+            if self._process.poll() is not None:
+                err = (
+                    self._process.stderr.read().decode(errors="replace")
+                    if self._process.stderr
+                    else ""
+                )
+                raise AgentError(
+                    f"the ephemeral ssh-agent exited at start ({err.strip() or 'no message'})",
+                    hint="check that ssh-agent works here: `ssh-agent -D -a /tmp/test.sock`",
+                )
+            if time.monotonic() > deadline:
+                self.stop()
+                raise AgentError("the ephemeral ssh-agent did not open its socket in 10 s")
+            time.sleep(0.02)
+        os.chmod(self.socket, 0o600)
+
+    def add(self, key: bytes) -> None:
+        """Load ``key`` (an unencrypted OpenSSH private key) through ssh-add's stdin."""
+        result = subprocess.run(
+            [_tool("ssh-add"), "-q", "-t", str(self.lifetime), "-"],
+            input=key,
+            capture_output=True,
+            env=_child_env(self.socket),
+            check=False,
+        )
+        if result.returncode != 0:
+            # ssh-add's messages name the problem, never the key's content.
+            message = result.stderr.decode(errors="replace").strip().splitlines()
+            raise AgentError(
+                "the ephemeral ssh-agent refused the key"
+                + (f" ({message[-1]})" if message else ""),
+                hint="check that the key is a valid OpenSSH private key",
+            )
+
+    def stop(self) -> None:
+        """Stop the agent process (the directory belongs to `private_workdir`)."""
+        process, self._process = self._process, None
+        if process is None:
+            return
+        if process.poll() is None:
+            process.terminate()
+            try:
+                process.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+        if process.stderr is not None:
+            process.stderr.close()
+        with contextlib.suppress(FileNotFoundError):
+            self.socket.unlink()

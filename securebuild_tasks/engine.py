@@ -1,0 +1,261 @@
+"""The Docker engine adapter: which client can run BuildKit, and running builds.
+
+The docker SDK serves what the engine API serves (ping, image inspect). The SDK
+cannot drive BuildKit (no ``--ssh``, no secret mounts), so builds go through the
+docker CLI, always as an argument list built by `CommandBuilder` and run by
+`run_streaming`: no shell ever sees a user value.
+"""
+
+from __future__ import annotations
+
+import collections
+import os
+import re
+import shutil
+import subprocess
+import sys
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any
+
+from .errors import BuildError, EngineError
+
+#: docker CLI versions from 23 on route ``docker build`` through buildx.
+_LAST_CLASSIC_BUILDKIT_MAJOR = 22
+
+
+@dataclass(frozen=True)
+class Engine:
+    """A docker client that can run BuildKit builds, and how."""
+
+    docker: str
+    mode: str  # "buildx" or "classic"
+    client_version: str
+
+    def build_prefix(self) -> list[str]:
+        """The argv start of a build with this client."""
+        return [self.docker, "buildx", "build"] if self.mode == "buildx" else [self.docker, "build"]
+
+    def child_env(self) -> dict[str, str]:
+        """Environment for the docker child: the user's, minus agent, plus BuildKit."""
+        env = {k: v for k, v in os.environ.items() if k != "SSH_AUTH_SOCK"}
+        if self.mode == "classic":
+            env["DOCKER_BUILDKIT"] = "1"
+        return env
+
+
+class CommandBuilder:
+    """Builds one command line as a list; values are never joined into a string."""
+
+    def __init__(self, *start: str) -> None:
+        self.argv: list[str] = list(start)
+
+    def add(self, *parts: str) -> CommandBuilder:
+        """Append plain arguments."""
+        self.argv.extend(parts)
+        return self
+
+    def option(self, name: str, value: str | None) -> CommandBuilder:
+        """Append ``name value`` when value is non-empty."""
+        if value:
+            self.argv.extend([name, value])
+        return self
+
+    def repeated(self, name: str, values: Iterable[str]) -> CommandBuilder:
+        """Append ``name value`` once per value."""
+        for value in values:
+            self.option(name, value)
+        return self
+
+    def flag(self, name: str, on: bool) -> CommandBuilder:
+        """Append ``name`` when on."""
+        if on:
+            self.argv.append(name)
+        return self
+
+
+def _docker_candidates(configured: str) -> list[str]:
+    if configured:
+        found = shutil.which(configured) or (configured if Path(configured).is_file() else None)
+        if found is None:
+            raise EngineError(
+                f"docker binary {configured!r} was not found",
+                hint="fix securebuild.docker, or leave it empty to search PATH",
+            )
+        return [found]
+    seen: set[str] = set()
+    candidates: list[str] = []
+    for directory in os.environ.get("PATH", "").split(os.pathsep):
+        path = shutil.which("docker", path=directory) if directory else None
+        if path and os.path.realpath(path) not in seen:
+            seen.add(os.path.realpath(path))
+            candidates.append(path)
+    if not candidates:
+        raise EngineError(
+            "no docker client is installed",
+            hint="install Docker Desktop or Docker Engine with the buildx plugin",
+        )
+    return candidates
+
+
+def _probe(argv: list[str]) -> tuple[int, str]:
+    try:
+        done = subprocess.run(
+            argv,
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=False,
+            stdin=subprocess.DEVNULL,
+        )
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        return 127, exc.__class__.__name__
+    return done.returncode, (done.stdout or done.stderr).strip()
+
+
+def detect_engine(docker: str = "", builder: str = "auto") -> Engine:
+    """Find a docker client that can run BuildKit builds with ``--ssh``.
+
+    With ``docker`` empty, every docker client on PATH is tried in order, so a
+    newer client without the buildx plugin does not hide an older one that can
+    build. ``builder`` forces ``buildx`` or ``classic``.
+    """
+    refusals: list[str] = []
+    for candidate in _docker_candidates(docker):
+        code, version = _probe([candidate, "version", "--format", "{{.Client.Version}}"])
+        if code != 0 and not version:
+            refusals.append(f"{candidate} does not run")
+            continue
+        version = version.splitlines()[0] if version else "unknown"
+        if builder in ("auto", "buildx"):
+            code, _ = _probe([candidate, "buildx", "version"])
+            if code == 0:
+                return Engine(candidate, "buildx", version)
+        if builder in ("auto", "classic"):
+            major = _major(version)
+            if major is not None and major <= _LAST_CLASSIC_BUILDKIT_MAJOR:
+                return Engine(candidate, "classic", version)
+        refusals.append(
+            f"{candidate} {version} has no buildx plugin"
+            + ("" if builder == "buildx" else " and is too new for DOCKER_BUILDKIT=1")
+        )
+    raise EngineError(
+        "no docker client here can run BuildKit builds (" + "; ".join(refusals) + ")",
+        hint="install the docker buildx plugin, or point securebuild.docker at a client that"
+        " has it",
+    )
+
+
+def _major(version: str) -> int | None:
+    match = re.match(r"(\d+)\.", version)
+    return int(match.group(1)) if match else None
+
+
+def _client() -> Any:
+    import docker
+
+    return docker.from_env(timeout=30)
+
+
+def ping(engine: Engine) -> None:
+    """Check that the daemon answers; raise `EngineError` saying where it looked."""
+    where = os.environ.get("DOCKER_HOST") or "the default socket"
+    try:
+        client = _client()
+        try:
+            client.ping()
+            return
+        finally:
+            client.close()
+    except Exception as exc:  # the SDK raises many kinds; the CLI gets a second say
+        sdk_error = exc.__class__.__name__
+    # The SDK does not read docker contexts; the CLI does. Ask it before giving up.
+    code, _ = _probe([engine.docker, "info", "--format", "{{.ServerVersion}}"])
+    if code == 0:
+        return
+    raise EngineError(
+        f"cannot reach the Docker daemon at {where} ({sdk_error})",
+        hint="start Docker (Docker Desktop, or `sudo systemctl start docker`), or set DOCKER_HOST",
+    )
+
+
+@dataclass(frozen=True)
+class ImageInfo:
+    """What the engine says about a built image."""
+
+    id: str
+    size: int
+    tags: tuple[str, ...] = field(default_factory=tuple)
+
+
+def inspect_image(ref: str) -> ImageInfo:
+    """Return id and size of ``ref`` through the engine API."""
+    import docker.errors
+
+    client = _client()
+    try:
+        attrs = client.api.inspect_image(ref)
+    except docker.errors.ImageNotFound:
+        raise EngineError(f"image {ref} was not found after the build") from None
+    except docker.errors.DockerException as exc:
+        raise EngineError(f"cannot inspect image {ref} ({exc.__class__.__name__})") from None
+    finally:
+        client.close()
+    return ImageInfo(attrs["Id"], int(attrs.get("Size", 0)), tuple(attrs.get("RepoTags") or ()))
+
+
+def run_streaming(
+    argv: list[str],
+    *,
+    env: Mapping[str, str],
+    out: IO[str] | None = None,
+    tail_lines: int = 400,
+    passthrough: bool = False,
+) -> None:
+    """Run ``argv`` (never through a shell), streaming its output to ``out``.
+
+    On failure raise `BuildError` holding the command, exit code and the tail
+    of the output. With ``passthrough`` the child writes to the terminal itself
+    (BuildKit's tty progress) and no tail is kept.
+    """
+    out = out or sys.stderr
+    if passthrough:
+        code = subprocess.call(argv, env=dict(env), stdin=subprocess.DEVNULL)
+        tail = ""
+    else:
+        kept: collections.deque[str] = collections.deque(maxlen=tail_lines)
+        with subprocess.Popen(
+            argv,
+            env=dict(env),
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            encoding="utf-8",
+            errors="replace",
+            bufsize=1,
+        ) as process:
+            assert process.stdout is not None  # noqa: S101 - set by stdout=PIPE above
+            try:
+                for line in process.stdout:
+                    kept.append(line)
+                    out.write(line)
+                    out.flush()
+            except BaseException:
+                # Ctrl-C or SIGTERM: let docker cancel the build before we clean up.
+                process.terminate()
+                try:
+                    process.wait(timeout=20)
+                except subprocess.TimeoutExpired:
+                    process.kill()
+                raise
+            code = process.wait()
+        tail = "".join(kept)
+    if code != 0:
+        raise BuildError(
+            f"docker build failed with exit code {code}",
+            command=argv,
+            returncode=code,
+            output=tail,
+        )

@@ -1,0 +1,83 @@
+"""The project's errors: one base class, a few kinds, each with a next step.
+
+A message says what happened and what to do. No message ever carries key
+material: errors are built from paths, names and fingerprints only.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+
+class SecurebuildError(Exception):
+    """Base class of every error this tool reports as one clear line."""
+
+    #: Exit code the CLI uses for this kind of error.
+    exit_code: int = 1
+
+    def __init__(self, message: str, *, hint: str = "") -> None:
+        self.message = message
+        self.hint = hint
+        super().__init__(self.line())
+
+    def line(self) -> str:
+        """Return the one-line message shown to users."""
+        return f"{self.message}: {self.hint}" if self.hint else self.message
+
+
+class SettingsError(SecurebuildError):
+    """A setting has a value this tool cannot use."""
+
+    exit_code = 2
+
+
+class RequirementsError(SecurebuildError):
+    """The requirements file is missing or has a line that cannot be parsed."""
+
+    exit_code = 2
+
+
+class KeySourceError(SecurebuildError):
+    """No usable private key could be had from the chosen key source."""
+
+    exit_code = 3
+
+
+class AgentError(KeySourceError):
+    """An ssh-agent (the user's or the ephemeral one) failed or holds no usable key."""
+
+
+class HostKeyError(SecurebuildError):
+    """A git host's key is not pinned, or does not match the pinned key."""
+
+    exit_code = 4
+
+
+class EngineError(SecurebuildError):
+    """Docker is missing, unreachable, or cannot run BuildKit builds."""
+
+    exit_code = 5
+
+
+class CommandError(SecurebuildError):
+    """A child command failed; keeps the command, exit code and output tail."""
+
+    exit_code = 6
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        command: Sequence[str],
+        returncode: int,
+        output: str = "",
+        hint: str = "",
+    ) -> None:
+        self.command = list(command)
+        self.returncode = returncode
+        self.output = output
+        super().__init__(message, hint=hint)
+
+
+class BuildError(CommandError):
+    """`docker build` ran and failed."""

@@ -1,0 +1,485 @@
+"""Key sources: where the SSH key for a build comes from, chosen in a fixed order.
+
+Like keyring's backends, each source is a small class with an availability
+check that never raises (`KeySource.viable`) and one way to use it
+(`KeySource.forward`), which yields the agent socket the build is given.
+
+- ``agent``: the user's running ssh-agent. With ``agent_key`` set, the build
+  sees that one key only, through a read-only filtering proxy.
+- ``keyring``: a private key stored in the OS keyring.
+- ``file``: a key file, its passphrase from the keyring or a prompt.
+
+``keyring`` and ``file`` keys go into an `EphemeralAgent` for the build only.
+``auto`` tries agent, then keyring, then file (only when ``key_file`` is set:
+the tool never falls back to ``~/.ssh/id_*`` on its own).
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import getpass
+import hashlib
+import os
+import sys
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, ClassVar
+
+from .agent import EphemeralAgent
+from .errors import AgentError, KeySourceError
+from .settings import Settings
+
+#: Windows Credential Manager stores at most 2,560 bytes, as UTF-16.
+_SIZE_LIMITS = {"WinVaultKeyring": 1280}
+WINDOWS_AGENT_PIPE = r"\\.\pipe\openssh-ssh-agent"
+
+
+@dataclass(frozen=True)
+class ForwardedKey:
+    """What a build is given: an agent socket, and which key it serves."""
+
+    socket: str
+    fingerprint: str
+    source: str
+
+
+@dataclass(frozen=True)
+class LoadedKey:
+    """A private key decoded in memory, ready for ssh-add."""
+
+    openssh: bytes
+    fingerprint: str
+
+
+def passphrase_name(settings: Settings) -> str:
+    """The keyring entry name that holds the passphrase of the configured key."""
+    return f"{settings.keyring_key}.passphrase"
+
+
+class KeySource(ABC):
+    """One place a key can come from."""
+
+    name: ClassVar[str]
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+
+    @abstractmethod
+    def viable(self) -> tuple[bool, str]:
+        """Say whether this source can serve a key now, and why not; never raises."""
+
+    @abstractmethod
+    def forward(self, workdir: Path) -> contextlib.AbstractContextManager[ForwardedKey]:
+        """Make the key available on an agent socket for the duration of a build."""
+
+
+class AgentKeySource(KeySource):
+    """The user's running ssh-agent."""
+
+    name = "agent"
+
+    def socket_path(self) -> str:
+        """The agent socket: the setting, $SSH_AUTH_SOCK, or Windows' agent pipe."""
+        if self.settings.agent_socket:
+            return os.path.expanduser(self.settings.agent_socket)
+        if os.environ.get("SSH_AUTH_SOCK"):
+            return os.environ["SSH_AUTH_SOCK"]
+        return WINDOWS_AGENT_PIPE if sys.platform == "win32" else ""
+
+    def viable(self) -> tuple[bool, str]:
+        try:
+            self._identities()
+        except KeySourceError as exc:
+            return False, exc.line()
+        except Exception as exc:  # viability checks never raise (see module doc)
+            return False, f"{exc.__class__.__name__}"
+        return True, ""
+
+    def _identities(self) -> list[Any]:
+        from .agent_protocol import AgentProtocolError, list_identities
+
+        socket = self.socket_path()
+        if not socket:
+            raise AgentError(
+                "no ssh-agent: SSH_AUTH_SOCK is not set",
+                hint="start one (`eval $(ssh-agent)`) and `ssh-add KEY`, "
+                "or set securebuild.key_source=keyring",
+            )
+        if sys.platform == "win32":
+            # The Windows agent is a named pipe; identities are checked by the build.
+            return []
+        try:
+            identities = list_identities(socket)
+        except AgentProtocolError as exc:
+            raise AgentError(
+                str(exc), hint="start the agent or fix SSH_AUTH_SOCK / securebuild.agent_socket"
+            ) from None
+        if not identities:
+            raise AgentError(
+                f"the ssh-agent at {socket} holds no identity",
+                hint="run `ssh-add KEY`, or set securebuild.key_source=keyring",
+            )
+        return identities
+
+    @contextlib.contextmanager
+    def forward(self, workdir: Path) -> Iterator[ForwardedKey]:
+        identities = self._identities()
+        wanted = self.settings.agent_key
+        if not wanted:
+            fingerprints = ",".join(i.fingerprint for i in identities) or "(agent)"
+            yield ForwardedKey(self.socket_path(), fingerprints, self.name)
+            return
+        if sys.platform == "win32":
+            raise AgentError(
+                "selecting one agent key (agent_key) is not supported on Windows yet",
+                hint="load only that key into the agent, or use key_source=keyring",
+            )
+        from .agent_protocol import FilteringAgentProxy
+
+        matches = [i for i in identities if i.matches(wanted)]
+        if len(matches) != 1:
+            known = "; ".join(f"{i.fingerprint} {i.comment}" for i in identities)
+            raise AgentError(
+                f"{'no' if not matches else 'more than one'} key in the ssh-agent matches"
+                f" agent_key={wanted!r}",
+                hint=f"use a SHA256 fingerprint or comment of one of: {known}",
+            )
+        with FilteringAgentProxy(
+            self.socket_path(), str(workdir / "filtered-agent.sock"), matches[0]
+        ) as proxy:
+            yield ForwardedKey(proxy.socket_path, matches[0].fingerprint, self.name)
+
+
+class KeyringKeySource(KeySource):
+    """A private key kept in the OS keyring."""
+
+    name = "keyring"
+
+    def viable(self) -> tuple[bool, str]:
+        try:
+            if self._read(self.settings.keyring_key) is None:
+                return False, (
+                    f"no key in the keyring under {self.settings.keyring_service}/"
+                    f"{self.settings.keyring_key}"
+                )
+        except KeySourceError as exc:
+            return False, exc.line()
+        except Exception as exc:  # viability checks never raise (see module doc)
+            return False, exc.__class__.__name__
+        return True, ""
+
+    def _read(self, entry: str) -> str | None:
+        backend = keyring_backend(self.settings)
+        from keyring.errors import KeyringError
+
+        try:
+            value: str | None = backend.get_password(self.settings.keyring_service, entry)
+        except KeyringError as exc:
+            raise KeySourceError(
+                f"the keyring ({type(backend).__name__}) refused to read "
+                f"{self.settings.keyring_service}/{entry}: {exc.__class__.__name__}",
+                hint="unlock the keyring and try again",
+            ) from None
+        return value
+
+    @contextlib.contextmanager
+    def forward(self, workdir: Path) -> Iterator[ForwardedKey]:
+        label = f"keyring entry {self.settings.keyring_service}/{self.settings.keyring_key}"
+        text = self._read(self.settings.keyring_key)
+        if text is None:
+            raise KeySourceError(
+                f"no key in the keyring under {self.settings.keyring_service}/"
+                f"{self.settings.keyring_key}",
+                hint="store one with `inv store-key --key-file PATH`",
+            )
+        key = load_private_key(text.encode("utf-8"), label, lambda: self._passphrase_or_fail(label))
+        with _ephemeral(workdir, key, self.settings, self.name) as forwarded:
+            yield forwarded
+
+    def _passphrase_or_fail(self, label: str) -> bytes:
+        value = self._read(passphrase_name(self.settings))
+        if value is None:
+            raise KeySourceError(
+                f"the {label} is encrypted and the keyring has no passphrase for it",
+                hint="store it with `inv store-key --passphrase-only`",
+            )
+        return value.encode("utf-8")
+
+
+class FileKeySource(KeySource):
+    """A private key file, encrypted or not."""
+
+    name = "file"
+
+    def path(self) -> Path:
+        """The configured key file."""
+        return Path(self.settings.key_file).expanduser()
+
+    def viable(self) -> tuple[bool, str]:
+        if not self.settings.key_file:
+            return False, "no key_file is set"
+        try:
+            readable = os.access(self.path(), os.R_OK) and self.path().is_file()
+        except OSError as exc:
+            return False, exc.__class__.__name__
+        return (True, "") if readable else (False, f"cannot read key file {self.path()}")
+
+    def _read(self) -> bytes:
+        path = self.path()
+        try:
+            return path.read_bytes()
+        except FileNotFoundError:
+            raise KeySourceError(
+                f"key file {path} does not exist", hint="fix securebuild.key_file"
+            ) from None
+        except IsADirectoryError:
+            raise KeySourceError(
+                f"key file {path} is a directory", hint="point securebuild.key_file at a key"
+            ) from None
+        except OSError as exc:
+            raise KeySourceError(
+                f"cannot read key file {path} ({exc.strerror})",
+                hint="check the file's permissions",
+            ) from None
+
+    @contextlib.contextmanager
+    def forward(self, workdir: Path) -> Iterator[ForwardedKey]:
+        label = f"key file {self.path()}"
+        key = load_private_key(self._read(), label, lambda: self._passphrase(label))
+        with _ephemeral(workdir, key, self.settings, self.name) as forwarded:
+            yield forwarded
+
+    def _passphrase(self, label: str) -> bytes:
+        mode = self.settings.passphrase_source
+        if mode in ("auto", "keyring"):
+            try:
+                stored = KeyringKeySource(self.settings)._read(passphrase_name(self.settings))
+            except KeySourceError:
+                if mode == "keyring":
+                    raise
+                stored = None
+            if stored is not None:
+                return stored.encode("utf-8")
+            if mode == "keyring":
+                raise KeySourceError(
+                    f"the {label} is encrypted and the keyring has no passphrase for it",
+                    hint="store it with `inv store-key --key-file PATH --passphrase-only`",
+                )
+        if not sys.stdin.isatty():
+            raise KeySourceError(
+                f"the {label} is encrypted and there is no terminal to ask for its passphrase",
+                hint="store the passphrase with `inv store-key --key-file PATH --passphrase-only`",
+            )
+        return getpass.getpass(f"Passphrase for {label}: ").encode("utf-8")
+
+
+SOURCES: dict[str, type[KeySource]] = {
+    "agent": AgentKeySource,
+    "keyring": KeyringKeySource,
+    "file": FileKeySource,
+}
+AUTO_ORDER = ("agent", "keyring", "file")
+
+
+def choose_key_source(settings: Settings) -> KeySource:
+    """Return the configured source, or in ``auto`` mode the first viable one."""
+    if settings.key_source != "auto":
+        return SOURCES[settings.key_source](settings)
+    reasons = []
+    for name in AUTO_ORDER:
+        source = SOURCES[name](settings)
+        ok, why = source.viable()
+        if ok:
+            return source
+        reasons.append(f"{name}: {why}")
+    raise KeySourceError(
+        "no key source is usable (" + "; ".join(reasons) + ")",
+        hint="load a key into your ssh-agent, store one with `inv store-key --key-file PATH`,"
+        " or set securebuild.key_file",
+    )
+
+
+@contextlib.contextmanager
+def _ephemeral(
+    workdir: Path, key: LoadedKey, settings: Settings, source: str
+) -> Iterator[ForwardedKey]:
+    with EphemeralAgent(workdir, lifetime=settings.key_lifetime) as agent:
+        agent.add(key.openssh)
+        yield ForwardedKey(str(agent.socket), key.fingerprint, source)
+
+
+def load_private_key(data: bytes, label: str, passphrase: Callable[[], bytes]) -> LoadedKey:
+    """Decode a private key (OpenSSH or PEM), asking for a passphrase only if needed.
+
+    The result is re-encoded as an unencrypted OpenSSH key in memory, only to be
+    piped to ``ssh-add``. Errors name ``label``, never the key's content.
+    """
+    from cryptography.hazmat.primitives import serialization
+
+    loader: Callable[..., Any]
+    if b"BEGIN OPENSSH PRIVATE KEY" in data:
+        loader = serialization.load_ssh_private_key
+    elif b"PRIVATE KEY-----" in data:
+        loader = serialization.load_pem_private_key
+    else:
+        raise KeySourceError(
+            f"the {label} is not a private key (no PEM or OpenSSH private key block)",
+            hint="give the private half (e.g. id_ed25519), not the .pub file",
+        )
+    try:
+        try:
+            key = loader(data, password=None)
+        except TypeError:  # "Password was not given but private key is encrypted"
+            secret = passphrase()
+            try:
+                key = loader(data, password=secret)
+            except ValueError:
+                raise KeySourceError(
+                    f"wrong passphrase for the {label}", hint="try again with the right one"
+                ) from None
+    except (ValueError, TypeError, NotImplementedError) as exc:
+        kind = exc.__class__.__name__
+        raise KeySourceError(
+            f"the {label} cannot be read as a private key ({kind})",
+            hint="check that it is a complete, supported SSH private key",
+        ) from None
+    try:
+        openssh = key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.OpenSSH,
+            serialization.NoEncryption(),
+        )
+        public = key.public_key().public_bytes(
+            serialization.Encoding.OpenSSH, serialization.PublicFormat.OpenSSH
+        )
+    except (ValueError, TypeError, AttributeError):
+        raise KeySourceError(
+            f"the {label} is of a key type ssh-agent cannot use",
+            hint="use an ed25519, ecdsa or rsa key",
+        ) from None
+    blob = base64.b64decode(public.split()[1])
+    digest = base64.b64encode(hashlib.sha256(blob).digest()).decode("ascii").rstrip("=")
+    return LoadedKey(openssh, f"SHA256:{digest}")
+
+
+def keyring_backend(settings: Settings) -> Any:
+    """The keyring backend to use; refuses none and, unless allowed, plain-text ones."""
+    import keyring
+    from keyring.backends import fail
+
+    backend = keyring.get_keyring()
+    if isinstance(backend, fail.Keyring) or backend.priority <= 0:
+        raise KeySourceError(
+            "no keyring backend is available",
+            hint="on Linux run a Secret Service (GNOME Keyring, KWallet, KeePassXC) and "
+            "`pip install secretstorage`; or use key_source=agent",
+        )
+    if backend.priority < 1 and not settings.allow_insecure_keyring:
+        raise KeySourceError(
+            f"the keyring backend {type(backend).__module__}.{type(backend).__name__} does not"
+            " protect secrets",
+            hint="use the OS keyring, or set securebuild.allow_insecure_keyring=true to accept it",
+        )
+    return backend
+
+
+def store_secret(settings: Settings, entry: str, value: str) -> str:
+    """Store ``value`` under ``entry``; return the backend's name. Checks size limits."""
+    backend = keyring_backend(settings)
+    limit = _SIZE_LIMITS.get(type(backend).__name__)
+    if limit is not None and len(value) > limit:
+        raise KeySourceError(
+            f"the key is {len(value)} characters and {type(backend).__name__} holds at most"
+            f" {limit}",
+            hint="keep the key in a passphrase-protected file and store only its passphrase: "
+            "`inv store-key --key-file PATH --passphrase-only`, then key_source=file",
+        )
+    from keyring.errors import KeyringError
+
+    try:
+        backend.set_password(settings.keyring_service, entry, value)
+    except (KeyringError, OSError, RuntimeError) as exc:
+        raise KeySourceError(
+            f"the keyring ({type(backend).__name__}) refused to store "
+            f"{settings.keyring_service}/{entry}: {exc.__class__.__name__}",
+            hint="unlock the keyring, or keep the key in a passphrase-protected file",
+        ) from None
+    return type(backend).__name__
+
+
+def delete_secret(settings: Settings, entry: str) -> bool:
+    """Remove ``entry`` from the keyring; return whether it was there."""
+    backend = keyring_backend(settings)
+    from keyring.errors import KeyringError, PasswordDeleteError
+
+    try:
+        backend.delete_password(settings.keyring_service, entry)
+    except PasswordDeleteError:
+        return False
+    except KeyringError as exc:
+        raise KeySourceError(
+            f"the keyring refused to remove {settings.keyring_service}/{entry}:"
+            f" {exc.__class__.__name__}",
+            hint="unlock the keyring and try again",
+        ) from None
+    return True
+
+
+def store_key_entries(
+    settings: Settings,
+    data: bytes,
+    label: str,
+    ask_passphrase: Callable[[], bytes],
+    *,
+    passphrase_only: bool,
+) -> list[str]:
+    """Check a key, then store it (or only its passphrase); return the entries written.
+
+    The key is decoded first, so a damaged key or a wrong passphrase is caught
+    before anything is stored. An encrypted key's passphrase is stored too, under
+    `passphrase_name`; ``passphrase_only`` stores just that, for keys kept in a
+    file (the way around keyrings too small for a whole key).
+    """
+    asked: list[bytes] = []
+
+    def passphrase() -> bytes:
+        asked.append(ask_passphrase())
+        if not asked[-1]:
+            raise KeySourceError(
+                f"the {label} is encrypted and no passphrase was given",
+                hint="type it at the prompt, or pipe it on standard input",
+            )
+        return asked[-1]
+
+    loaded = load_private_key(data, label, passphrase)
+    stored: list[str] = []
+    if passphrase_only and not asked:
+        raise KeySourceError(
+            f"the {label} is not encrypted, so it has no passphrase to store",
+            hint="store the key itself: `inv store-key --key-file PATH`",
+        )
+    if not passphrase_only:
+        try:
+            text = data.decode("utf-8")
+        except UnicodeDecodeError:
+            raise KeySourceError(
+                f"the {label} is not text", hint="give an OpenSSH or PEM private key"
+            ) from None
+        store_secret(settings, settings.keyring_key, text)
+        stored.append(f"{settings.keyring_service}/{settings.keyring_key} ({loaded.fingerprint})")
+    if asked:
+        store_secret(settings, passphrase_name(settings), asked[-1].decode("utf-8"))
+        stored.append(f"{settings.keyring_service}/{passphrase_name(settings)}")
+    return stored
+
+
+def forget_key_entries(settings: Settings) -> list[str]:
+    """Remove the key and its passphrase from the keyring; return what was removed."""
+    removed = []
+    for entry in (settings.keyring_key, passphrase_name(settings)):
+        if delete_secret(settings, entry):
+            removed.append(f"{settings.keyring_service}/{entry}")
+    return removed

@@ -1,0 +1,190 @@
+"""Reading a requirements file: what it installs and which SSH git hosts it needs.
+
+Requirement syntax is parsed by ``packaging`` (the parser pip itself vendors);
+this module only handles the requirements-file layer around it (comments,
+continuations, per-line options) and refuses what would leak into the image.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from .errors import RequirementsError
+
+# Per-requirement options pip accepts after a requirement on the same line.
+_LINE_OPTION = re.compile(r"\s--(hash|config-settings|global-option)[=\s]\S+")
+# Credentials in a URL ("https://user:token@host"): the requirements file is
+# copied into the build, so they would end up in a layer.
+_URL_CREDENTIALS = re.compile(r"[a-z][a-z0-9+.-]*://[^/\s@]+:[^/\s@]+@", re.IGNORECASE)
+# File-level options that are harmless to pass through to pip in the build.
+_FILE_OPTIONS = (
+    "--index-url",
+    "-i",
+    "--extra-index-url",
+    "--find-links",
+    "-f",
+    "--no-binary",
+    "--only-binary",
+    "--prefer-binary",
+    "--pre",
+    "--trusted-host",
+)
+
+
+@dataclass(frozen=True, order=True)
+class SSHHost:
+    """A git host reached over SSH, as known_hosts names it."""
+
+    host: str
+    port: int = 22
+
+    @property
+    def known_hosts_name(self) -> str:
+        """The host as written in known_hosts: ``host`` or ``[host]:port``."""
+        return self.host if self.port == 22 else f"[{self.host}]:{self.port}"
+
+    def __str__(self) -> str:
+        return self.host if self.port == 22 else f"{self.host}:{self.port}"
+
+
+@dataclass(frozen=True)
+class Requirements:
+    """The parsed content of a requirements file."""
+
+    path: Path
+    names: tuple[str, ...]
+    private: tuple[str, ...]
+    ssh_hosts: tuple[SSHHost, ...]
+
+
+def read_requirements(path: Path) -> Requirements:
+    """Parse ``path``; raise `RequirementsError` naming the file and line on bad input."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise RequirementsError(
+            f"requirements file {path} does not exist",
+            hint="create it, or point securebuild.requirements at yours",
+        ) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise RequirementsError(
+            f"cannot read requirements file {path}: {exc.__class__.__name__}",
+            hint="check its permissions and that it is UTF-8 text",
+        ) from None
+    return parse_requirements(text, path)
+
+
+def parse_requirements(text: str, path: Path) -> Requirements:
+    """Parse requirements-file ``text``; ``path`` is only used in messages."""
+    from packaging.requirements import InvalidRequirement, Requirement
+
+    names: list[str] = []
+    private: list[str] = []
+    hosts: set[SSHHost] = set()
+    for lineno, line in _logical_lines(text):
+        where = f"{path} line {lineno}"
+        if _URL_CREDENTIALS.search(line):
+            raise RequirementsError(
+                f"{where} has credentials in a URL; the file is copied into the image",
+                hint="move the index and its token to a pip.conf given as securebuild.pip_config",
+            )
+        if line.startswith("-"):
+            _check_option(line, where)
+            continue
+        line = _LINE_OPTION.sub("", " " + line).strip()
+        if re.match(r"^[a-z][a-z0-9+.-]*://", line, re.IGNORECASE):
+            name, url = _bare_url(line, where), line
+        else:
+            try:
+                req = Requirement(line)
+            except InvalidRequirement as exc:
+                first = str(exc).splitlines()[0] if str(exc) else "invalid requirement"
+                raise RequirementsError(
+                    f"{where} is not a valid requirement ({first})",
+                    hint="write NAME[==VERSION] or NAME @ git+ssh://git@HOST/ORG/REPO.git@TAG",
+                ) from None
+            name, url = req.name, req.url or ""
+        names.append(name)
+        host = _ssh_host(url, where)
+        if host is not None:
+            private.append(name)
+            hosts.add(host)
+    if not names:
+        raise RequirementsError(
+            f"requirements file {path} lists no requirement",
+            hint="add at least one NAME or NAME @ URL line",
+        )
+    return Requirements(path, tuple(names), tuple(private), tuple(sorted(hosts)))
+
+
+def _logical_lines(text: str) -> list[tuple[int, str]]:
+    """Join backslash continuations and drop comments, as pip does."""
+    lines: list[tuple[int, str]] = []
+    buffer, start = "", 0
+    for number, raw in enumerate(text.splitlines(), start=1):
+        if not buffer:
+            start = number
+        if raw.endswith("\\"):
+            buffer += raw[:-1]
+            continue
+        logical = re.sub(r"(^|\s+)#.*$", "", buffer + raw).strip()
+        buffer = ""
+        if logical:
+            lines.append((start, logical))
+    if buffer.strip():
+        lines.append((start, re.sub(r"(^|\s+)#.*$", "", buffer).strip()))
+    return lines
+
+
+def _check_option(line: str, where: str) -> None:
+    option = re.split(r"[=\s]", line, maxsplit=1)[0]
+    if option in ("-r", "--requirement", "-c", "--constraint"):
+        raise RequirementsError(
+            f"{where} includes another file ({option}), which the build cannot see",
+            hint="merge the files into one requirements file",
+        )
+    if option in ("-e", "--editable"):
+        raise RequirementsError(
+            f"{where} is an editable requirement; an image needs a real install",
+            hint="write NAME @ URL instead of -e URL",
+        )
+    if option not in _FILE_OPTIONS:
+        raise RequirementsError(
+            f"{where} has the option {option}, which this tool does not pass to pip",
+            hint=f"use only {', '.join(_FILE_OPTIONS)}; other pip settings go in pip_config",
+        )
+
+
+def _bare_url(line: str, where: str) -> str:
+    match = re.search(r"[#&]egg=([A-Za-z0-9][A-Za-z0-9._-]*)", line)
+    if not match:
+        raise RequirementsError(
+            f"{where} is a URL without a package name",
+            hint="write NAME @ URL",
+        )
+    return match.group(1)
+
+
+def _ssh_host(url: str, where: str) -> SSHHost | None:
+    lowered = url.lower()
+    if not lowered.startswith(("git+ssh://", "ssh://")):
+        if lowered.startswith("git+git@"):
+            raise RequirementsError(
+                f"{where} uses the scp-like form git+git@HOST:PATH, which pip cannot fetch",
+                hint="write git+ssh://git@HOST/PATH.git@TAG",
+            )
+        return None
+    parts = urlsplit(url.split("+", 1)[1] if lowered.startswith("git+") else url)
+    try:
+        port = parts.port or 22
+    except ValueError:
+        port = -1
+    if not parts.hostname or not 0 < port < 65536:
+        raise RequirementsError(
+            f"{where} has an SSH URL without a valid host or port",
+            hint="write git+ssh://git@HOST[:PORT]/PATH.git@TAG",
+        )
+    return SSHHost(parts.hostname, port)

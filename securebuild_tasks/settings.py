@@ -1,0 +1,364 @@
+"""Settings: one ``securebuild`` namespace, resolved from five levels.
+
+Highest first: task flag, ``SECUREBUILD_*`` environment variable, the project's
+``.env`` file (read with python-dotenv, never loaded into ``os.environ``),
+invoke configuration files, collection defaults. Every value is validated here,
+so the rest of the code works with typed, checked data.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+from .errors import SettingsError
+
+ENV_PREFIX = "SECUREBUILD_"
+NAMESPACE = "securebuild"
+
+# Names that must never travel as build args: build args are stored in the image
+# history and in BuildKit's cache records in plain text.
+_SECRET_NAME = re.compile(
+    r"(KEY|TOKEN|SECRET|PASSW(OR)?D|PASSPHRASE|CREDENTIAL|AUTH|PRIVATE|NETRC)", re.IGNORECASE
+)
+# A docker image name without tag (registry/host:port/path, lowercase path parts).
+_IMAGE_NAME = re.compile(
+    r"^(?:[a-zA-Z0-9.-]+(?::[0-9]+)?/)?[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
+    r"(?:/[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*)*$"
+)
+_TAG = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")
+_NETWORK = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+_ONE_PLATFORM = r"[a-z0-9_]+/[a-z0-9_]+(/[a-z0-9_]+)?"
+_PLATFORM = re.compile(rf"^{_ONE_PLATFORM}(,{_ONE_PLATFORM})*$")
+_SECRET_ID = re.compile(r"^[A-Za-z0-9_.-]+$")
+_BUILD_ARG = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+KEY_SOURCES = ("auto", "agent", "keyring", "file")
+BUILDERS = ("auto", "buildx", "classic")
+PROGRESS = ("auto", "plain", "tty")
+PASSPHRASE_SOURCES = ("auto", "keyring", "prompt")
+
+#: Secret ids the template itself uses; user secrets may not take them.
+RESERVED_SECRET_IDS = ("known_hosts", "ca_bundle", "pip_config")
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Every setting of the ``securebuild`` namespace, typed and validated."""
+
+    image: str = "app"
+    tag: str = "latest"
+    dockerfile: str = ""
+    context: str = "."
+    requirements: str = "requirements.txt"
+    target: str = ""
+    platform: str = ""
+    network: str = ""
+    base_image: str = "python:3.12-slim"
+    build_args: dict[str, str] = field(default_factory=dict)
+    docker: str = ""
+    builder: str = "auto"
+    progress: str = "auto"
+    key_source: str = "auto"
+    agent_socket: str = ""
+    agent_key: str = ""
+    keyring_service: str = "securebuild-tasks"
+    keyring_key: str = "ssh-key"
+    allow_insecure_keyring: bool = False
+    key_file: str = ""
+    passphrase_source: str = "auto"  # noqa: S105 - names a source, holds no passphrase
+    key_lifetime: int = 3600
+    known_hosts: str = ""
+    ca_bundle: str = ""
+    pip_config: str = ""
+    secrets: dict[str, str] = field(default_factory=dict)
+    env_file: str = ".env"
+
+    @property
+    def image_ref(self) -> str:
+        """The full ``name:tag`` reference of the image to build."""
+        return f"{self.image}:{self.tag}"
+
+
+#: One line per setting, shown by ``--help`` and the README.
+HELP: dict[str, str] = {
+    "image": "image name to build (without tag)",
+    "tag": "image tag",
+    "dockerfile": "Dockerfile; empty: the context's Dockerfile, else the built-in template",
+    "context": "build context directory",
+    "requirements": "requirements file, relative to the context",
+    "target": "build stage to stop at (docker build --target)",
+    "platform": "target platform, e.g. linux/amd64",
+    "network": "network for RUN steps (e.g. host, none); empty: the engine's default",
+    "base_image": "base image for the built-in template (a non-secret build arg)",
+    "build_args": "extra non-secret build args, NAME=VALUE[,NAME=VALUE]",
+    "docker": "docker binary to use; empty: the first on PATH that can run BuildKit",
+    "builder": "auto, buildx (docker buildx build) or classic (DOCKER_BUILDKIT=1 docker build)",
+    "progress": "build output: auto, plain or tty",
+    "key_source": "where the SSH key comes from: auto, agent, keyring or file",
+    "agent_socket": "ssh-agent socket; empty: $SSH_AUTH_SOCK",
+    "agent_key": "forward only this agent key (SHA256 fingerprint or comment)",
+    "keyring_service": "keyring service name holding the key and passphrases",
+    "keyring_key": "keyring entry name of the private key",
+    "allow_insecure_keyring": "accept a keyring backend that stores secrets in plain text",
+    "key_file": "private key file (key_source=file)",
+    "passphrase_source": "where the passphrase of key_file comes from: auto, keyring or prompt",
+    "key_lifetime": "seconds the ephemeral agent keeps the key (ssh-add -t)",
+    "known_hosts": "known_hosts file with the git hosts' keys; empty: ~/.ssh/known_hosts",
+    "ca_bundle": "CA bundle for TLS-inspecting proxies, given to pip as a secret mount",
+    "pip_config": "pip.conf (index URLs, tokens) given to pip as a secret mount",
+    "secrets": "extra BuildKit secrets, ID=PATH[,ID=PATH]",
+    "env_file": ".env file read for SECUREBUILD_* values",
+}
+
+
+def defaults() -> dict[str, Any]:
+    """Return the collection defaults, for ``Collection.configure``."""
+    base = Settings()
+    return {f.name: _plain(getattr(base, f.name)) for f in fields(Settings)}
+
+
+def _plain(value: Any) -> Any:
+    return dict(value) if isinstance(value, dict) else value
+
+
+def resolve(
+    config: Mapping[str, Any] | None = None,
+    *,
+    flags: Mapping[str, Any] | None = None,
+    environ: Mapping[str, str] | None = None,
+    cwd: str | os.PathLike[str] | None = None,
+) -> Settings:
+    """Merge the five levels and validate the result.
+
+    ``config`` is the ``securebuild`` mapping of the invoke config (defaults and
+    config files already merged by invoke); ``flags`` holds task flags, where
+    ``None`` means "not given". ``environ`` defaults to ``os.environ``.
+    """
+    environ = os.environ if environ is None else environ
+    flags = {k: v for k, v in (flags or {}).items() if v is not None}
+    env_values = _prefixed(environ, "the environment")
+
+    merged: dict[str, tuple[Any, str]] = {
+        name: (value, "default") for name, value in defaults().items()
+    }
+    for name, value in (config or {}).items():
+        _check_known(name, f"invoke config ({NAMESPACE}.{name})")
+        merged[name] = (value, f"invoke config {NAMESPACE}.{name}")
+
+    # The .env file's own location may come from any level but the .env itself.
+    env_file = flags.get("env_file") or env_values.get("env_file") or merged["env_file"][0]
+    for name, value in _read_env_file(env_file, cwd).items():
+        merged[name] = (value, f"{ENV_PREFIX}{name.upper()} in {env_file}")
+    for name, value in env_values.items():
+        merged[name] = (value, f"environment variable {ENV_PREFIX}{name.upper()}")
+    for name, value in flags.items():
+        _check_known(name, f"flag --{name.replace('_', '-')}")
+        merged[name] = (value, f"flag --{name.replace('_', '-')}")
+
+    values = {name: _convert(name, value, origin) for name, (value, origin) in merged.items()}
+    settings = Settings(**values)
+    _validate(settings, {name: origin for name, (_, origin) in merged.items()})
+    return settings
+
+
+def _check_known(name: str, origin: str) -> None:
+    if name not in HELP:
+        raise SettingsError(
+            f"unknown setting {name!r} from {origin}",
+            hint=f"known settings: {', '.join(sorted(HELP))}",
+        )
+
+
+def _prefixed(source: Mapping[str, str | None], origin: str) -> dict[str, str]:
+    found: dict[str, str] = {}
+    for key, value in source.items():
+        if not key.upper().startswith(ENV_PREFIX) or value is None:
+            continue
+        name = key[len(ENV_PREFIX) :].lower()
+        _check_known(name, f"{key} in {origin}")
+        found[name] = value
+    return found
+
+
+def _read_env_file(env_file: Any, cwd: str | os.PathLike[str] | None) -> dict[str, str]:
+    """Read ``SECUREBUILD_*`` values of a .env file; a missing file is no error."""
+    if not isinstance(env_file, str) or not env_file:
+        return {}
+    path = Path(env_file).expanduser()
+    if not path.is_absolute():
+        path = Path(cwd or Path.cwd()) / path
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return {}
+    except (OSError, UnicodeDecodeError) as exc:
+        raise SettingsError(
+            f"cannot read the .env file {path}: {exc.__class__.__name__}",
+            hint="fix its permissions or encoding (UTF-8), or set SECUREBUILD_ENV_FILE",
+        ) from None
+
+    from dotenv.main import DotEnv
+    from dotenv.parser import parse_stream
+
+    # python-dotenv only warns about lines it cannot parse; a build with a
+    # half-read .env is worse than a clear stop, so check first.
+    for binding in parse_stream(io.StringIO(text)):
+        if binding.error:
+            raise SettingsError(
+                f"cannot parse {path} line {binding.original.line}",
+                hint="write KEY=VALUE, quote values with spaces or '#'",
+            )
+    # interpolate=False: values are taken literally, "$(...)" and "${X}" included.
+    values = DotEnv(path, interpolate=False, encoding="utf-8").dict()
+    return _prefixed(values, str(path))
+
+
+def _convert(name: str, value: Any, origin: str) -> Any:
+    expected = type(getattr(Settings(), name))
+    try:
+        if expected is bool:
+            return _to_bool(value)
+        if expected is int:
+            if isinstance(value, bool):
+                raise ValueError
+            return int(value)
+        if expected is dict:
+            return _to_mapping(value)
+        if not isinstance(value, str):
+            raise ValueError
+        return value.strip()
+    except ValueError:
+        kind = {bool: "true or false", int: "a whole number", dict: "NAME=VALUE pairs"}.get(
+            expected, "text"
+        )
+        raise SettingsError(
+            f"setting {name} from {origin} must be {kind}, not {_show(value)}",
+            hint=f"{name}: {HELP[name]}",
+        ) from None
+
+
+def _show(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _to_bool(value: Any) -> bool:
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.strip().lower() in {"1", "true", "yes", "on"}:
+        return True
+    if isinstance(value, str) and value.strip().lower() in {"0", "false", "no", "off", ""}:
+        return False
+    raise ValueError(value)
+
+
+def _to_mapping(value: Any) -> dict[str, str]:
+    if isinstance(value, Mapping):
+        return {str(k): str(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        items = [str(v) for v in value]
+    elif isinstance(value, str):
+        items = [part for part in value.split(",") if part.strip()]
+    else:
+        raise ValueError(value)
+    pairs: dict[str, str] = {}
+    for item in items:
+        key, sep, val = item.partition("=")
+        if not sep or not key.strip():
+            raise ValueError(item)
+        pairs[key.strip()] = val.strip()
+    return pairs
+
+
+def _validate(s: Settings, origins: Mapping[str, str]) -> None:
+    def bad(name: str, why: str, hint: str = "") -> SettingsError:
+        return SettingsError(
+            f"setting {name} from {origins[name]} {why}", hint=hint or f"{name}: {HELP[name]}"
+        )
+
+    choices: dict[str, tuple[str, ...]] = {
+        "key_source": KEY_SOURCES,
+        "builder": BUILDERS,
+        "progress": PROGRESS,
+        "passphrase_source": PASSPHRASE_SOURCES,
+    }
+    for name, allowed in choices.items():
+        if getattr(s, name) not in allowed:
+            raise bad(name, f"is {getattr(s, name)!r}", f"use one of: {', '.join(allowed)}")
+
+    patterns: list[tuple[str, re.Pattern[str], bool]] = [
+        ("image", _IMAGE_NAME, False),
+        ("tag", _TAG, False),
+        ("network", _NETWORK, True),
+        ("platform", _PLATFORM, True),
+        ("target", _BUILD_ARG_STAGE, True),
+    ]
+    for name, pattern, may_be_empty in patterns:
+        value = getattr(s, name)
+        if (value or not may_be_empty) and not pattern.match(value):
+            raise bad(name, f"is not a valid {name}: {_show(value)}")
+
+    if s.key_lifetime <= 0:
+        raise bad("key_lifetime", f"must be positive, not {s.key_lifetime}")
+    if not s.keyring_service or not s.keyring_key:
+        name = "keyring_service" if not s.keyring_service else "keyring_key"
+        raise bad(name, "must not be empty")
+    if s.key_source == "file" and not s.key_file:
+        raise bad(
+            "key_source",
+            "is 'file' but no key_file is set",
+            "set SECUREBUILD_KEY_FILE=PATH or pass --key-file PATH",
+        )
+
+    for arg in s.build_args:
+        if not _BUILD_ARG.match(arg):
+            raise bad("build_args", f"has an invalid build arg name {_show(arg)}")
+        if _SECRET_NAME.search(arg):
+            raise bad(
+                "build_args",
+                f"has {arg!r}, which looks like a secret; build args are stored in the image",
+                "pass it as a secret instead: secrets=ID=PATH, and read /run/secrets/ID",
+            )
+    check_relative(s.requirements, "requirements", origins)
+    for secret_id, path in s.secrets.items():
+        if not _SECRET_ID.match(secret_id) or secret_id in RESERVED_SECRET_IDS:
+            raise bad(
+                "secrets",
+                f"has an invalid or reserved secret id {_show(secret_id)}",
+                f"use letters, digits, '.', '_' or '-', and none of {RESERVED_SECRET_IDS}",
+            )
+        if not path:
+            raise bad("secrets", f"gives no path for secret {secret_id!r}")
+
+
+_BUILD_ARG_STAGE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+
+
+def check_relative(value: str, name: str, origins: Mapping[str, str]) -> None:
+    """Refuse a path that must stay inside the build context but does not."""
+    path = Path(value)
+    if not value or path.is_absolute() or ".." in path.parts:
+        raise SettingsError(
+            f"setting {name} from {origins[name]} must be a path inside the build context,"
+            f" not {_show(value)}",
+            hint=f"{name}: {HELP[name]}",
+        )
+
+
+def describe(settings: Settings) -> list[tuple[str, str, str]]:
+    """Return (name, value, help) rows for display; values are never secrets."""
+    rows = []
+    for f in fields(Settings):
+        value = getattr(settings, f.name)
+        if isinstance(value, dict):
+            shown = ",".join(f"{k}={v}" for k, v in value.items())
+        else:
+            shown = str(value)
+        rows.append((f.name, shown, HELP[f.name]))
+    return rows

@@ -1,0 +1,86 @@
+"""The ``build-image`` task: the old ``make build-image``, without the key leak."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from invoke.context import Context
+from invoke.tasks import task
+
+from ..settings import HELP
+from ._common import reports_errors, settings_for
+
+_FLAGS = (
+    "image",
+    "tag",
+    "dockerfile",
+    "context",
+    "requirements",
+    "target",
+    "platform",
+    "network",
+    "docker",
+    "builder",
+    "progress",
+    "key_source",
+    "agent_key",
+    "key_file",
+    "known_hosts",
+    "ca_bundle",
+    "pip_config",
+)
+
+
+@task(help={name.replace("_", "-"): HELP[name] for name in _FLAGS})
+@reports_errors
+def build_image(
+    c: Context,
+    image: str | None = None,
+    tag: str | None = None,
+    dockerfile: str | None = None,
+    context: str | None = None,
+    requirements: str | None = None,
+    target: str | None = None,
+    platform: str | None = None,
+    network: str | None = None,
+    docker: str | None = None,
+    builder: str | None = None,
+    progress: str | None = None,
+    key_source: str | None = None,
+    agent_key: str | None = None,
+    key_file: str | None = None,
+    known_hosts: str | None = None,
+    ca_bundle: str | None = None,
+    pip_config: str | None = None,
+) -> None:
+    """Build the image, forwarding the SSH key to BuildKit (never into a layer)."""
+    from ..build import build_image as run_build
+
+    settings = settings_for(
+        c,
+        image=image,
+        tag=tag,
+        dockerfile=dockerfile,
+        context=context,
+        requirements=requirements,
+        target=target,
+        platform=platform,
+        network=network,
+        docker=docker,
+        builder=builder,
+        progress=progress,
+        key_source=key_source,
+        agent_key=agent_key,
+        key_file=key_file,
+        known_hosts=known_hosts,
+        ca_bundle=ca_bundle,
+        pip_config=pip_config,
+    )
+    result = run_build(settings, cwd=Path.cwd(), out=sys.stderr)
+    print(
+        f"securebuild: built {result.image} ({result.image_id[:19]}, "
+        f"{result.size / 1e6:.1f} MB) in {result.seconds:.1f} s "
+        f"with key {result.key_fingerprint} from {result.key_source}",
+        file=sys.stderr,
+    )
