@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 import os
+import shlex
 import shutil
 import subprocess
 import sys
@@ -35,7 +36,7 @@ def _run(argv: list[str], **kwargs: object) -> int:
 @task(help={"pytest-args": "extra arguments for pytest, e.g. '-k agent -x'"})
 def test(c: Context, pytest_args: str = "") -> None:
     """Run the whole test suite, inside a private Secret Service session when possible."""
-    argv = [sys.executable, "-m", "pytest", *pytest_args.split()]
+    argv = [sys.executable, "-m", "pytest", *shlex.split(pytest_args)]
     if shutil.which("dbus-run-session") and shutil.which("gnome-keyring-daemon"):
         # A private D-Bus session with its own unlocked keyring: the tests use a
         # real Secret Service without ever touching the user's keyring.

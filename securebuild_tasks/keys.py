@@ -317,6 +317,7 @@ def load_private_key(data: bytes, label: str, passphrase: Callable[[], bytes]) -
     The result is re-encoded as an unencrypted OpenSSH key in memory, only to be
     piped to ``ssh-add``. Errors name ``label``, never the key's content.
     """
+    from cryptography.exceptions import UnsupportedAlgorithm
     from cryptography.hazmat.primitives import serialization
 
     loader: Callable[..., Any]
@@ -340,6 +341,12 @@ def load_private_key(data: bytes, label: str, passphrase: Callable[[], bytes]) -
                 raise KeySourceError(
                     f"wrong passphrase for the {label}", hint="try again with the right one"
                 ) from None
+    except UnsupportedAlgorithm:
+        raise KeySourceError(
+            f"the {label} uses an algorithm or cipher this installation cannot read",
+            hint="reinstall securebuild-tasks with its dependencies (bcrypt), or convert the key"
+            " with `ssh-keygen -p -f KEY`",
+        ) from None
     except (ValueError, TypeError, NotImplementedError) as exc:
         kind = exc.__class__.__name__
         raise KeySourceError(

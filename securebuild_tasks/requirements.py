@@ -18,7 +18,13 @@ from .errors import RequirementsError
 _LINE_OPTION = re.compile(r"\s--(hash|config-settings|global-option)[=\s]\S+")
 # Credentials in a URL ("https://user:token@host"): the requirements file is
 # copied into the build, so they would end up in a layer.
-_URL_CREDENTIALS = re.compile(r"[a-z][a-z0-9+.-]*://[^/\s@]+:[^/\s@]+@", re.IGNORECASE)
+_URL_CREDENTIALS = re.compile(
+    r"[a-z][a-z0-9+.-]*://[^/\s@]+:[^/\s@]+@"
+    # Over http(s) a user name alone is a token too ("https://TOKEN@host"); over
+    # SSH it is only the login ("git@host"), which is allowed.
+    r"|\bhttps?://[^/\s@]+@",
+    re.IGNORECASE,
+)
 # File-level options that are harmless to pass through to pip in the build.
 _FILE_OPTIONS = (
     "--index-url",
@@ -127,7 +133,8 @@ def _logical_lines(text: str) -> list[tuple[int, str]]:
     for number, raw in enumerate(text.splitlines(), start=1):
         if not buffer:
             start = number
-        if raw.endswith("\\"):
+        # pip never continues a comment line: its backslash is part of the comment.
+        if raw.endswith("\\") and not re.match(r"\s*#", raw):
             buffer += raw[:-1]
             continue
         logical = re.sub(r"(^|\s+)#.*$", "", buffer + raw).strip()
@@ -177,14 +184,15 @@ def _ssh_host(url: str, where: str) -> SSHHost | None:
                 hint="write git+ssh://git@HOST/PATH.git@TAG",
             )
         return None
-    parts = urlsplit(url.split("+", 1)[1] if lowered.startswith("git+") else url)
     try:
-        port = parts.port or 22
+        # urlsplit itself raises on a bad "[...]" host; port 0 must not become 22.
+        parts = urlsplit(url.split("+", 1)[1] if lowered.startswith("git+") else url)
+        host, port = parts.hostname, 22 if parts.port is None else parts.port
     except ValueError:
-        port = -1
-    if not parts.hostname or not 0 < port < 65536:
+        host, port = None, -1
+    if not host or not 0 < port < 65536:
         raise RequirementsError(
             f"{where} has an SSH URL without a valid host or port",
             hint="write git+ssh://git@HOST[:PORT]/PATH.git@TAG",
         )
-    return SSHHost(parts.hostname, port)
+    return SSHHost(host, port)

@@ -152,8 +152,17 @@ def resolve(
         merged[name] = (value, f"invoke config {NAMESPACE}.{name}")
 
     # The .env file's own location may come from any level but the .env itself.
-    env_file = flags.get("env_file") or env_values.get("env_file") or merged["env_file"][0]
+    # The first level that sets it wins, even with "" (read no .env file).
+    env_file = next(
+        (level["env_file"] for level in (flags, env_values) if "env_file" in level),
+        merged["env_file"][0],
+    )
     for name, value in _read_env_file(env_file, cwd).items():
+        if name == "env_file":
+            raise SettingsError(
+                f"{ENV_PREFIX}ENV_FILE in {env_file} cannot move the .env file it is in",
+                hint=f"set {ENV_PREFIX}ENV_FILE in the environment or pass --env-file",
+            )
         merged[name] = (value, f"{ENV_PREFIX}{name.upper()} in {env_file}")
     for name, value in env_values.items():
         merged[name] = (value, f"environment variable {ENV_PREFIX}{name.upper()}")
@@ -210,8 +219,11 @@ def _read_env_file(env_file: Any, cwd: str | os.PathLike[str] | None) -> dict[st
     # half-read .env is worse than a clear stop, so check first.
     for binding in parse_stream(io.StringIO(text)):
         if binding.error:
+            # dotenv counts from the end of the previous entry; skip the blank lines.
+            raw = binding.original.string
+            line = binding.original.line + raw[: len(raw) - len(raw.lstrip())].count("\n")
             raise SettingsError(
-                f"cannot parse {path} line {binding.original.line}",
+                f"cannot parse {path} line {line}",
                 hint="write KEY=VALUE, quote values with spaces or '#'",
             )
     # interpolate=False: values are taken literally, "$(...)" and "${X}" included.
@@ -233,7 +245,7 @@ def _convert(name: str, value: Any, origin: str) -> Any:
         if not isinstance(value, str):
             raise ValueError
         return value.strip()
-    except ValueError:
+    except (TypeError, ValueError):  # int() raises TypeError for None, lists, dicts
         kind = {bool: "true or false", int: "a whole number", dict: "NAME=VALUE pairs"}.get(
             expected, "text"
         )

@@ -174,7 +174,9 @@ class GitServer:
         """The ssh:// URL of repository ``name``."""
         return f"ssh://{self.user}@127.0.0.1:{self.port}{self.repos / name}.git"
 
-    def create_package(self, name: str, tag: str, version: str, *, body: str = "") -> str:
+    def create_package(
+        self, name: str, tag: str, version: str, *, body: str = "", setup_py: str = ""
+    ) -> str:
         """Make a bare repo holding a tiny installable package; return its URL."""
         work = self.root / "work" / name
         if work.exists():
@@ -186,6 +188,8 @@ class GitServer:
             'build-backend = "setuptools.build_meta"\n\n'
             f'[project]\nname = "{name}"\nversion = "{version}"\n'
         )
+        if setup_py:
+            (work / "setup.py").write_text(setup_py)
         (work / name / "__init__.py").write_text(
             f'"""A private test package."""\nVERSION = "{version}"\n{body}'
         )

@@ -1,0 +1,219 @@
+"""Session-wide real parts: one engine, one base image, one git server and index.
+
+Everything is started once per test session (a full run stays well under its
+time budget) and talks only to 127.0.0.1.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import uuid
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+from securebuild_tasks.engine import Engine, detect_engine, ping
+from securebuild_tasks.errors import SecurebuildError
+from tests.conftest import need
+from tests.support.realparts import (
+    Agent,
+    GitServer,
+    PackageIndex,
+    SSHKey,
+    build_backend_wheels,
+    make_key,
+)
+
+BASE_IMAGE = os.environ.get("SBT_BASE_IMAGE", "securebuild-test/python:bookworm")
+WHEEL_CACHE = Path(
+    os.environ.get("SBT_WHEEL_CACHE", Path.home() / ".cache/securebuild-tests/wheels")
+)
+
+SLOW_SETUP = """\
+import time
+from setuptools import setup
+time.sleep(120)  # keeps the build busy so a test can interrupt it
+setup()
+"""
+
+USER_TASKS = """\
+from invoke import Collection
+import securebuild_tasks
+
+ns = Collection()
+securebuild_tasks.add_to(ns)
+"""
+
+
+@pytest.fixture(scope="session")
+def engine() -> Engine:
+    """The Docker engine the integration tests build with."""
+    try:
+        found = detect_engine()
+        ping(found)
+    except SecurebuildError as exc:
+        need(False, f"no Docker engine with BuildKit ({exc.line()}); run .ci/services.sh")
+        raise
+    return found
+
+
+@pytest.fixture(scope="session")
+def base_image(engine: Engine) -> str:
+    """The local Python base image (no registry is reachable in the lab)."""
+    done = subprocess.run(
+        [engine.docker, "image", "inspect", BASE_IMAGE], capture_output=True, check=False
+    )
+    need(done.returncode == 0, f"base image {BASE_IMAGE} is missing; run .ci/services.sh")
+    return BASE_IMAGE
+
+
+@pytest.fixture(scope="session")
+def data_root(engine: Engine) -> Path:
+    """The daemon's data root, searched for key bytes after builds."""
+    out = subprocess.run(
+        [engine.docker, "info", "--format", "{{.DockerRootDir}}"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
+    path = Path(out)
+    need(os.access(path, os.R_OK), f"cannot read the daemon data root {path}")
+    return path
+
+
+@dataclass
+class Lab:
+    """The session's git server, package index and keys."""
+
+    server: GitServer
+    index: PackageIndex
+    deploy: SSHKey
+    other: SSHKey
+    encrypted: SSHKey
+    private_url: str
+    slow_url: str
+    keyring_service: str = field(
+        default_factory=lambda: f"securebuild-tests-{uuid.uuid4().hex[:8]}"
+    )
+
+
+@pytest.fixture(scope="session")
+def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
+    """A real sshd serving private packages, and a local package index."""
+    need(Path("/usr/sbin/sshd").exists() or bool(shutil.which("sshd")), "OpenSSH server missing")
+    root = tmp_path_factory.mktemp("lab")
+    server = GitServer(root / "git").start()
+    index = PackageIndex(build_backend_wheels(WHEEL_CACHE)).start()
+    keys = root / "keys"
+    deploy = make_key(keys, "deploy-key")
+    other = make_key(keys, "other-key")
+    encrypted = make_key(keys, "encrypted-key", passphrase="correct horse battery", kind="rsa")
+    server.authorize(deploy)
+    server.authorize(encrypted)
+    private_url = server.create_package("privpkg", "v1.0.0", "1.0.0")
+    slow_url = server.create_package("slowpkg", "v0.1.0", "0.1.0", setup_py=SLOW_SETUP)
+    try:
+        yield Lab(server, index, deploy, other, encrypted, private_url, slow_url)
+    finally:
+        index.stop()
+        server.stop()
+
+
+@dataclass
+class Project:
+    """A user's project: app, requirements, pinned known_hosts, tasks.py."""
+
+    path: Path
+    env: dict[str, str]
+    image: str
+
+    def requirements(self, text: str) -> None:
+        """Replace requirements.txt (tagged with the project, so no other build's cache fits)."""
+        (self.path / "requirements.txt").write_text(f"# {self.image}\n{text}")
+
+    def inv(
+        self,
+        *args: str,
+        env: Mapping[str, str] | None = None,
+        input: bytes | None = None,
+        timeout: float = 600,
+    ) -> subprocess.CompletedProcess[str]:
+        """Run ``inv ARGS`` in the project like a user would; output is captured."""
+        full_env = {**self.env, **(env or {})}
+        full_env = {k: v for k, v in full_env.items() if v is not None}
+        return subprocess.run(
+            [sys.executable, "-m", "invoke", *args],
+            cwd=self.path,
+            env=full_env,
+            input=input.decode() if input is not None else None,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=False,
+        )
+
+
+@pytest.fixture
+def project(tmp_path: Path, lab: Lab, base_image: str, engine: Engine) -> Iterator[Project]:
+    """A fresh project whose build needs the private package over SSH."""
+    path = tmp_path / "project"
+    (path / "app").mkdir(parents=True)
+    (path / "app" / "__init__.py").write_text("")
+    (path / "app" / "__main__.py").write_text("import privpkg\nprint(privpkg.VERSION)\n")
+    (path / "known_hosts").write_text(lab.server.known_hosts_line())
+    (path / "pip.conf").write_text(lab.index.pip_config())
+    (path / "tasks.py").write_text(USER_TASKS)
+    (path / ".dockerignore").write_text("known_hosts\npip.conf\n.env\n")
+    image = f"sbt-{uuid.uuid4().hex[:10]}"
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("SECUREBUILD_", "SSH_"))}
+    env.update(
+        {
+            "SECUREBUILD_IMAGE": image,
+            "SECUREBUILD_KNOWN_HOSTS": str(path / "known_hosts"),
+            "SECUREBUILD_PIP_CONFIG": str(path / "pip.conf"),
+            "SECUREBUILD_NETWORK": "host",
+            "SECUREBUILD_BASE_IMAGE": base_image,
+            "SECUREBUILD_KEYRING_SERVICE": lab.keyring_service,
+            "SECUREBUILD_DOCKER": engine.docker,
+        }
+    )
+    created = Project(path, env, f"{image}:latest")
+    created.requirements(f"privpkg @ git+{lab.private_url}@v1.0.0\n")
+    yield created
+    subprocess.run(
+        [engine.docker, "image", "rm", "-f", f"{image}:latest"], capture_output=True, check=False
+    )
+
+
+@pytest.fixture
+def agent(tmp_path: Path) -> Iterator[Agent]:
+    """A user's ssh-agent, empty at first."""
+    # A short path: unix socket paths are limited to ~104 bytes.
+    root = Path(tempfile.mkdtemp(prefix="sbt-agent-"))
+    started = Agent(root).start()
+    try:
+        yield started
+    finally:
+        started.stop()
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def securebuild_leftovers() -> list[str]:
+    """Ephemeral work dirs or agents of this tool still present."""
+    tmp = Path(tempfile.gettempdir())
+    left = [str(p) for p in tmp.glob("securebuild-*") if not p.name.startswith("securebuild-demo")]
+    for proc in Path("/proc").glob("[0-9]*"):
+        try:
+            cmdline = (proc / "cmdline").read_bytes()
+        except OSError:
+            continue
+        if b"ssh-agent" in cmdline and b"securebuild-" in cmdline:
+            shown = cmdline.replace(b"\0", b" ").decode(errors="replace")
+            left.append(f"process {proc.name}: {shown}")
+    return left

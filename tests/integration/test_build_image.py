@@ -1,0 +1,204 @@
+"""`inv build-image` against a real engine, a real sshd and real agents and keyring.
+
+Each build must produce an image in which the private package imports, and
+leave no copy of the key anywhere the build touched.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import pytest
+
+from securebuild_tasks.engine import Engine
+from tests.conftest import need
+from tests.integration.conftest import BASE_IMAGE, Lab, Project, securebuild_leftovers
+from tests.support.leaks import find_in_bytes, find_in_tree, image_leaks, key_needles
+from tests.support.realparts import Agent, SSHKey
+
+pytestmark = pytest.mark.engine
+
+
+def _import_private(engine: Engine, image: str) -> str:
+    done = subprocess.run(
+        [
+            engine.docker,
+            "run",
+            "--rm",
+            "--network",
+            "host",
+            image,
+            "python",
+            "-c",
+            "import privpkg; print(privpkg.VERSION)",
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    return done.stdout.strip()
+
+
+def _assert_no_leak(engine: Engine, data_root: Path, image: str, key: SSHKey, output: str) -> None:
+    needles = key_needles(key.private_bytes, key.passphrase)
+    assert find_in_bytes(output.encode(), needles) == []
+    assert image_leaks(engine.docker, image, needles, BASE_IMAGE) == {}
+    assert find_in_tree(data_root, needles) == []
+    assert securebuild_leftovers() == []
+
+
+def _assert_one_line_error(done: subprocess.CompletedProcess[str], code: int, text: str) -> None:
+    assert done.returncode == code, done.stdout + done.stderr
+    assert "Traceback" not in done.stdout + done.stderr
+    last = done.stderr.strip().splitlines()[-1]
+    assert last.startswith("securebuild: error: "), done.stderr[-2000:]
+    assert text in last
+
+
+@pytest.fixture(scope="session")
+def keyring_ready() -> None:
+    """A real keyring backend (the Secret Service in CI) must be usable."""
+    import keyring
+
+    backend = keyring.get_keyring()
+    need(
+        backend.priority >= 1,
+        f"no secure keyring backend ({type(backend).__name__}); run the tests with `inv test`",
+    )
+
+
+def test_agent_key_builds_and_leaks_nothing(
+    project: Project, agent: Agent, lab: Lab, engine: Engine, data_root: Path
+) -> None:
+    """A key in the user's ssh-agent builds the image and leaves no trace."""
+    agent.add(lab.deploy)
+    done = project.inv("build-image", env={"SSH_AUTH_SOCK": str(agent.socket)})
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert _import_private(engine, project.image) == "1.0.0"
+    assert lab.deploy.fingerprint in done.stderr
+    _assert_no_leak(engine, data_root, project.image, lab.deploy, done.stdout + done.stderr)
+
+
+def test_keyring_key_builds_and_leaks_nothing(
+    project: Project, lab: Lab, engine: Engine, data_root: Path, keyring_ready: None
+) -> None:
+    """A key stored with `inv store-key` builds through an ephemeral agent."""
+    stored = project.inv("store-key", "--key-file", str(lab.deploy.private))
+    assert stored.returncode == 0, stored.stderr
+    try:
+        done = project.inv("build-image", env={"SECUREBUILD_KEY_SOURCE": "keyring"})
+        assert done.returncode == 0, done.stderr[-3000:]
+        assert "from keyring" in done.stderr
+        assert _import_private(engine, project.image) == "1.0.0"
+        _assert_no_leak(engine, data_root, project.image, lab.deploy, done.stdout + done.stderr)
+    finally:
+        forgot = project.inv("forget-key")
+    assert forgot.returncode == 0, forgot.stderr
+    assert "removed" in forgot.stderr
+
+
+def test_encrypted_key_file_with_keyring_passphrase(
+    project: Project, lab: Lab, engine: Engine, data_root: Path, keyring_ready: None
+) -> None:
+    """An encrypted key file builds with its passphrase taken from the keyring."""
+    key = lab.encrypted
+    stored = project.inv(
+        "store-key",
+        "--key-file",
+        str(key.private),
+        "--passphrase-only",
+        input=(key.passphrase + "\n").encode(),
+    )
+    assert stored.returncode == 0, stored.stderr
+    try:
+        done = project.inv(
+            "build-image",
+            env={"SECUREBUILD_KEY_SOURCE": "file", "SECUREBUILD_KEY_FILE": str(key.private)},
+        )
+        assert done.returncode == 0, done.stderr[-3000:]
+        assert "from file" in done.stderr
+        assert _import_private(engine, project.image) == "1.0.0"
+        _assert_no_leak(engine, data_root, project.image, key, done.stdout + done.stderr)
+    finally:
+        project.inv("forget-key")
+
+
+def test_selected_agent_key_hides_the_others(
+    project: Project, agent: Agent, lab: Lab, engine: Engine
+) -> None:
+    """With agent_key naming the unauthorized key, the authorized one is not usable."""
+    agent.add(lab.other)
+    agent.add(lab.deploy)
+    env = {"SSH_AUTH_SOCK": str(agent.socket)}
+    refused = project.inv("build-image", env={**env, "SECUREBUILD_AGENT_KEY": "other-key"})
+    _assert_one_line_error(refused, 3, "refused the forwarded key")
+    assert securebuild_leftovers() == []
+
+    chosen = project.inv(
+        "build-image", env={**env, "SECUREBUILD_AGENT_KEY": lab.deploy.fingerprint}
+    )
+    assert chosen.returncode == 0, chosen.stderr[-3000:]
+    assert _import_private(engine, project.image) == "1.0.0"
+
+
+def test_failed_build_cleans_up(project: Project, lab: Lab) -> None:
+    """A build that fails (tag missing) ends with one line and leaves no agent behind."""
+    project.requirements(f"privpkg @ git+{lab.private_url}@v9.9.9\n")
+    done = project.inv(
+        "build-image",
+        env={"SECUREBUILD_KEY_SOURCE": "file", "SECUREBUILD_KEY_FILE": str(lab.deploy.private)},
+    )
+    _assert_one_line_error(done, 6, "docker build failed")
+    assert securebuild_leftovers() == []
+    needles = key_needles(lab.deploy.private_bytes)
+    assert find_in_bytes((done.stdout + done.stderr).encode(), needles) == []
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+def test_interrupted_build_cleans_up(project: Project, lab: Lab, signum: int) -> None:
+    """Ctrl-C (or SIGTERM) mid-build removes the ephemeral agent and its directory."""
+    project.requirements(f"slowpkg @ git+{lab.slow_url}@v0.1.0\n")
+    before = set(Path(tempfile.gettempdir()).glob("securebuild-*"))
+    env = {
+        **project.env,
+        "SECUREBUILD_KEY_SOURCE": "file",
+        "SECUREBUILD_KEY_FILE": str(lab.deploy.private),
+    }
+    process = subprocess.Popen(
+        [sys.executable, "-m", "invoke", "build-image"],
+        cwd=project.path,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    try:
+        deadline = time.monotonic() + 120
+        sockets: list[Path] = []
+        while time.monotonic() < deadline and not sockets:
+            new = set(Path(tempfile.gettempdir()).glob("securebuild-*")) - before
+            sockets = [d / "agent.sock" for d in new if (d / "agent.sock").exists()]
+            time.sleep(0.1)
+        assert sockets, "the build never started its ephemeral agent"
+        time.sleep(3)  # inside the slow package's build now
+        assert process.poll() is None, "the build ended before it could be interrupted"
+        if signum == signal.SIGINT:
+            os.killpg(process.pid, signal.SIGINT)  # what a terminal's Ctrl-C does
+        else:
+            process.send_signal(signal.SIGTERM)
+        process.wait(timeout=60)
+    finally:
+        if process.poll() is None:
+            process.kill()
+        output = process.stdout.read().decode(errors="replace") if process.stdout else ""
+    assert process.returncode != 0
+    assert "Traceback" not in output
+    assert securebuild_leftovers() == []
+    assert not any(s.parent.exists() for s in sockets)

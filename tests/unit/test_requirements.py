@@ -1,0 +1,502 @@
+"""Tests for securebuild_tasks.requirements: names, SSH hosts, and what is refused."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from securebuild_tasks.errors import RequirementsError
+from securebuild_tasks.requirements import (
+    Requirements,
+    SSHHost,
+    parse_requirements,
+    read_requirements,
+)
+
+REQS = Path("ctx/requirements.txt")
+
+
+def _parse(text: str) -> Requirements:
+    return parse_requirements(text, REQS)
+
+
+def _error(text: str) -> str:
+    """The message of the RequirementsError ``text`` must raise."""
+    with pytest.raises(RequirementsError) as info:
+        _parse(text)
+    return str(info.value)
+
+
+# --- SSHHost --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("host", "known_hosts_name", "shown"),
+    [
+        (SSHHost("git.example.com"), "git.example.com", "git.example.com"),
+        (SSHHost("git.example.com", 22), "git.example.com", "git.example.com"),
+        (SSHHost("127.0.0.1", 2222), "[127.0.0.1]:2222", "127.0.0.1:2222"),
+        (SSHHost("::1", 2200), "[::1]:2200", "::1:2200"),
+    ],
+)
+def test_ssh_host_names(host: SSHHost, known_hosts_name: str, shown: str) -> None:
+    """known_hosts_name is `host` on port 22 and `[host]:port` otherwise."""
+    assert host.known_hosts_name == known_hosts_name
+    assert str(host) == shown
+
+
+# --- hosts and names ------------------------------------------------------------------
+
+
+def test_default_port_host() -> None:
+    """A git+ssh URL without a port gives the host on port 22."""
+    reqs = _parse("mylib @ git+ssh://git@git.example.com/org/mylib.git@v1.0\n")
+    assert reqs.names == ("mylib",)
+    assert reqs.private == ("mylib",)
+    assert reqs.ssh_hosts == (SSHHost("git.example.com", 22),)
+    assert reqs.ssh_hosts[0].known_hosts_name == "git.example.com"
+
+
+def test_custom_port_host() -> None:
+    """A git+ssh URL with a port keeps it, and known_hosts names it [host]:port."""
+    reqs = _parse("mylib @ git+ssh://git@127.0.0.1:2222/srv/git/mylib.git@main\n")
+    assert reqs.ssh_hosts == (SSHHost("127.0.0.1", 2222),)
+    assert reqs.ssh_hosts[0].known_hosts_name == "[127.0.0.1]:2222"
+
+
+def test_plain_ssh_scheme_and_case() -> None:
+    """ssh:// URLs count too, and host names are lower-cased as ssh does."""
+    reqs = _parse("lib @ ssh://git@Git.Example.COM/org/lib.git\n")
+    assert reqs.ssh_hosts == (SSHHost("git.example.com"),)
+
+
+def test_ipv6_host_with_port() -> None:
+    """A bracketed IPv6 host with a port is parsed without its brackets."""
+    reqs = _parse("lib @ git+ssh://git@[::1]:2222/lib.git\n")
+    assert reqs.ssh_hosts == (SSHHost("::1", 2222),)
+    assert reqs.ssh_hosts[0].known_hosts_name == "[::1]:2222"
+
+
+def test_hosts_are_unique_and_sorted() -> None:
+    """Each (host, port) appears once, sorted; the same host on two ports is two hosts."""
+    text = "\n".join(
+        [
+            "b @ git+ssh://git@zeta.example/b.git",
+            "a @ git+ssh://git@alpha.example/a.git",
+            "c @ git+ssh://git@alpha.example/c.git",
+            "d @ git+ssh://git@alpha.example:2222/d.git",
+        ]
+    )
+    reqs = _parse(text)
+    assert reqs.ssh_hosts == (
+        SSHHost("alpha.example", 22),
+        SSHHost("alpha.example", 2222),
+        SSHHost("zeta.example", 22),
+    )
+    assert reqs.private == ("b", "a", "c", "d")
+
+
+def test_public_and_private_names() -> None:
+    """Index and https requirements are names but not private, and add no host."""
+    text = (
+        "requests==2.32.3\n"
+        "Django>=4,<6\n"
+        "attrs[tests]\n"
+        "pub @ https://files.example.com/pub-1.0-py3-none-any.whl\n"
+        "priv @ git+ssh://git@git.example.com/org/priv.git@v2\n"
+    )
+    reqs = _parse(text)
+    assert reqs.names == ("requests", "Django", "attrs", "pub", "priv")
+    assert reqs.private == ("priv",)
+    assert reqs.ssh_hosts == (SSHHost("git.example.com"),)
+    assert reqs.path == REQS
+
+
+def test_comments_and_blank_lines() -> None:
+    """Full-line and trailing comments and blank lines are ignored."""
+    text = "# header\n\n   \nrequests  # pinned elsewhere\n\t# indented comment\nattrs\n"
+    assert _parse(text).names == ("requests", "attrs")
+
+
+def test_continuation_lines() -> None:
+    """Backslash continuations join into one requirement."""
+    text = (
+        "mylib @ \\\n  git+ssh://git@git.example.com/org/mylib.git@v1 \\\n  ; python_version>'3'\n"
+    )
+    reqs = _parse(text)
+    assert reqs.names == ("mylib",)
+    assert reqs.ssh_hosts == (SSHHost("git.example.com"),)
+
+
+def test_comment_line_ending_in_backslash_does_not_swallow_next() -> None:
+    """As in pip, a comment's trailing backslash does not continue it onto the next line."""
+    assert _parse("# see docs \\\nrequests\n").names == ("requests",)
+    assert _parse("requests\n# trailing comment \\").names == ("requests",)
+
+
+def test_line_numbers_after_continuation() -> None:
+    """An error after a continued line names the physical line it is on."""
+    text = "requests \\\n  ==2.0\nattrs\n\n!!bad\n"
+    assert f"{REQS} line 5 " in _error(text)
+
+
+def test_error_in_continued_line_names_its_first_line() -> None:
+    """An error in a continued requirement names the line where it starts."""
+    text = "requests\n\nbad \\\n  name here\n"
+    assert f"{REQS} line 3 " in _error(text)
+
+
+def test_hash_options_on_a_line() -> None:
+    """--hash options after a requirement, also on continuation lines, are accepted."""
+    text = (
+        "requests==2.32.3 --hash=sha256:aaaa --hash sha256:bbbb\n"
+        "attrs==23.2.0 \\\n"
+        "    --hash=sha256:cccc \\\n"
+        "    --hash=sha256:dddd\n"
+        "wheel==0.43 --config-settings=x=y --global-option=--quiet\n"
+    )
+    assert _parse(text).names == ("requests", "attrs", "wheel")
+
+
+def test_environment_markers() -> None:
+    """Requirements with environment markers parse, URL ones still give their host."""
+    text = (
+        'tomli>=2; python_version < "3.11"\n'
+        'mylib @ git+ssh://git@git.example.com:2200/org/mylib.git ; sys_platform == "linux"\n'
+    )
+    reqs = _parse(text)
+    assert reqs.names == ("tomli", "mylib")
+    assert reqs.ssh_hosts == (SSHHost("git.example.com", 2200),)
+
+
+def test_bare_url_with_egg() -> None:
+    """A bare URL names its package with #egg=, and its host is collected."""
+    reqs = _parse("git+ssh://git@git.example.com:2222/org/mylib.git@v3#egg=mylib\n")
+    assert reqs.names == ("mylib",)
+    assert reqs.private == ("mylib",)
+    assert reqs.ssh_hosts == (SSHHost("git.example.com", 2222),)
+
+
+def test_bare_url_with_egg_after_other_fragment() -> None:
+    """#egg= is also found after another fragment parameter."""
+    reqs = _parse("https://files.example.com/lib.zip#sha256=ab&egg=lib\n")
+    assert (reqs.names, reqs.private) == (("lib",), ())
+
+
+def test_bare_url_without_egg_refused() -> None:
+    """A bare URL with no package name is refused, naming the line."""
+    message = _error("requests\ngit+ssh://git@git.example.com/org/mylib.git\n")
+    assert f"{REQS} line 2 is a URL without a package name" in message
+
+
+def test_allowed_file_options_pass() -> None:
+    """Harmless file-level options are accepted and are not requirement names."""
+    text = (
+        "--index-url https://pypi.example.com/simple\n"
+        "-i https://pypi.example.com/simple\n"
+        "--extra-index-url=https://mirror.example.com/simple\n"
+        "--find-links ./wheels\n"
+        "-f ./wheels\n"
+        "--no-binary :all:\n"
+        "--only-binary=:none:\n"
+        "--prefer-binary\n"
+        "--pre\n"
+        "--trusted-host pypi.example.com\n"
+        "requests\n"
+    )
+    assert _parse(text).names == ("requests",)
+
+
+# --- refused input --------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("line", "option"),
+    [
+        ("-r other.txt", "-r"),
+        ("--requirement other.txt", "--requirement"),
+        ("--requirement=other.txt", "--requirement"),
+        ("-c constraints.txt", "-c"),
+        ("--constraint constraints.txt", "--constraint"),
+    ],
+)
+def test_included_files_refused(line: str, option: str) -> None:
+    """-r and -c include files the build cannot see, so they are refused."""
+    message = _error(f"requests\n{line}\n")
+    assert f"{REQS} line 2 includes another file ({option})" in message
+
+
+@pytest.mark.parametrize(
+    "line", ["-e git+ssh://git@git.example.com/org/x.git#egg=x", "--editable ./src"]
+)
+def test_editable_refused(line: str) -> None:
+    """Editable requirements are refused."""
+    assert f"{REQS} line 1 is an editable requirement" in _error(line)
+
+
+@pytest.mark.parametrize(
+    ("line", "option"),
+    [
+        ("--user", "--user"),
+        ("--install-option=--prefix=/x", "--install-option"),
+        ("--hash=sha256:abcd", "--hash"),
+        ("--use-feature fast-deps", "--use-feature"),
+        ("-rother.txt", "-rother.txt"),
+        ("--index-url-typo https://x", "--index-url-typo"),
+        ("-", "-"),
+    ],
+)
+def test_unknown_options_refused(line: str, option: str) -> None:
+    """Options this tool does not pass to pip are refused, naming the option."""
+    assert f"{REQS} line 1 has the option {option}," in _error(line)
+
+
+TOKEN = "ghp_0123456789abcdefSECRETtokenVALUE"
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        f"lib @ git+https://user:{TOKEN}@github.com/org/lib.git",
+        f"lib @ git+https://{TOKEN}@github.com/org/lib.git",
+        f"lib @ https://{TOKEN}@files.example.com/lib-1.0.tar.gz",
+        f"lib @ git+ssh://git:{TOKEN}@git.example.com/org/lib.git",
+        f"https://__token__:{TOKEN}@files.example.com/lib.zip#egg=lib",
+        f"--index-url https://__token__:{TOKEN}@pypi.example.com/simple",
+        f"--extra-index-url=https://{TOKEN}@pypi.example.com/simple",
+        f"-i HTTPS://x:{TOKEN}@pypi.example.com/simple",
+        f"lib @ git+https://user:{TOKEN}@github.com/org/lib.git this is not valid",
+    ],
+)
+def test_credentials_in_url_refused_without_echo(line: str) -> None:
+    """Credentials in a URL are refused and the token never appears in the error."""
+    with pytest.raises(RequirementsError) as info:
+        _parse(f"requests\n{line}\n")
+    err = info.value
+    assert f"{REQS} line 2 has credentials in a URL" in str(err)
+    for text in (str(err), err.message, err.hint, repr(err), err.line()):
+        assert TOKEN not in text
+
+
+def test_ssh_login_name_is_not_a_credential() -> None:
+    """git@ in an SSH URL is the login name and is accepted."""
+    reqs = _parse("lib @ git+ssh://deploy@git.example.com/org/lib.git@v1\n")
+    assert reqs.ssh_hosts == (SSHHost("git.example.com"),)
+
+
+def test_https_url_with_tag_is_not_a_credential() -> None:
+    """An @ after the path (a git ref) is not mistaken for credentials."""
+    reqs = _parse("lib @ git+https://github.com/org/lib.git@v1.2\n")
+    assert (reqs.names, reqs.ssh_hosts) == (("lib",), ())
+
+
+def test_scp_like_url_refused() -> None:
+    """The scp-like form git+git@host:path is refused with the form to use."""
+    message = _error("lib @ git+git@github.com:org/lib.git\n")
+    assert f"{REQS} line 1 uses the scp-like form" in message
+    assert "git+ssh://git@HOST/PATH.git@TAG" in message
+
+
+def test_scp_like_bare_url_refused() -> None:
+    """A bare scp-like URL is refused too."""
+    with pytest.raises(RequirementsError, match="line 1 "):
+        _parse("git+git@github.com:org/lib.git#egg=lib\n")
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "git+ssh://git@git.example.com:99999/lib.git",
+        "git+ssh://git@git.example.com:0/lib.git",
+        "git+ssh://git@git.example.com:port/lib.git",
+        "git+ssh:///org/lib.git",
+        "git+ssh://git@[::1/lib.git",
+        "git+ssh://git@[not-an-ip]/lib.git",
+    ],
+)
+def test_invalid_ssh_host_or_port_refused(url: str) -> None:
+    """SSH URLs without a usable host or port give a RequirementsError naming the line."""
+    assert f"{REQS} line 1 has an SSH URL without a valid host or port" in _error(f"lib @ {url}")
+    bare = _error(f"{url}#egg=lib")
+    assert f"{REQS} line 1 has an SSH URL without a valid host or port" in bare
+
+
+@pytest.mark.parametrize(
+    "line",
+    ["requests ==", "lib @", "[extra]", "lib[", "lib @ git+ssh://git@host/x.git; bogus_marker"],
+)
+def test_malformed_line_names_file_and_line(line: str) -> None:
+    """An invalid requirement gives the file, line number and the parser's reason."""
+    message = _error(f"# header\nrequests\n\n{line}\n")
+    assert f"{REQS} line 4 is not a valid requirement (" in message
+    assert "write NAME[==VERSION]" in message
+
+
+@pytest.mark.parametrize(
+    "text", ["", "\n\n", "# only a comment\n", "  \n# a\n\t\n", "\\\n", "# a \\\n# b \\\n"]
+)
+def test_empty_file_refused(text: str) -> None:
+    """A file without any requirement is refused."""
+    assert f"requirements file {REQS} lists no requirement" in _error(text)
+
+
+def test_options_only_file_refused() -> None:
+    """A file with only options and no requirement is refused."""
+    assert "lists no requirement" in _error("--index-url https://pypi.example.com/simple\n")
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        "lib @ git+ssh://git@host/x y.git",
+        "lib @ git+ssh://git@ho st/x.git",
+        "two words",
+        "'requests'",
+        '"requests"',
+        "requests; os_name == '$(id)'",
+        "$(touch pwned)",
+        "`id`",
+        "requests; rm -rf /",
+        "requests && curl evil",
+        "paquet-é",
+        "пакет",
+        "lib @ git+ssh://git@gít.example.com/x.git",
+        "lib @ git+ssh://git@host/$(id).git",
+        "lib @ git+ssh://git@host/x.git;echo",
+        "${HOME}",
+        "requests\x00",
+        "lib @ git+ssh://git@host\\x/y.git",
+    ],
+)
+def test_hostile_lines_parse_or_raise_requirements_error(line: str) -> None:
+    """Hostile lines either parse or give RequirementsError naming the line, nothing else."""
+    try:
+        reqs = _parse(line)
+    except RequirementsError as exc:
+        assert f"{REQS} line 1 " in str(exc)
+    else:
+        assert len(reqs.names) == 1
+
+
+# --- reading files --------------------------------------------------------------------
+
+
+def test_read_requirements_from_file(tmp_path: Path) -> None:
+    """read_requirements parses the file and keeps its path."""
+    path = tmp_path / "requirements.txt"
+    path.write_text("lib @ git+ssh://git@127.0.0.1:2222/lib.git\n", encoding="utf-8")
+    reqs = read_requirements(path)
+    assert reqs == Requirements(path, ("lib",), ("lib",), (SSHHost("127.0.0.1", 2222),))
+
+
+def test_read_requirements_error_names_real_path(tmp_path: Path) -> None:
+    """Errors from a read file name that file."""
+    path = tmp_path / "requirements.txt"
+    path.write_text("requests\n-r base.txt\n", encoding="utf-8")
+    with pytest.raises(RequirementsError, match=f"{path} line 2 includes another file"):
+        read_requirements(path)
+
+
+def test_missing_file_refused(tmp_path: Path) -> None:
+    """A missing requirements file gives a RequirementsError naming it."""
+    path = tmp_path / "nope.txt"
+    with pytest.raises(RequirementsError) as info:
+        read_requirements(path)
+    assert f"requirements file {path} does not exist" in str(info.value)
+
+
+def test_non_utf8_file_refused(tmp_path: Path) -> None:
+    """A file that is not UTF-8 gives a RequirementsError, not a UnicodeDecodeError."""
+    path = tmp_path / "requirements.txt"
+    path.write_bytes(b"requests\n\xff\xfe\n")
+    with pytest.raises(RequirementsError, match="cannot read requirements file"):
+        read_requirements(path)
+
+
+def test_directory_refused(tmp_path: Path) -> None:
+    """A directory in place of the file gives a RequirementsError, not an OSError."""
+    with pytest.raises(RequirementsError, match=f"cannot read requirements file {tmp_path}"):
+        read_requirements(tmp_path)
+
+
+# --- property ---------------------------------------------------------------------------
+
+# Pieces of requirement-file syntax, so generated text reaches the deeper code paths.
+FRAGMENTS = [
+    "lib",
+    "Lib_2",
+    " @ ",
+    "@",
+    "git+ssh://",
+    "ssh://",
+    "git+https://",
+    "https://",
+    "git+git@",
+    "git@",
+    "user:pw@",
+    "host.example",
+    "[",
+    "]",
+    "::1",
+    ":",
+    "2222",
+    "0",
+    "99999",
+    "/org/lib.git",
+    "#egg=lib",
+    "&egg=",
+    "#",
+    " # c",
+    "\\",
+    "\n",
+    "\r\n",
+    " ",
+    "\t",
+    "==1.0",
+    "[extra]",
+    "; python_version<'3'",
+    ";",
+    " --hash=sha256:ab",
+    "--hash",
+    "-r",
+    "-e ",
+    "--index-url ",
+    "-i",
+    "--pre",
+    "$(id)",
+    "${X}",
+    "'",
+    '"',
+    "é",
+    "\x00",
+    "\u2028",
+]
+
+
+@settings(database=None, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.text())
+def test_arbitrary_text_only_parses_or_raises_requirements_error(text: str) -> None:
+    """parse_requirements on any text returns Requirements or raises RequirementsError."""
+    try:
+        result = _parse(text)
+    except RequirementsError:
+        return
+    assert isinstance(result, Requirements)
+    assert result.names
+
+
+@settings(database=None, deadline=None, max_examples=500)
+@given(st.lists(st.sampled_from(FRAGMENTS), max_size=25).map("".join))
+def test_syntax_soup_only_parses_or_raises_requirements_error(text: str) -> None:
+    """Text built from requirement syntax pieces also only parses or raises RequirementsError."""
+    try:
+        result = _parse(text)
+    except RequirementsError as exc:
+        assert str(REQS) in str(exc)
+        return
+    assert isinstance(result, Requirements)
+    assert set(result.private) <= set(result.names)
+    assert all(0 < host.port < 65536 and host.host for host in result.ssh_hosts)
