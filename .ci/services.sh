@@ -5,8 +5,8 @@
 # Safe to run again: every step checks whether its work is already done.
 set -euo pipefail
 
-BASE_IMAGE="${SECUREBUILD_TEST_BASE_IMAGE:-securebuild-test/python:bookworm}"
-CACHE_DIR="${SECUREBUILD_CI_CACHE:-/var/cache/securebuild-ci}"
+BASE_IMAGE="${SBT_BASE_IMAGE:-securebuild-test/python:bookworm}"
+CACHE_DIR="${SBT_CI_CACHE:-/var/cache/securebuild-ci}"
 
 install_packages() {
     local missing=()

@@ -148,6 +148,7 @@ def build_command(
         .option("--ssh", f"default={key.socket}")
         .repeated("--secret", secrets)
         .repeated("--build-arg", [f"{k}={v}" for k, v in plan.build_args.items()])
+        .flag("--no-cache", s.no_cache)
         .flag("--load", engine.mode == "buildx")
         .add(str(plan.context))
     )
@@ -178,13 +179,13 @@ def build_image(settings: Settings, *, cwd: Path, out: IO[str] | None = None) ->
     reap_stale_workdirs()
     plan = plan_build(settings, cwd)
     source = choose_key_source(settings)
-    engine = detect_engine(settings.docker, settings.builder)
-    ping(engine)
     started = time.monotonic()
     with _sigterm_as_interrupt(), private_workdir() as workdir:
         known_hosts_file = workdir / "known_hosts"
         known_hosts_file.write_text(plan.known_hosts_text, encoding="utf-8")
         with source.forward(workdir) as key:
+            engine = detect_engine(settings.docker, settings.builder)
+            ping(engine)
             out.write(
                 f"securebuild: building {settings.image_ref} with {engine.mode} "
                 f"({engine.docker}), key {key.fingerprint} from {key.source}\n"

@@ -61,6 +61,7 @@ class Settings:
     network: str = ""
     base_image: str = "python:3.12-slim"
     build_args: dict[str, str] = field(default_factory=dict)
+    no_cache: bool = False
     docker: str = ""
     builder: str = "auto"
     progress: str = "auto"
@@ -97,6 +98,7 @@ HELP: dict[str, str] = {
     "network": "network for RUN steps (e.g. host, none); empty: the engine's default",
     "base_image": "base image for the built-in template (a non-secret build arg)",
     "build_args": "extra non-secret build args, NAME=VALUE[,NAME=VALUE]",
+    "no_cache": "build without BuildKit's cache (private packages are fetched again)",
     "docker": "docker binary to use; empty: the first on PATH that can run BuildKit",
     "builder": "auto, buildx (docker buildx build) or classic (DOCKER_BUILDKIT=1 docker build)",
     "progress": "build output: auto, plain or tty",
@@ -304,17 +306,17 @@ def _validate(s: Settings, origins: Mapping[str, str]) -> None:
         if getattr(s, name) not in allowed:
             raise bad(name, f"is {getattr(s, name)!r}", f"use one of: {', '.join(allowed)}")
 
-    patterns: list[tuple[str, re.Pattern[str], bool]] = [
-        ("image", _IMAGE_NAME, False),
-        ("tag", _TAG, False),
-        ("network", _NETWORK, True),
-        ("platform", _PLATFORM, True),
-        ("target", _BUILD_ARG_STAGE, True),
+    patterns: list[tuple[str, re.Pattern[str], bool, str]] = [
+        ("image", _IMAGE_NAME, False, "lowercase letters, digits, '.', '_', '-' and '/'"),
+        ("tag", _TAG, False, "up to 128 letters, digits, '_', '.' and '-'"),
+        ("network", _NETWORK, True, "a docker network name such as host or none"),
+        ("platform", _PLATFORM, True, "os/arch[/variant], e.g. linux/amd64"),
+        ("target", _BUILD_ARG_STAGE, True, "the name of a stage in the Dockerfile"),
     ]
-    for name, pattern, may_be_empty in patterns:
+    for name, pattern, may_be_empty, form in patterns:
         value = getattr(s, name)
         if (value or not may_be_empty) and not pattern.match(value):
-            raise bad(name, f"is not a valid {name}: {_show(value)}")
+            raise bad(name, f"is not a valid {name}: {_show(value)}", f"use {form}")
 
     if s.key_lifetime <= 0:
         raise bad("key_lifetime", f"must be positive, not {s.key_lifetime}")

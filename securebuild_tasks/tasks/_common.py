@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import functools
+import os
+import sys
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, TypeVar
@@ -39,5 +41,9 @@ def reports_errors(func: F) -> F:
             return func(*args, **kwargs)
         except SecurebuildError as exc:
             raise Exit(f"securebuild: error: {exc.line()}", code=exc.exit_code) from None
+        except BrokenPipeError:
+            # The reader went away (`inv show-settings | head`): stop quietly.
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            raise Exit(code=1) from None
 
     return wrapper  # type: ignore[return-value]  # functools.wraps keeps the signature

@@ -32,7 +32,8 @@ _FLAGS = (
 )
 
 
-@task(help={name.replace("_", "-"): HELP[name] for name in _FLAGS})
+# Long flags only: with this many options invoke's generated short flags run out.
+@task(auto_shortflags=False, help={name.replace("_", "-"): HELP[name] for name in _FLAGS})
 @reports_errors
 def build_image(
     c: Context,
@@ -53,6 +54,7 @@ def build_image(
     known_hosts: str | None = None,
     ca_bundle: str | None = None,
     pip_config: str | None = None,
+    no_cache: bool = False,
 ) -> None:
     """Build the image, forwarding the SSH key to BuildKit (never into a layer)."""
     from ..build import build_image as run_build

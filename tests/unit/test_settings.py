@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import fields
 from pathlib import Path
 from typing import Any
@@ -232,7 +233,7 @@ def test_dotenv_not_utf8_is_settings_error(tmp_path: Path) -> None:
     """A .env file that is not UTF-8 gives a SettingsError naming the file."""
     path = tmp_path / ".env"
     path.write_bytes(b"SECUREBUILD_TAG=\xff\xfe\n")
-    with pytest.raises(SettingsError, match="cannot read the .env file") as info:
+    with pytest.raises(SettingsError, match=re.escape("cannot read the .env file")) as info:
         resolve({}, environ={}, cwd=tmp_path)
     assert str(path) in str(info.value)
 
@@ -300,7 +301,7 @@ def test_empty_env_file_reads_no_dotenv(tmp_path: Path, level: str) -> None:
 def test_dotenv_cannot_move_itself(tmp_path: Path) -> None:
     """SECUREBUILD_ENV_FILE inside .env is refused instead of silently misreported."""
     _write_dotenv(tmp_path, "SECUREBUILD_ENV_FILE=other.env\n")
-    with pytest.raises(SettingsError, match="SECUREBUILD_ENV_FILE in .env"):
+    with pytest.raises(SettingsError, match=re.escape("SECUREBUILD_ENV_FILE in .env")):
         resolve({}, environ={}, cwd=tmp_path)
 
 
@@ -525,7 +526,7 @@ def test_valid_docker_names_accepted(tmp_path: Path) -> None:
 @pytest.mark.parametrize("value", ["0", "-5"])
 def test_key_lifetime_must_be_positive(tmp_path: Path, value: str) -> None:
     """A key lifetime of zero or less is refused."""
-    with pytest.raises(SettingsError, match="key_lifetime .* must be positive"):
+    with pytest.raises(SettingsError, match=r"key_lifetime .* must be positive"):
         resolve({}, environ={"SECUREBUILD_KEY_LIFETIME": value}, cwd=tmp_path)
 
 

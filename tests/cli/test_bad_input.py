@@ -1,0 +1,266 @@
+"""Bad input to `inv build-image` and friends: one clear line, a non-zero exit,
+no traceback, nothing left behind. These fail before any build starts, so they
+need no Docker engine and no git server.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+import subprocess
+import sys
+import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from tests.support.realparts import Agent, make_key
+
+USER_TASKS = (
+    "import securebuild_tasks\nfrom invoke import Collection\n"
+    "ns = Collection()\nsecurebuild_tasks.add_to(ns)\n"
+)
+
+
+@dataclass
+class UserProject:
+    """A project whose settings are all valid until a test breaks one."""
+
+    path: Path
+    env: dict[str, str]
+
+    def inv(
+        self, *args: str, input: str | None = None, **env: str
+    ) -> subprocess.CompletedProcess[str]:
+        """Run inv in the project with extra environment variables."""
+        return subprocess.run(
+            [sys.executable, "-m", "invoke", *args], cwd=self.path, env={**self.env, **env},
+            input=input, capture_output=True, text=True, timeout=120, check=False,
+        )
+
+
+@pytest.fixture
+def user_project(tmp_path: Path) -> Iterator[UserProject]:
+    """A project with a pinned (made-up) git host and a key file."""
+    path = tmp_path / "project"
+    path.mkdir()
+    (path / "tasks.py").write_text(USER_TASKS)
+    (path / "requirements.txt").write_text(
+        "privpkg @ git+ssh://git@127.0.0.1:2222/srv/privpkg.git@v1.0.0\nrequests==2.32.3\n"
+    )
+    host_key = make_key(tmp_path / "host", "host-key")
+    kind, body = host_key.public_line.split()[:2]
+    (path / "known_hosts").write_text(f"[127.0.0.1]:2222 {kind} {body}\n")
+    key = make_key(tmp_path / "keys", "deploy-key")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("SECUREBUILD_", "SSH_"))}
+    env.update(
+        SECUREBUILD_KNOWN_HOSTS=str(path / "known_hosts"),
+        SECUREBUILD_KEY_SOURCE="file",
+        SECUREBUILD_KEY_FILE=str(key.private),
+    )
+    before = set(Path(tempfile.gettempdir()).glob("securebuild-*"))
+    yield UserProject(path, env)
+    after = set(Path(tempfile.gettempdir()).glob("securebuild-*"))
+    assert after - before == set(), "an ephemeral work directory was left behind"
+
+
+def one_line_error(done: subprocess.CompletedProcess[str], code: int, *phrases: str) -> str:
+    """Check the failure shape every bad input must have; return the line."""
+    assert done.returncode == code, (done.returncode, done.stderr)
+    assert "Traceback" not in done.stderr + done.stdout
+    lines = [line for line in done.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1, done.stderr
+    assert lines[0].startswith("securebuild: error: ")
+    for phrase in phrases:
+        assert phrase in lines[0], lines[0]
+    return lines[0]
+
+
+def test_invalid_setting_value(user_project: UserProject) -> None:
+    """An unknown key source names the setting, where it came from and the choices."""
+    done = user_project.inv("build-image", SECUREBUILD_KEY_SOURCE="usb-stick")
+    one_line_error(done, 2, "key_source", "SECUREBUILD_KEY_SOURCE", "agent, keyring, file")
+
+
+def test_invalid_flag_value(user_project: UserProject) -> None:
+    """A bad --tag flag is reported as the flag."""
+    done = user_project.inv("build-image", "--tag", "no spaces allowed")
+    one_line_error(done, 2, "flag --tag")
+
+
+def test_invalid_invoke_config_value(user_project: UserProject) -> None:
+    """A bad value in invoke.yaml names the config key."""
+    (user_project.path / "invoke.yaml").write_text("securebuild:\n  key_lifetime: soon\n")
+    done = user_project.inv("build-image")
+    one_line_error(done, 2, "securebuild.key_lifetime", "whole number")
+
+
+def test_malformed_dotenv(user_project: UserProject) -> None:
+    """A .env line that cannot be parsed stops the build with its line number."""
+    (user_project.path / ".env").write_text("SECUREBUILD_TAG=v1\nthis is not an assignment\n")
+    done = user_project.inv("build-image")
+    one_line_error(done, 2, ".env line 2")
+
+
+def test_secret_looking_build_arg(user_project: UserProject) -> None:
+    """The old recipe's SSH_PRIVATE_KEY build arg is refused outright."""
+    done = user_project.inv("build-image", SECUREBUILD_BUILD_ARGS="SSH_PRIVATE_KEY=x")
+    one_line_error(done, 2, "SSH_PRIVATE_KEY", "secret")
+
+
+def test_malformed_requirement(user_project: UserProject) -> None:
+    """A broken requirement line is named by file and line."""
+    (user_project.path / "requirements.txt").write_text("requests==2.32.3\nprivpkg @@ nothing\n")
+    done = user_project.inv("build-image")
+    one_line_error(done, 2, "requirements.txt line 2")
+
+
+def test_missing_requirements(user_project: UserProject) -> None:
+    """No requirements file is one line, not a docker error later."""
+    (user_project.path / "requirements.txt").unlink()
+    done = user_project.inv("build-image")
+    one_line_error(done, 2, "requirements.txt does not exist")
+
+
+def test_missing_dockerfile(user_project: UserProject) -> None:
+    """A configured Dockerfile that does not exist is named."""
+    done = user_project.inv("build-image", SECUREBUILD_DOCKERFILE="docker/Dockerfile.prod")
+    one_line_error(done, 2, "Dockerfile.prod does not exist")
+
+
+def test_unknown_git_host(user_project: UserProject) -> None:
+    """A host missing from known_hosts fails closed, naming it and how to trust it."""
+    (user_project.path / "known_hosts").write_text("")
+    done = user_project.inv("build-image")
+    line = one_line_error(done, 4, "127.0.0.1:2222 is not in", "ssh-keyscan -p 2222 127.0.0.1")
+    assert "StrictHostKeyChecking=no" not in line
+
+
+def test_no_agent(user_project: UserProject) -> None:
+    """key_source=agent without an agent says how to start one."""
+    done = user_project.inv("build-image", SECUREBUILD_KEY_SOURCE="agent")
+    one_line_error(done, 3, "SSH_AUTH_SOCK is not set", "ssh-add")
+
+
+def test_agent_socket_gone(user_project: UserProject, tmp_path: Path) -> None:
+    """An SSH_AUTH_SOCK pointing nowhere is named."""
+    done = user_project.inv(
+        "build-image", SECUREBUILD_KEY_SOURCE="agent", SSH_AUTH_SOCK=str(tmp_path / "gone.sock")
+    )
+    one_line_error(done, 3, "gone.sock")
+
+
+def test_empty_agent(user_project: UserProject) -> None:
+    """An agent with no identity says to ssh-add one."""
+    root = Path(tempfile.mkdtemp(prefix="sbt-agent-"))
+    agent = Agent(root).start()
+    try:
+        done = user_project.inv(
+            "build-image", SECUREBUILD_KEY_SOURCE="agent", SSH_AUTH_SOCK=str(agent.socket)
+        )
+    finally:
+        agent.stop()
+    one_line_error(done, 3, "holds no identity", "ssh-add")
+
+
+def test_named_key_not_in_agent(user_project: UserProject, tmp_path: Path) -> None:
+    """agent_key naming a key the agent lacks lists what the agent has."""
+    root = Path(tempfile.mkdtemp(prefix="sbt-agent-"))
+    agent = Agent(root).start()
+    key = make_key(tmp_path / "agentkeys", "laptop-key")
+    try:
+        agent.add(key)
+        done = user_project.inv(
+            "build-image", SECUREBUILD_KEY_SOURCE="agent", SSH_AUTH_SOCK=str(agent.socket),
+            SECUREBUILD_AGENT_KEY="deploy@ci",
+        )
+    finally:
+        agent.stop()
+    one_line_error(done, 3, "deploy@ci", key.fingerprint, "laptop-key")
+
+
+def test_key_file_missing(user_project: UserProject, tmp_path: Path) -> None:
+    """A key file that does not exist is named."""
+    done = user_project.inv("build-image", SECUREBUILD_KEY_FILE=str(tmp_path / "id_nope"))
+    one_line_error(done, 3, "id_nope does not exist")
+
+
+def test_key_file_is_public_half(user_project: UserProject) -> None:
+    """Giving the .pub file says to give the private half."""
+    key_file = user_project.env["SECUREBUILD_KEY_FILE"] + ".pub"
+    done = user_project.inv("build-image", SECUREBUILD_KEY_FILE=key_file)
+    one_line_error(done, 3, "not a private key", ".pub")
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root reads files whatever their mode")
+def test_key_file_unreadable(user_project: UserProject) -> None:
+    """A key file without read permission is named with the OS's reason."""
+    key_file = Path(user_project.env["SECUREBUILD_KEY_FILE"])
+    key_file.chmod(0)
+    try:
+        done = user_project.inv("build-image")
+    finally:
+        key_file.chmod(stat.S_IRUSR | stat.S_IWUSR)
+    one_line_error(done, 3, "Permission denied")
+
+
+def test_encrypted_key_without_terminal(user_project: UserProject, tmp_path: Path) -> None:
+    """An encrypted key with no stored passphrase and no terminal says what to do."""
+    key = make_key(tmp_path / "enc", "enc-key", passphrase="s3cret passphrase")
+    done = user_project.inv(
+        "build-image", SECUREBUILD_KEY_FILE=str(key.private),
+        SECUREBUILD_PASSPHRASE_SOURCE="prompt",
+    )
+    one_line_error(done, 3, "no terminal", "store-key")
+
+
+def test_no_keyring_backend(user_project: UserProject) -> None:
+    """With no keyring backend the error says what to install."""
+    done = user_project.inv(
+        "build-image", SECUREBUILD_KEY_SOURCE="keyring",
+        PYTHON_KEYRING_BACKEND="keyring.backends.fail.Keyring",
+    )
+    one_line_error(done, 3, "no keyring backend", "secretstorage")
+
+
+def test_wrong_passphrase_is_not_stored(user_project: UserProject, tmp_path: Path) -> None:
+    """store-key checks a passphrase before storing it, so a typo is caught at once."""
+    key = make_key(tmp_path / "enc", "enc-key", passphrase="right one")
+    done = user_project.inv(
+        "store-key", "--key-file", str(key.private), "--passphrase-only",
+        input="wrong one\n", PYTHON_KEYRING_BACKEND="keyring.backends.fail.Keyring",
+    )
+    # The keyring is checked only after the key: a wrong passphrase is found first.
+    one_line_error(done, 3, "wrong passphrase")
+
+
+def test_no_docker_daemon(user_project: UserProject) -> None:
+    """An unreachable daemon is named with where it was looked for."""
+    done = user_project.inv(
+        "build-image", DOCKER_HOST="unix:///nonexistent/docker.sock",
+        SECUREBUILD_DOCKER=_fake_docker(user_project.path, "20.10.24", buildx=False),
+    )
+    one_line_error(done, 5, "cannot reach the Docker daemon", "unix:///nonexistent/docker.sock")
+
+
+def test_no_buildkit(user_project: UserProject) -> None:
+    """A docker client that cannot run BuildKit says to install buildx."""
+    fake = _fake_docker(user_project.path, "28.2.2", buildx=False)
+    done = user_project.inv("build-image", SECUREBUILD_DOCKER=fake)
+    one_line_error(done, 5, "no docker client here can run BuildKit", "28.2.2", "buildx")
+
+
+def _fake_docker(directory: Path, version: str, *, buildx: bool) -> str:
+    """A stand-in docker client that only answers version questions."""
+    script = directory / "fake-docker"
+    script.write_text(
+        "#!/bin/sh\n"
+        f'if [ "$1" = version ]; then echo {version}; exit 0; fi\n'
+        f'if [ "$1" = buildx ]; then {"echo v0.12; exit 0" if buildx else "exit 1"}; fi\n'
+        'if [ "$1" = info ]; then echo "Cannot connect to the Docker daemon" >&2; exit 1; fi\n'
+        "exit 1\n"
+    )
+    script.chmod(0o755)
+    return str(script)

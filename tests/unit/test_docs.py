@@ -1,0 +1,30 @@
+"""The README documents every setting, and the template is found where users get it."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from securebuild_tasks.build import template_path
+from securebuild_tasks.settings import ENV_PREFIX, HELP
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_readme_lists_every_setting() -> None:
+    """Each setting has a README row with its environment variable."""
+    readme = (ROOT / "README.md").read_text()
+    rows = set(re.findall(r"^\| `([a-z_]+)` \| `SECUREBUILD_[A-Z_]+` \|", readme, re.MULTILINE))
+    assert rows == set(HELP)
+    for name in HELP:
+        assert f"`{ENV_PREFIX}{name.upper()}`" in readme
+
+
+def test_template_has_no_syntax_line_and_requires_ssh() -> None:
+    """The template builds without pulling a frontend and requires the SSH mount."""
+    text = template_path().read_text()
+    assert not text.lstrip().startswith("# syntax=")
+    assert "--mount=type=ssh,required=true" in text
+    assert "ssh-keyscan" not in text
+    assert "StrictHostKeyChecking=yes" in text
+    assert not re.search(r"^\s*ARG\s+\w*(KEY|TOKEN|SECRET|PASSWORD)", text, re.MULTILINE)

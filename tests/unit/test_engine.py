@@ -1,0 +1,106 @@
+"""The engine adapter: finding a BuildKit-capable client, and building argv lists."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from securebuild_tasks.build import BuildPlan, build_command
+from securebuild_tasks.engine import CommandBuilder, Engine, detect_engine
+from securebuild_tasks.errors import EngineError
+from securebuild_tasks.keys import ForwardedKey
+from securebuild_tasks.requirements import parse_requirements
+from securebuild_tasks.settings import Settings
+
+
+def _fake_docker(directory: Path, version: str, *, buildx: bool) -> Path:
+    directory.mkdir(parents=True, exist_ok=True)
+    script = directory / "docker"
+    script.write_text(
+        "#!/bin/sh\n"
+        f'if [ "$1" = version ]; then echo {version}; exit 0; fi\n'
+        f'if [ "$1" = buildx ]; then {"echo v0.12; exit 0" if buildx else "exit 1"}; fi\n'
+        "exit 1\n"
+    )
+    script.chmod(0o755)
+    return script
+
+
+def test_first_client_without_buildkit_is_skipped(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A new client without buildx first on PATH does not hide an older classic one."""
+    new = _fake_docker(tmp_path / "new", "28.2.2", buildx=False)
+    old = _fake_docker(tmp_path / "old", "20.10.24", buildx=False)
+    monkeypatch.setenv("PATH", f"{new.parent}:{old.parent}")
+    engine = detect_engine()
+    assert engine == Engine(str(old), "classic", "20.10.24")
+
+
+def test_buildx_preferred(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A client with the buildx plugin builds with `docker buildx build`."""
+    docker = _fake_docker(tmp_path / "bin", "27.1.0", buildx=True)
+    monkeypatch.setenv("PATH", str(docker.parent))
+    engine = detect_engine()
+    assert engine.mode == "buildx"
+    assert engine.build_prefix() == [str(docker), "buildx", "build"]
+    assert "DOCKER_BUILDKIT" not in engine.child_env()
+
+
+def test_forcing_classic_on_new_client_fails(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """builder=classic on a client of 23 or later explains why it cannot work."""
+    docker = _fake_docker(tmp_path / "bin", "28.2.2", buildx=True)
+    with pytest.raises(EngineError, match="too new for DOCKER_BUILDKIT=1"):
+        detect_engine(str(docker), "classic")
+
+
+def test_configured_binary_must_exist(tmp_path: Path) -> None:
+    """A docker path that does not exist is named."""
+    with pytest.raises(EngineError, match="nowhere/docker"):
+        detect_engine(str(tmp_path / "nowhere" / "docker"))
+
+
+def test_command_builder_keeps_values_whole() -> None:
+    """Values with spaces, quotes and $() stay single argv items, never shell text."""
+    hostile = "a b; rm -rf / $(id) 'x\""
+    argv = (
+        CommandBuilder("docker", "build")
+        .option("--tag", hostile)
+        .option("--target", "")
+        .repeated("--secret", ["id=a,src=/x y"])
+        .flag("--load", False)
+        .add(".")
+        .argv
+    )
+    assert argv == ["docker", "build", "--tag", hostile, "--secret", "id=a,src=/x y", "."]
+
+
+def test_build_command_passes_key_only_as_agent_socket(tmp_path: Path) -> None:
+    """The key reaches docker only as --ssh default=SOCKET; no build arg mentions it."""
+    reqs = parse_requirements("pkg @ git+ssh://git@h/x.git@v1\n", tmp_path / "r.txt")
+    plan = BuildPlan(
+        settings=Settings(network="host", target="runtime"),
+        context=tmp_path,
+        dockerfile=tmp_path / "Dockerfile",
+        requirements=reqs,
+        known_hosts_text="",
+        build_args={"BASE_IMAGE": "python:3.12-slim"},
+        secret_files={"pip_config": tmp_path / "pip.conf"},
+    )
+    key = ForwardedKey(str(tmp_path / "agent.sock"), "SHA256:abc", "file")
+    engine = Engine("/usr/bin/docker", "classic", "20.10.24")
+    argv = build_command(engine, plan, key, tmp_path / "known_hosts")
+    assert argv[:2] == ["/usr/bin/docker", "build"]
+    assert argv[argv.index("--ssh") + 1] == f"default={tmp_path / 'agent.sock'}"
+    secrets = [argv[i + 1] for i, a in enumerate(argv) if a == "--secret"]
+    assert secrets == [
+        f"id=known_hosts,src={tmp_path / 'known_hosts'}",
+        f"id=pip_config,src={tmp_path / 'pip.conf'}",
+    ]
+    build_args = [argv[i + 1] for i, a in enumerate(argv) if a == "--build-arg"]
+    assert build_args == ["BASE_IMAGE=python:3.12-slim"]
+    assert argv[argv.index("--network") + 1] == "host"
+    assert argv[-1] == str(tmp_path)

@@ -1,0 +1,307 @@
+"""Key sources: decoding keys, the chooser's order, and keyring handling.
+
+An in-memory keyring backend stands in for the OS keyring here; the real
+Secret Service is exercised by the integration tests.
+"""
+
+from __future__ import annotations
+
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import keyring
+import pytest
+from keyring.backend import KeyringBackend
+from keyring.errors import PasswordDeleteError
+
+from securebuild_tasks.errors import AgentError, KeySourceError
+from securebuild_tasks.keys import (
+    AgentKeySource,
+    FileKeySource,
+    KeyringKeySource,
+    choose_key_source,
+    forget_key_entries,
+    load_private_key,
+    passphrase_name,
+    store_key_entries,
+    store_secret,
+)
+from securebuild_tasks.settings import Settings
+from tests.support.leaks import key_needles
+from tests.support.realparts import Agent, make_key
+
+
+class MemoryKeyring(KeyringBackend):
+    """A keyring that lives in a dict (priority 5: counts as secure)."""
+
+    priority = 5  # type: ignore[assignment]
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.store: dict[tuple[str, str], str] = {}
+
+    def get_password(self, service: str, username: str) -> str | None:
+        return self.store.get((service, username))
+
+    def set_password(self, service: str, username: str, password: str) -> None:
+        self.store[(service, username)] = password
+
+    def delete_password(self, service: str, username: str) -> None:
+        if (service, username) not in self.store:
+            raise PasswordDeleteError(username)
+        del self.store[(service, username)]
+
+
+class PlaintextKeyring(MemoryKeyring):
+    """Like keyrings.alt's plaintext file backend: priority below 1."""
+
+    priority = 0.5  # type: ignore[assignment]
+
+
+class WinVaultKeyring(MemoryKeyring):
+    """Named like keyring's Windows backend, to test its size limit."""
+
+
+@pytest.fixture
+def memory_keyring() -> Iterator[MemoryKeyring]:
+    """Install an in-memory keyring for one test."""
+    previous = keyring.get_keyring()
+    backend = MemoryKeyring()
+    keyring.set_keyring(backend)
+    yield backend
+    keyring.set_keyring(previous)
+
+
+@pytest.fixture
+def no_agent(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Make sure the user's own agent plays no part."""
+    monkeypatch.delenv("SSH_AUTH_SOCK", raising=False)
+
+
+def _fingerprint(pub: Path) -> str:
+    out = subprocess.run(
+        ["ssh-keygen", "-l", "-E", "sha256", "-f", str(pub)],
+        capture_output=True, text=True, check=True,
+    ).stdout
+    return out.split()[1]
+
+
+def _never() -> bytes:
+    raise AssertionError("the passphrase was asked for an unencrypted key")
+
+
+@pytest.mark.parametrize("kind", ["ed25519", "ecdsa", "rsa"])
+def test_load_unencrypted_key_gives_ssh_keygen_fingerprint(tmp_path: Path, kind: str) -> None:
+    """An unencrypted key loads without a passphrase; its fingerprint matches ssh-keygen's."""
+    key = make_key(tmp_path, f"k-{kind}", kind=kind)
+    loaded = load_private_key(key.private_bytes, "key file k", _never)
+    assert loaded.fingerprint == _fingerprint(Path(str(key.private) + ".pub"))
+    assert b"BEGIN OPENSSH PRIVATE KEY" in loaded.openssh
+
+
+def test_load_encrypted_key_asks_once(tmp_path: Path) -> None:
+    """An encrypted key asks for its passphrase once and decrypts with it."""
+    key = make_key(tmp_path, "enc", passphrase="open sesame")
+    asked: list[int] = []
+
+    def passphrase() -> bytes:
+        asked.append(1)
+        return b"open sesame"
+
+    loaded = load_private_key(key.private_bytes, "key file enc", passphrase)
+    assert asked == [1]
+    assert loaded.fingerprint == _fingerprint(Path(str(key.private) + ".pub"))
+
+
+def test_wrong_passphrase_names_the_key_not_its_bytes(tmp_path: Path) -> None:
+    """A wrong passphrase is one message that names the key and holds none of its bytes."""
+    key = make_key(tmp_path, "enc", passphrase="open sesame")
+    with pytest.raises(KeySourceError, match="wrong passphrase for the key file enc") as info:
+        load_private_key(key.private_bytes, "key file enc", lambda: b"open barley")
+    text = str(info.value).encode()
+    assert not any(n in text for n in key_needles(key.private_bytes, key.passphrase))
+    assert b"open barley" not in text
+
+
+def test_pem_rsa_key_loads(tmp_path: Path) -> None:
+    """A traditional PEM RSA key ("BEGIN RSA PRIVATE KEY") is accepted too."""
+    key = make_key(tmp_path, "pem", kind="rsa")
+    subprocess.run(
+        ["ssh-keygen", "-q", "-p", "-m", "PEM", "-N", "", "-f", str(key.private)],
+        check=True, capture_output=True,
+    )
+    assert b"BEGIN RSA PRIVATE KEY" in key.private.read_bytes()
+    loaded = load_private_key(key.private.read_bytes(), "key file pem", _never)
+    assert loaded.fingerprint == _fingerprint(Path(str(key.private) + ".pub"))
+
+
+@pytest.mark.parametrize(
+    ("data", "phrase"),
+    [
+        (b"ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIPrG x\n", "not a private key"),
+        (b"", "not a private key"),
+        (
+            b"-----BEGIN OPENSSH PRIVATE KEY-----\nbm90IGEga2V5\n"
+            b"-----END OPENSSH PRIVATE KEY-----\n",
+            "cannot be read",
+        ),
+    ],
+)
+def test_garbage_is_refused_clearly(data: bytes, phrase: str) -> None:
+    """Public keys, empty files and damaged keys give a KeySourceError, never a crash."""
+    with pytest.raises(KeySourceError, match=phrase):
+        load_private_key(data, "key file x", _never)
+
+
+def test_auto_prefers_agent_then_keyring_then_file(
+    tmp_path: Path, memory_keyring: MemoryKeyring, no_agent: None,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """auto picks the first viable source in the order agent, keyring, file."""
+    key = make_key(tmp_path / "keys", "deploy")
+    settings = Settings(key_file=str(key.private))
+    assert isinstance(choose_key_source(settings), FileKeySource)
+
+    memory_keyring.set_password(settings.keyring_service, settings.keyring_key, "x")
+    assert isinstance(choose_key_source(settings), KeyringKeySource)
+
+    agent = Agent(tmp_path / "agent").start()
+    try:
+        agent.add(key)
+        monkeypatch.setenv("SSH_AUTH_SOCK", str(agent.socket))
+        assert isinstance(choose_key_source(settings), AgentKeySource)
+    finally:
+        agent.stop()
+
+
+def test_auto_never_falls_back_to_default_key_files(
+    tmp_path: Path, memory_keyring: MemoryKeyring, no_agent: None,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """With nothing configured, auto fails and says why per source; ~/.ssh is not read."""
+    home = tmp_path / "home"
+    make_key(home / ".ssh", "id_ed25519")
+    monkeypatch.setenv("HOME", str(home))
+    with pytest.raises(KeySourceError) as info:
+        choose_key_source(Settings())
+    message = str(info.value)
+    assert "agent: " in message
+    assert "keyring: " in message
+    assert "file: no key_file is set" in message
+
+
+def test_viable_never_raises(memory_keyring: MemoryKeyring, tmp_path: Path) -> None:
+    """Every source's viability check answers (False, reason) on broken setups."""
+    settings = Settings(
+        agent_socket=str(tmp_path / "nope.sock"), key_file=str(tmp_path / "missing")
+    )
+    for source in (AgentKeySource(settings), KeyringKeySource(settings), FileKeySource(settings)):
+        ok, why = source.viable()
+        assert ok is False
+        assert why
+
+
+def test_plaintext_keyring_refused_unless_allowed(tmp_path: Path) -> None:
+    """A backend with priority below 1 is refused unless the user opts in."""
+    previous = keyring.get_keyring()
+    keyring.set_keyring(PlaintextKeyring())
+    try:
+        with pytest.raises(KeySourceError, match="does not protect secrets"):
+            store_secret(Settings(), "entry", "value")
+        store_secret(Settings(allow_insecure_keyring=True), "entry", "value")
+        assert keyring.get_keyring().get_password("securebuild-tasks", "entry") == "value"
+    finally:
+        keyring.set_keyring(previous)
+
+
+def test_windows_size_limit_says_what_to_do(tmp_path: Path) -> None:
+    """An RSA key too big for Windows Credential Manager is refused with the way around."""
+    key = make_key(tmp_path, "big", kind="rsa")
+    previous = keyring.get_keyring()
+    backend = WinVaultKeyring()
+    keyring.set_keyring(backend)
+    try:
+        with pytest.raises(KeySourceError, match="passphrase-only") as info:
+            store_key_entries(
+                Settings(), key.private_bytes, "key file big", _never, passphrase_only=False
+            )
+    finally:
+        keyring.set_keyring(previous)
+    assert "at most 1280" in str(info.value)
+    assert backend.store == {}
+
+
+def test_store_and_forget_round_trip(tmp_path: Path, memory_keyring: MemoryKeyring) -> None:
+    """store-key keeps the key text and its passphrase; forget-key removes both."""
+    key = make_key(tmp_path, "enc", passphrase="pw one")
+    settings = Settings()
+    stored = store_key_entries(
+        settings, key.private_bytes, "key file enc", lambda: b"pw one", passphrase_only=False
+    )
+    assert len(stored) == 2
+    assert memory_keyring.get_password(settings.keyring_service, settings.keyring_key) == (
+        key.private_bytes.decode()
+    )
+    assert memory_keyring.get_password(settings.keyring_service, passphrase_name(settings)) == (
+        "pw one"
+    )
+    assert len(forget_key_entries(settings)) == 2
+    assert memory_keyring.store == {}
+    assert forget_key_entries(settings) == []
+
+
+def test_passphrase_only_refuses_unencrypted_key(
+    tmp_path: Path, memory_keyring: MemoryKeyring
+) -> None:
+    """--passphrase-only on a key without passphrase stores nothing and says so."""
+    key = make_key(tmp_path, "plain")
+    with pytest.raises(KeySourceError, match="not encrypted"):
+        store_key_entries(
+            Settings(), key.private_bytes, "key file plain", _never, passphrase_only=True
+        )
+    assert memory_keyring.store == {}
+
+
+def test_keyring_source_uses_stored_passphrase(
+    tmp_path: Path, memory_keyring: MemoryKeyring
+) -> None:
+    """An encrypted key in the keyring is opened with the passphrase stored beside it."""
+    key = make_key(tmp_path, "enc", passphrase="pw two")
+    settings = Settings()
+    store_key_entries(
+        settings, key.private_bytes, "key file enc", lambda: b"pw two", passphrase_only=False
+    )
+    workdir = tmp_path / "work"
+    workdir.mkdir(mode=0o700)
+    with KeyringKeySource(settings).forward(workdir) as forwarded:
+        listed = subprocess.run(
+            ["ssh-add", "-l", "-E", "sha256"], env={"SSH_AUTH_SOCK": forwarded.socket},
+            capture_output=True, text=True, check=True,
+        ).stdout
+    assert forwarded.fingerprint in listed
+    assert len(listed.strip().splitlines()) == 1
+
+
+def test_agent_source_with_selector_forwards_one_key(tmp_path: Path) -> None:
+    """agent_key makes the forwarded socket list exactly the chosen key."""
+    agent = Agent(tmp_path / "agent").start()
+    first, second = make_key(tmp_path, "first"), make_key(tmp_path, "second")
+    try:
+        agent.add(first)
+        agent.add(second)
+        settings = Settings(agent_socket=str(agent.socket), agent_key="second")
+        workdir = tmp_path / "work"
+        workdir.mkdir(mode=0o700)
+        with AgentKeySource(settings).forward(workdir) as forwarded:
+            listed = subprocess.run(
+                ["ssh-add", "-L"], env={"SSH_AUTH_SOCK": forwarded.socket},
+                capture_output=True, text=True, check=True,
+            ).stdout.strip().splitlines()
+        assert listed == [second.public_line]
+        assert not Path(forwarded.socket).exists()
+        third = AgentKeySource(Settings(agent_socket=str(agent.socket), agent_key="third"))
+        with pytest.raises(AgentError, match="no key in the ssh-agent matches"):
+            third.forward(workdir).__enter__()
+    finally:
+        agent.stop()
