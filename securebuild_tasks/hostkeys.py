@@ -76,17 +76,21 @@ _RESOLVE = re.compile(r"ssh: Could not resolve hostname (\S+?):")
 
 def explain_ssh_failure(output: str, hosts: Sequence[SSHHost]) -> tuple[str, str] | None:
     """Turn ssh's complaints in build output into (message, hint), or None."""
-    names = ", ".join(str(h) for h in hosts) or "the git host"
+    names = ("git host " + ", ".join(str(h) for h in hosts)) if hosts else "the git host"
     if match := _CHANGED.search(output):
         return (
             f"the host key of {match.group(1)} has changed since it was pinned",
             "someone may be posing as the git host; verify the new key with its owner before "
             "replacing the old entry in known_hosts",
         )
-    if (match := _UNKNOWN.search(output)) or "Host key verification failed" in output:
-        host = match.group(1) if match else names
+    if match := _UNKNOWN.search(output):
         return (
-            f"the key of git host {host} does not match the pinned known_hosts entry",
+            f"git host {match.group(1)} offered a key type that has no pinned entry",
+            "verify the host's fingerprint with its owner and add that key to known_hosts",
+        )
+    if "Host key verification failed" in output:
+        return (
+            f"the key of {names} does not match the pinned known_hosts entry",
             "verify the host's fingerprint with its owner and fix known_hosts",
         )
     if match := _UNREACHABLE.search(output):

@@ -252,7 +252,9 @@ def _convert(name: str, value: Any, origin: str) -> Any:
             expected, "text"
         )
         raise SettingsError(
-            f"setting {name} from {origin} must be {kind}, not {_show(value)}",
+            f"setting {name} from {origin} must be {kind}"
+            # Pair lists may hold a mistyped secret ("TOKEN:ghp_..."): never echo them.
+            + ("" if expected is dict else f", not {_show(value)}"),
             hint=f"{name}: {HELP[name]}",
         ) from None
 

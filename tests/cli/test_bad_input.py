@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.conftest import need
 from tests.support.realparts import Agent, make_key
 
 USER_TASKS = (
@@ -36,8 +37,14 @@ class UserProject:
     ) -> subprocess.CompletedProcess[str]:
         """Run inv in the project with extra environment variables."""
         return subprocess.run(
-            [sys.executable, "-m", "invoke", *args], cwd=self.path, env={**self.env, **env},
-            input=input, capture_output=True, text=True, timeout=120, check=False,
+            [sys.executable, "-m", "invoke", *args],
+            cwd=self.path,
+            env={**self.env, **env},
+            input=input,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
         )
 
 
@@ -173,7 +180,9 @@ def test_named_key_not_in_agent(user_project: UserProject, tmp_path: Path) -> No
     try:
         agent.add(key)
         done = user_project.inv(
-            "build-image", SECUREBUILD_KEY_SOURCE="agent", SSH_AUTH_SOCK=str(agent.socket),
+            "build-image",
+            SECUREBUILD_KEY_SOURCE="agent",
+            SSH_AUTH_SOCK=str(agent.socket),
             SECUREBUILD_AGENT_KEY="deploy@ci",
         )
     finally:
@@ -210,7 +219,8 @@ def test_encrypted_key_without_terminal(user_project: UserProject, tmp_path: Pat
     """An encrypted key with no stored passphrase and no terminal says what to do."""
     key = make_key(tmp_path / "enc", "enc-key", passphrase="s3cret passphrase")
     done = user_project.inv(
-        "build-image", SECUREBUILD_KEY_FILE=str(key.private),
+        "build-image",
+        SECUREBUILD_KEY_FILE=str(key.private),
         SECUREBUILD_PASSPHRASE_SOURCE="prompt",
     )
     one_line_error(done, 3, "no terminal", "store-key")
@@ -219,7 +229,8 @@ def test_encrypted_key_without_terminal(user_project: UserProject, tmp_path: Pat
 def test_no_keyring_backend(user_project: UserProject) -> None:
     """With no keyring backend the error says what to install."""
     done = user_project.inv(
-        "build-image", SECUREBUILD_KEY_SOURCE="keyring",
+        "build-image",
+        SECUREBUILD_KEY_SOURCE="keyring",
         PYTHON_KEYRING_BACKEND="keyring.backends.fail.Keyring",
     )
     one_line_error(done, 3, "no keyring backend", "secretstorage")
@@ -229,8 +240,12 @@ def test_wrong_passphrase_is_not_stored(user_project: UserProject, tmp_path: Pat
     """store-key checks a passphrase before storing it, so a typo is caught at once."""
     key = make_key(tmp_path / "enc", "enc-key", passphrase="right one")
     done = user_project.inv(
-        "store-key", "--key-file", str(key.private), "--passphrase-only",
-        input="wrong one\n", PYTHON_KEYRING_BACKEND="keyring.backends.fail.Keyring",
+        "store-key",
+        "--key-file",
+        str(key.private),
+        "--passphrase-only",
+        input="wrong one\n",
+        PYTHON_KEYRING_BACKEND="keyring.backends.fail.Keyring",
     )
     # The keyring is checked only after the key: a wrong passphrase is found first.
     one_line_error(done, 3, "wrong passphrase")
@@ -239,7 +254,8 @@ def test_wrong_passphrase_is_not_stored(user_project: UserProject, tmp_path: Pat
 def test_no_docker_daemon(user_project: UserProject) -> None:
     """An unreachable daemon is named with where it was looked for."""
     done = user_project.inv(
-        "build-image", DOCKER_HOST="unix:///nonexistent/docker.sock",
+        "build-image",
+        DOCKER_HOST="unix:///nonexistent/docker.sock",
         SECUREBUILD_DOCKER=_fake_docker(user_project.path, "20.10.24", buildx=False),
     )
     one_line_error(done, 5, "cannot reach the Docker daemon", "unix:///nonexistent/docker.sock")
@@ -264,3 +280,22 @@ def _fake_docker(directory: Path, version: str, *, buildx: bool) -> str:
     )
     script.chmod(0o755)
     return str(script)
+
+
+def test_key_file_is_a_directory(user_project: UserProject, tmp_path: Path) -> None:
+    """A key path that is a directory (unreadable as a key) is named."""
+    done = user_project.inv("build-image", SECUREBUILD_KEY_FILE=str(tmp_path))
+    one_line_error(done, 3, "is a directory")
+
+
+def test_keyring_entry_missing(user_project: UserProject) -> None:
+    """key_source=keyring with nothing stored says how to store a key."""
+    import keyring
+
+    need(keyring.get_keyring().priority >= 1, "no secure keyring backend; run via `inv test`")
+    done = user_project.inv(
+        "build-image",
+        SECUREBUILD_KEY_SOURCE="keyring",
+        SECUREBUILD_KEYRING_SERVICE=f"securebuild-missing-{os.getpid()}",
+    )
+    one_line_error(done, 3, "no key in the keyring", "inv store-key")

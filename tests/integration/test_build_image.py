@@ -19,7 +19,13 @@ import pytest
 from securebuild_tasks.engine import Engine
 from tests.conftest import need
 from tests.integration.conftest import BASE_IMAGE, Lab, Project, securebuild_leftovers
-from tests.support.leaks import find_in_bytes, find_in_tree, image_leaks, key_needles
+from tests.support.leaks import (
+    find_in_bytes,
+    find_in_tree,
+    image_leaks,
+    key_needles,
+    raw_needles,
+)
 from tests.support.realparts import Agent, SSHKey
 
 pytestmark = pytest.mark.engine
@@ -48,7 +54,8 @@ def _import_private(engine: Engine, image: str) -> str:
 
 def _assert_no_leak(engine: Engine, data_root: Path, image: str, key: SSHKey, output: str) -> None:
     needles = key_needles(key.private_bytes, key.passphrase)
-    assert find_in_bytes(output.encode(), needles) == []
+    raw = raw_needles(key.private_bytes, key.passphrase)
+    assert find_in_bytes(output.encode(), needles + raw) == []
     assert image_leaks(engine.docker, image, needles, BASE_IMAGE) == {}
     assert find_in_tree(data_root, needles) == []
     assert securebuild_leftovers() == []

@@ -23,8 +23,11 @@ from tests.support.realparts import make_key
 
 def _listed(socket: Path) -> list[str]:
     done = subprocess.run(
-        ["ssh-add", "-l", "-E", "sha256"], env={"SSH_AUTH_SOCK": str(socket)},
-        capture_output=True, text=True, check=False,
+        ["ssh-add", "-l", "-E", "sha256"],
+        env={"SSH_AUTH_SOCK": str(socket)},
+        capture_output=True,
+        text=True,
+        check=False,
     )
     return [line for line in done.stdout.splitlines() if line.strip()]
 
@@ -84,7 +87,8 @@ def test_reap_removes_dirs_of_dead_runs(tmp_path: Path) -> None:
     (stale / "owner").write_text(f"{dead.pid}\n")
     agent = subprocess.Popen(
         ["ssh-agent", "-D", "-a", str(stale / "agent.sock")],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
     )
     (stale / "agent.pid").write_text(f"{agent.pid}\n")
     live = Path(tempfile.mkdtemp(prefix=WORKDIR_PREFIX))

@@ -261,10 +261,9 @@ def test_changed_host_key() -> None:
 
 def test_unknown_host_key_names_host_from_output() -> None:
     """'No ... host key is known for' names the host ssh printed."""
-    message, _ = _explain(UNKNOWN_KEY, [GIT])
-    assert message == (
-        "the key of git host [127.0.0.1]:2222 does not match the pinned known_hosts entry"
-    )
+    message, hint = _explain(UNKNOWN_KEY, [GIT])
+    assert message == "git host [127.0.0.1]:2222 offered a key type that has no pinned entry"
+    assert "add that key to known_hosts" in hint
 
 
 def test_bare_verification_failure_names_requested_hosts() -> None:
@@ -280,7 +279,7 @@ def test_bare_verification_failure_names_requested_hosts() -> None:
 def test_bare_verification_failure_without_hosts() -> None:
     """With no known hosts, the message falls back to 'the git host'."""
     message, _ = _explain("Host key verification failed.", [])
-    assert "git host the git host does not match" in message
+    assert message == "the key of the git host does not match the pinned known_hosts entry"
 
 
 def test_connection_refused() -> None:
@@ -310,14 +309,14 @@ def test_unresolved_host() -> None:
 def test_permission_denied() -> None:
     """Permission denied (publickey) says the hosts refused the forwarded key."""
     message, hint = _explain(DENIED, [LOCAL_2222])
-    assert message == "127.0.0.1:2222 refused the forwarded key"
+    assert message == "git host 127.0.0.1:2222 refused the forwarded key"
     assert "deploy keys" in hint
 
 
 def test_permission_denied_with_several_methods() -> None:
     """Permission denied listing more methods than publickey is recognised too."""
     message, _ = _explain("git@h: Permission denied (publickey,password).", [GIT])
-    assert message == "git.example.com refused the forwarded key"
+    assert message == "git host git.example.com refused the forwarded key"
 
 
 @pytest.mark.parametrize(
@@ -429,7 +428,7 @@ def test_real_ssh_selected_lines_are_trusted(known_hosts: KnownHosts, tmp_path: 
     output = _real_ssh(tmp_path, selected, known_hosts.host_keys[LOCAL_2222])
     assert "Host key verification failed" not in output
     assert "Permission denied (publickey" in output
-    assert _explain(output)[0] == "127.0.0.1:2222 refused the forwarded key"
+    assert _explain(output)[0] == "git host 127.0.0.1:2222 refused the forwarded key"
 
 
 def test_real_ssh_connection_refused(tmp_path: Path) -> None:

@@ -82,7 +82,9 @@ def no_agent(monkeypatch: pytest.MonkeyPatch) -> None:
 def _fingerprint(pub: Path) -> str:
     out = subprocess.run(
         ["ssh-keygen", "-l", "-E", "sha256", "-f", str(pub)],
-        capture_output=True, text=True, check=True,
+        capture_output=True,
+        text=True,
+        check=True,
     ).stdout
     return out.split()[1]
 
@@ -129,7 +131,8 @@ def test_pem_rsa_key_loads(tmp_path: Path) -> None:
     key = make_key(tmp_path, "pem", kind="rsa")
     subprocess.run(
         ["ssh-keygen", "-q", "-p", "-m", "PEM", "-N", "", "-f", str(key.private)],
-        check=True, capture_output=True,
+        check=True,
+        capture_output=True,
     )
     assert b"BEGIN RSA PRIVATE KEY" in key.private.read_bytes()
     loaded = load_private_key(key.private.read_bytes(), "key file pem", _never)
@@ -155,7 +158,9 @@ def test_garbage_is_refused_clearly(data: bytes, phrase: str) -> None:
 
 
 def test_auto_prefers_agent_then_keyring_then_file(
-    tmp_path: Path, memory_keyring: MemoryKeyring, no_agent: None,
+    tmp_path: Path,
+    memory_keyring: MemoryKeyring,
+    no_agent: None,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """auto picks the first viable source in the order agent, keyring, file."""
@@ -176,7 +181,9 @@ def test_auto_prefers_agent_then_keyring_then_file(
 
 
 def test_auto_never_falls_back_to_default_key_files(
-    tmp_path: Path, memory_keyring: MemoryKeyring, no_agent: None,
+    tmp_path: Path,
+    memory_keyring: MemoryKeyring,
+    no_agent: None,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """With nothing configured, auto fails and says why per source; ~/.ssh is not read."""
@@ -276,8 +283,11 @@ def test_keyring_source_uses_stored_passphrase(
     workdir.mkdir(mode=0o700)
     with KeyringKeySource(settings).forward(workdir) as forwarded:
         listed = subprocess.run(
-            ["ssh-add", "-l", "-E", "sha256"], env={"SSH_AUTH_SOCK": forwarded.socket},
-            capture_output=True, text=True, check=True,
+            ["ssh-add", "-l", "-E", "sha256"],
+            env={"SSH_AUTH_SOCK": forwarded.socket},
+            capture_output=True,
+            text=True,
+            check=True,
         ).stdout
     assert forwarded.fingerprint in listed
     assert len(listed.strip().splitlines()) == 1
@@ -294,10 +304,17 @@ def test_agent_source_with_selector_forwards_one_key(tmp_path: Path) -> None:
         workdir = tmp_path / "work"
         workdir.mkdir(mode=0o700)
         with AgentKeySource(settings).forward(workdir) as forwarded:
-            listed = subprocess.run(
-                ["ssh-add", "-L"], env={"SSH_AUTH_SOCK": forwarded.socket},
-                capture_output=True, text=True, check=True,
-            ).stdout.strip().splitlines()
+            listed = (
+                subprocess.run(
+                    ["ssh-add", "-L"],
+                    env={"SSH_AUTH_SOCK": forwarded.socket},
+                    capture_output=True,
+                    text=True,
+                    check=True,
+                )
+                .stdout.strip()
+                .splitlines()
+            )
         assert listed == [second.public_line]
         assert not Path(forwarded.socket).exists()
         third = AgentKeySource(Settings(agent_socket=str(agent.socket), agent_key="third"))
