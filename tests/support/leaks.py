@@ -60,6 +60,18 @@ def key_needles(key_file: bytes, passphrase: str = "") -> list[bytes]:
     return sorted(needles)
 
 
+def pem_needles(pem: bytes) -> list[bytes]:
+    """Needles for a certificate: its last two body lines, which hold the signature.
+
+    The rest of a certificate's DER (names, extensions) is shared with many
+    certificates, the system CA bundle's included; the signature is its own.
+    """
+    body = [
+        line.strip() for line in pem.splitlines() if line.strip() and not line.startswith(b"-----")
+    ]
+    return [line for line in body[-2:] if len(line) >= 16]
+
+
 def raw_needles(key_file: bytes, passphrase: str = "") -> list[bytes]:
     """Binary needles: the raw private scalar of an ed25519 key."""
     loader = (

@@ -322,3 +322,21 @@ def test_agent_source_with_selector_forwards_one_key(tmp_path: Path) -> None:
             third.forward(workdir).__enter__()
     finally:
         agent.stop()
+
+
+def test_unreadable_key_file_names_the_reason(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A key file the OS refuses to read gives the OS's reason (root ignores modes, so
+    the refusal is simulated at the read)."""
+    key = make_key(tmp_path, "locked")
+
+    def refuse(self: Path) -> bytes:
+        raise PermissionError(13, "Permission denied", str(self))
+
+    monkeypatch.setattr(Path, "read_bytes", refuse)
+    with pytest.raises(KeySourceError) as info:
+        FileKeySource(Settings(key_file=str(key.private))).forward(tmp_path).__enter__()
+    assert str(info.value) == (
+        f"cannot read key file {key.private} (Permission denied): check the file's permissions"
+    )
