@@ -1,33 +1,48 @@
-"""Building an image: settings, then key source, then engine, in that order.
+"""Running BuildKit jobs: settings, then key source, then engine, in that order.
 
-`plan_build` turns settings into checked paths and pinned host keys without
-touching Docker or any key; `build_image` runs the plan with a key forwarded for
-exactly the duration of the build. Tasks call these; tests call them directly.
+A job is planned first (`plan_build`, `plan_lock`, `plan_vendor`): paths,
+requirements, pinned host keys and secrets are resolved and checked without
+touching Docker or any key. `execute` then runs the plan with a key forwarded
+for exactly the duration of the build, and the task-level functions
+(`build_image`, `lock`, `vendor`) turn the result into an image, a lock file or
+a wheelhouse. Tasks call these; tests call them directly.
 """
 
 from __future__ import annotations
 
 import contextlib
+import os
 import re
+import shutil
 import signal
 import sys
+import tempfile
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 from types import FrameType
 from typing import IO
 
+from . import lockfile
 from .agent import private_workdir, reap_stale_workdirs
 from .engine import CommandBuilder, Engine, detect_engine, inspect_image, ping, run_streaming
-from .errors import BuildError, HostKeyError, KeySourceError, SecurebuildError, SettingsError
+from .errors import (
+    BuildError,
+    HostKeyError,
+    KeySourceError,
+    RequirementsError,
+    SecurebuildError,
+    SettingsError,
+)
 from .hostkeys import default_known_hosts, explain_ssh_failure, select_known_hosts
 from .keys import ForwardedKey, choose_key_source
-from .requirements import Requirements, read_requirements
+from .requirements import Requirements, parse_requirements, read_requirements
 from .settings import Settings
 
 TEMPLATE_NAME = "Dockerfile.template"
+PROJECT_LABEL = "io.securebuild.project"
 
 
 def template_path() -> Path:
@@ -40,20 +55,28 @@ def template_path() -> Path:
 
 @dataclass(frozen=True)
 class BuildPlan:
-    """Everything a build needs, resolved and checked, with no secret in it."""
+    """Everything a BuildKit job needs, resolved and checked, with no secret in it."""
 
     settings: Settings
     context: Path
     dockerfile: Path
     requirements: Requirements
-    known_hosts_text: str
     build_args: dict[str, str]
     secret_files: dict[str, Path]
+    #: Secrets made for this job (known_hosts, uv.toml), written into the
+    #: private work directory only while the job runs.
+    generated_secrets: dict[str, str] = field(default_factory=dict)
+    target: str = ""
+    output: Path | None = None
+    tag: bool = True
+    forward_key: bool = True
+    network: str = ""
+    wheelhouse: Path | None = None
 
 
 @dataclass(frozen=True)
 class BuildResult:
-    """What a finished build produced."""
+    """What a finished image build produced."""
 
     image: str
     image_id: str
@@ -61,6 +84,7 @@ class BuildResult:
     key_fingerprint: str
     key_source: str
     seconds: float
+    offline: bool = False
 
 
 def _existing_file(value: str, base: Path, name: str, what: str) -> Path:
@@ -74,85 +98,240 @@ def _existing_file(value: str, base: Path, name: str, what: str) -> Path:
     return path
 
 
-def plan_build(settings: Settings, cwd: Path) -> BuildPlan:
-    """Resolve and check paths, requirements and pinned host keys."""
+def _context(settings: Settings, cwd: Path) -> Path:
     context = Path(settings.context).expanduser()
     context = context if context.is_absolute() else cwd / context
     if not context.is_dir():
         raise SettingsError(
             f"build context {context} is not a directory", hint="fix securebuild.context"
         )
+    return context
+
+
+def _secrets(settings: Settings, cwd: Path) -> dict[str, Path]:
+    found: dict[str, Path] = {}
+    if settings.ca_bundle:
+        found["ca_bundle"] = _existing_file(settings.ca_bundle, cwd, "ca_bundle", "CA bundle")
+    if settings.pip_config:
+        found["pip_config"] = _existing_file(settings.pip_config, cwd, "pip_config", "pip config")
+    if settings.uv_config:
+        found["uv_config"] = _existing_file(settings.uv_config, cwd, "uv_config", "uv config")
+    for secret_id, value in settings.secrets.items():
+        found[secret_id] = _existing_file(value, cwd, "secrets", f"secret {secret_id}")
+    return found
+
+
+def _pinned_hosts(settings: Settings, requirements: Requirements) -> str:
+    known_hosts = (
+        Path(settings.known_hosts).expanduser() if settings.known_hosts else default_known_hosts()
+    )
+    return select_known_hosts(requirements.ssh_hosts, known_hosts)
+
+
+def _declared_args(dockerfile: Path) -> set[str]:
+    try:
+        text = dockerfile.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise SettingsError(
+            f"cannot read Dockerfile {dockerfile} ({exc.__class__.__name__})",
+            hint="check the file and securebuild.dockerfile",
+        ) from None
+    return set(re.findall(r"(?m)^\s*ARG\s+([A-Za-z_][A-Za-z0-9_]*)", text))
+
+
+def _build_args(dockerfile: Path, settings: Settings, **wanted: str) -> dict[str, str]:
+    """The tool's own build args that ``dockerfile`` declares, then the user's."""
+    declared = _declared_args(dockerfile)
+    args = {name: value for name, value in wanted.items() if name in declared}
+    args.update(settings.build_args)
+    return args
+
+
+def _locked_requirements(settings: Settings, context: Path) -> tuple[Requirements, str] | None:
+    lock_path = context / settings.lock_file
+    if not lock_path.is_file():
+        return None
+    return lockfile.check(lock_path, context), settings.lock_file
+
+
+def plan_build(settings: Settings, cwd: Path) -> BuildPlan:
+    """Plan ``build-image``: the lock when present, the wheelhouse when present."""
+    context = _context(settings, cwd)
     if settings.dockerfile:
         dockerfile = _existing_file(settings.dockerfile, cwd, "dockerfile", "Dockerfile")
     elif (context / "Dockerfile").is_file():
         dockerfile = context / "Dockerfile"
     else:
         dockerfile = template_path()
-    requirements = read_requirements(context / settings.requirements)
-    known_hosts = (
-        Path(settings.known_hosts).expanduser() if settings.known_hosts else default_known_hosts()
+    locked = _locked_requirements(settings, context)
+    if locked is not None:
+        requirements, requirements_file = locked
+    else:
+        requirements_file = settings.requirements
+        requirements = read_requirements(context / requirements_file)
+    wheelhouse = context / settings.wheelhouse if settings.wheelhouse else None
+    if wheelhouse is not None and (wheelhouse / lockfile.MANIFEST).is_file():
+        # A reviewed wheelhouse: no key, no host keys, no network.
+        lockfile.check_wheelhouse(wheelhouse, requirements if locked else None)
+        args = _build_args(
+            dockerfile,
+            settings,
+            BASE_IMAGE=settings.base_image,
+            REQUIREMENTS=requirements_file,
+            WHEEL_SOURCE="vendored",
+            WHEELHOUSE=settings.wheelhouse,
+        )
+        if "WHEEL_SOURCE" not in args:
+            raise SettingsError(
+                f"{dockerfile} cannot build from a wheelhouse (no ARG WHEEL_SOURCE)",
+                hint=f"use the built-in template, or remove {wheelhouse} to build over SSH",
+            )
+        return BuildPlan(
+            settings,
+            context,
+            dockerfile,
+            requirements,
+            args,
+            _secrets(settings, cwd),
+            target=settings.target,
+            forward_key=False,
+            network="none",
+            wheelhouse=wheelhouse,
+        )
+    args = _build_args(
+        dockerfile,
+        settings,
+        BASE_IMAGE=settings.base_image,
+        REQUIREMENTS=requirements_file,
+        WHEELHOUSE=settings.wheelhouse,
     )
-    pinned = select_known_hosts(requirements.ssh_hosts, known_hosts)
-
-    secret_files: dict[str, Path] = {}
-    if settings.ca_bundle:
-        secret_files["ca_bundle"] = _existing_file(
-            settings.ca_bundle, cwd, "ca_bundle", "CA bundle"
-        )
-    if settings.pip_config:
-        secret_files["pip_config"] = _existing_file(
-            settings.pip_config, cwd, "pip_config", "pip config"
-        )
-    for secret_id, value in settings.secrets.items():
-        secret_files[secret_id] = _existing_file(value, cwd, "secrets", f"secret {secret_id}")
-
-    declared = set(re.findall(r"(?m)^\s*ARG\s+([A-Za-z_][A-Za-z0-9_]*)", _read(dockerfile)))
-    build_args = {
-        name: value
-        for name, value in (
-            ("BASE_IMAGE", settings.base_image),
-            ("REQUIREMENTS", settings.requirements),
-        )
-        if name in declared
-    }
-    build_args.update(settings.build_args)
-    return BuildPlan(settings, context, dockerfile, requirements, pinned, build_args, secret_files)
+    return BuildPlan(
+        settings,
+        context,
+        dockerfile,
+        requirements,
+        args,
+        _secrets(settings, cwd),
+        generated_secrets={"known_hosts": _pinned_hosts(settings, requirements)},
+        target=settings.target,
+        network=settings.network,
+    )
 
 
-def _read(path: Path) -> str:
+def plan_lock(settings: Settings, cwd: Path, output: Path) -> tuple[BuildPlan, lockfile.LockInput]:
+    """Plan ``lock``: resolve the lock input inside the target image, export the lock."""
+    context = _context(settings, cwd)
+    source = lockfile.find_input(context, settings.lock_input)
+    requirements = _input_requirements(source)
+    dockerfile = template_path()
+    secrets = _secrets(settings, cwd)
+    generated = {"known_hosts": _pinned_hosts(settings, requirements)}
+    if "uv_config" not in secrets and "pip_config" in secrets:
+        translated = lockfile.uv_config_from_pip(secrets["pip_config"].read_text("utf-8"))
+        if translated:
+            generated["uv_config"] = translated
+    args = _build_args(
+        dockerfile, settings, BASE_IMAGE=settings.base_image, LOCK_INPUT=source.relative
+    )
+    plan = BuildPlan(
+        settings,
+        context,
+        dockerfile,
+        requirements,
+        args,
+        secrets,
+        generated_secrets=generated,
+        target="lock-export",
+        output=output,
+        tag=False,
+        network=settings.network,
+    )
+    return plan, source
+
+
+def _input_requirements(source: lockfile.LockInput) -> Requirements:
+    if source.path.name != "pyproject.toml":
+        return read_requirements(source.path)
+    if sys.version_info >= (3, 11):
+        import tomllib
+    else:  # pragma: no cover - Python 3.10
+        import tomli as tomllib
     try:
-        return path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise SettingsError(
-            f"cannot read Dockerfile {path} ({exc.__class__.__name__})",
-            hint="check the file and securebuild.dockerfile",
+        data = tomllib.loads(source.path.read_text(encoding="utf-8"))
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise RequirementsError(
+            f"cannot parse {source.path} ({exc.__class__.__name__})",
+            hint="fix the TOML syntax",
         ) from None
+    dependencies = data.get("project", {}).get("dependencies", [])
+    if not isinstance(dependencies, list) or not dependencies:
+        raise RequirementsError(
+            f"{source.path} lists no [project] dependencies to lock",
+            hint="add them, or lock a requirements.in instead (securebuild.lock_input)",
+        )
+    return parse_requirements("\n".join(str(d) for d in dependencies) + "\n", source.path)
+
+
+def plan_vendor(settings: Settings, cwd: Path, output: Path) -> BuildPlan:
+    """Plan ``vendor``: build every wheel of the lock (or requirements) and export them."""
+    context = _context(settings, cwd)
+    locked = _locked_requirements(settings, context)
+    if locked is not None:
+        requirements, requirements_file = locked
+    else:
+        requirements_file = settings.requirements
+        requirements = read_requirements(context / requirements_file)
+    dockerfile = template_path()
+    args = _build_args(
+        dockerfile, settings, BASE_IMAGE=settings.base_image, REQUIREMENTS=requirements_file
+    )
+    return BuildPlan(
+        settings,
+        context,
+        dockerfile,
+        requirements,
+        args,
+        _secrets(settings, cwd),
+        generated_secrets={"known_hosts": _pinned_hosts(settings, requirements)},
+        target="wheelhouse",
+        output=output,
+        tag=False,
+        network=settings.network,
+    )
 
 
 def build_command(
-    engine: Engine, plan: BuildPlan, key: ForwardedKey, known_hosts_file: Path
+    engine: Engine, plan: BuildPlan, key: ForwardedKey | None, secret_paths: dict[str, Path]
 ) -> list[str]:
-    """The docker argv for ``plan``: the key travels only as ``--ssh default=SOCKET``."""
+    """The docker argv for ``plan``: a key travels only as ``--ssh default=SOCKET``."""
     s = plan.settings
     progress = "plain" if s.progress == "auto" else s.progress
-    secrets = [f"id=known_hosts,src={known_hosts_file}"]
-    secrets += [f"id={sid},src={path}" for sid, path in plan.secret_files.items()]
+    secrets = [f"id={sid},src={path}" for sid, path in secret_paths.items()]
     command = (
         CommandBuilder(*engine.build_prefix())
         .option("--progress", progress)
         .option("--file", str(plan.dockerfile))
-        .option("--tag", s.image_ref)
-        .option("--target", s.target)
+        .option("--tag", s.image_ref if plan.tag else "")
+        .option("--label", f"{PROJECT_LABEL}={project_id(plan.context)}" if plan.tag else "")
+        .option("--target", plan.target)
         .option("--platform", s.platform)
-        .option("--network", s.network)
-        .option("--ssh", f"default={key.socket}")
+        .option("--network", plan.network)
+        .option("--ssh", f"default={key.socket}" if key else "")
         .repeated("--secret", secrets)
         .repeated("--build-arg", [f"{k}={v}" for k, v in plan.build_args.items()])
+        .option("--output", f"type=local,dest={plan.output}" if plan.output else "")
         .flag("--no-cache", s.no_cache)
-        .flag("--load", engine.mode == "buildx")
+        .flag("--load", engine.mode == "buildx" and plan.tag)
         .add(str(plan.context))
     )
     return command.argv
+
+
+def project_id(context: Path) -> str:
+    """A stable label value naming the project, so `clean` finds only its images."""
+    import hashlib
+
+    return hashlib.sha256(str(context.resolve()).encode()).hexdigest()[:16]
 
 
 @contextlib.contextmanager
@@ -173,45 +352,132 @@ def _sigterm_as_interrupt() -> Iterator[None]:
         signal.signal(signal.SIGTERM, previous)
 
 
-def build_image(settings: Settings, *, cwd: Path, out: IO[str] | None = None) -> BuildResult:
-    """Build the image; raise a `SecurebuildError` with a next step on failure."""
+@dataclass(frozen=True)
+class Executed:
+    """What running a plan used."""
+
+    engine: Engine
+    key: ForwardedKey | None
+    seconds: float
+
+
+def execute(plan: BuildPlan, *, out: IO[str] | None = None) -> Executed:
+    """Run ``plan``; raise a `SecurebuildError` with a next step on failure."""
     out = out or sys.stderr
     reap_stale_workdirs()
-    plan = plan_build(settings, cwd)
-    source = choose_key_source(settings)
+    source = choose_key_source(plan.settings) if plan.forward_key else None
     started = time.monotonic()
     with _sigterm_as_interrupt(), private_workdir() as workdir:
-        known_hosts_file = workdir / "known_hosts"
-        known_hosts_file.write_text(plan.known_hosts_text, encoding="utf-8")
-        with source.forward(workdir) as key:
-            engine = detect_engine(settings.docker, settings.builder)
+        secret_paths = dict(plan.secret_files)
+        for secret_id, text in plan.generated_secrets.items():
+            path = workdir / f"{secret_id}.secret"
+            path.touch(mode=0o600)
+            path.write_text(text, encoding="utf-8")
+            secret_paths[secret_id] = path
+        forwarding = source.forward(workdir) if source else contextlib.nullcontext(None)
+        with forwarding as key:
+            engine = detect_engine(plan.settings.docker, plan.settings.builder)
             ping(engine)
-            out.write(
-                f"securebuild: building {settings.image_ref} with {engine.mode} "
-                f"({engine.docker}), key {key.fingerprint} from {key.source}\n"
-            )
+            what = plan.settings.image_ref if plan.tag else plan.target
+            how = f"key {key.fingerprint} from {key.source}" if key else "no key, no network"
+            out.write(f"securebuild: building {what} with {engine.mode} ({engine.docker}), {how}\n")
             out.flush()
-            argv = build_command(engine, plan, key, known_hosts_file)
+            argv = build_command(engine, plan, key, secret_paths)
             try:
                 run_streaming(
-                    argv, env=engine.child_env(), out=out, passthrough=settings.progress == "tty"
+                    argv,
+                    env=engine.child_env(),
+                    out=out,
+                    passthrough=plan.settings.progress == "tty",
                 )
             except BuildError as exc:
                 raise _explain(exc, plan) from None
+    return Executed(engine, key, time.monotonic() - started)
+
+
+def build_image(settings: Settings, *, cwd: Path, out: IO[str] | None = None) -> BuildResult:
+    """Build the image (offline from the wheelhouse when there is one)."""
+    plan = plan_build(settings, cwd)
+    done = execute(plan, out=out)
     info = inspect_image(settings.image_ref)
     return BuildResult(
         settings.image_ref,
         info.id,
         info.size,
-        key.fingerprint,
-        key.source,
-        time.monotonic() - started,
+        done.key.fingerprint if done.key else "",
+        done.key.source if done.key else "",
+        done.seconds,
+        offline=not plan.forward_key,
     )
+
+
+def lock(settings: Settings, *, cwd: Path, out: IO[str] | None = None) -> Path:
+    """Resolve the lock input inside the target image; write the lock file."""
+    with tempfile.TemporaryDirectory(prefix="securebuild-lock-") as tmp:
+        plan, source = plan_lock(settings, cwd, Path(tmp))
+        execute(plan, out=out)
+        try:
+            raw = (Path(tmp) / "requirements.lock").read_text(encoding="utf-8")
+        except OSError:
+            raise BuildError(
+                "the lock stage produced no requirements.lock",
+                command=[],
+                returncode=0,
+                hint="check that the Dockerfile template is the one shipped with securebuild-tasks",
+            ) from None
+        target = plan.context / settings.lock_file
+        _write_atomically(target, lockfile.finish(raw, source))
+    return target
+
+
+def vendor(settings: Settings, *, cwd: Path, out: IO[str] | None = None) -> Path:
+    """Build wheels for the lock and replace the wheelhouse with them, with a manifest."""
+    context = _context(settings, cwd)
+    if not settings.wheelhouse:
+        raise SettingsError(
+            "setting wheelhouse is empty, so there is nowhere to vendor to",
+            hint="set securebuild.wheelhouse, e.g. vendor/python",
+        )
+    wheelhouse = context / settings.wheelhouse
+    foreign = wheelhouse.exists() and not (wheelhouse / lockfile.MANIFEST).is_file()
+    if foreign and any(wheelhouse.iterdir()):
+        raise SettingsError(
+            f"{wheelhouse} exists and was not made by `inv vendor`; not overwriting it",
+            hint="move it away, or set securebuild.wheelhouse to another folder",
+        )
+    wheelhouse.parent.mkdir(parents=True, exist_ok=True)
+    # Export next to the wheelhouse so the final swap is a rename on one disk.
+    staging = Path(tempfile.mkdtemp(prefix=".securebuild-vendor-", dir=wheelhouse.parent))
+    try:
+        plan = plan_vendor(settings, cwd, staging)
+        execute(plan, out=out)
+        lockfile.write_manifest(staging, plan.build_args.get("REQUIREMENTS", ""))
+        old = wheelhouse.with_name(f".{wheelhouse.name}.old")
+        shutil.rmtree(old, ignore_errors=True)
+        if wheelhouse.exists():
+            os.rename(wheelhouse, old)
+        os.rename(staging, wheelhouse)
+        shutil.rmtree(old, ignore_errors=True)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return wheelhouse
+
+
+def _write_atomically(path: Path, text: str) -> None:
+    temporary = path.with_name(f".{path.name}.tmp")
+    temporary.write_text(text, encoding="utf-8")
+    os.replace(temporary, path)
 
 
 def _explain(exc: BuildError, plan: BuildPlan) -> SecurebuildError:
     explained = explain_ssh_failure(exc.output, plan.requirements.ssh_hosts)
     if explained is None:
+        if "THESE PACKAGES DO NOT MATCH THE HASHES" in exc.output:
+            return RequirementsError(
+                "a package does not match the hash in the lock or wheelhouse (tampered?)",
+                hint="see the build output above; run `inv lock` / `inv vendor` from a trusted"
+                " source",
+            )
         exc.hint = "see the build output above"
         exc.args = (exc.line(),)
         return exc

@@ -25,6 +25,8 @@ _URL_CREDENTIALS = re.compile(
     r"|\bhttps?://[^/\s@]+@",
     re.IGNORECASE,
 )
+_HASH = re.compile(r"--hash[=\s]([a-z0-9]+:[0-9a-fA-F]+)")
+_COMMIT_PIN = re.compile(r"@[0-9a-f]{40}(#.*)?$")
 # File-level options that are harmless to pass through to pip in the build.
 _FILE_OPTIONS = (
     "--index-url",
@@ -57,6 +59,27 @@ class SSHHost:
 
 
 @dataclass(frozen=True)
+class Entry:
+    """One requirement line: its name, URL or version pin, and hashes."""
+
+    line: int
+    name: str
+    url: str
+    specifier: str
+    hashes: tuple[str, ...]
+
+    @property
+    def pinned_commit(self) -> bool:
+        """A VCS URL ending in a full 40-hex commit SHA (``@<sha>``)."""
+        return bool(_COMMIT_PIN.search(self.url))
+
+    @property
+    def pinned_version(self) -> bool:
+        """An exact ``==`` version (not a range, not ``===``-free text)."""
+        return self.specifier.startswith("==") and "," not in self.specifier
+
+
+@dataclass(frozen=True)
 class Requirements:
     """The parsed content of a requirements file."""
 
@@ -64,6 +87,7 @@ class Requirements:
     names: tuple[str, ...]
     private: tuple[str, ...]
     ssh_hosts: tuple[SSHHost, ...]
+    entries: tuple[Entry, ...] = ()
 
 
 def read_requirements(path: Path) -> Requirements:
@@ -90,6 +114,7 @@ def parse_requirements(text: str, path: Path) -> Requirements:
     names: list[str] = []
     private: list[str] = []
     hosts: set[SSHHost] = set()
+    entries: list[Entry] = []
     for lineno, line in _logical_lines(text):
         where = f"{path} line {lineno}"
         if _URL_CREDENTIALS.search(line):
@@ -100,7 +125,9 @@ def parse_requirements(text: str, path: Path) -> Requirements:
         if line.startswith("-"):
             _check_option(line, where)
             continue
+        hashes = tuple(_HASH.findall(line))
         line = _LINE_OPTION.sub("", " " + line).strip()
+        specifier = ""
         if re.match(r"^[a-z][a-z0-9+.-]*://", line, re.IGNORECASE):
             name, url = _bare_url(line, where), line
         else:
@@ -112,8 +139,9 @@ def parse_requirements(text: str, path: Path) -> Requirements:
                     f"{where} is not a valid requirement ({first})",
                     hint="write NAME[==VERSION] or NAME @ git+ssh://git@HOST/ORG/REPO.git@TAG",
                 ) from None
-            name, url = req.name, req.url or ""
+            name, url, specifier = req.name, req.url or "", str(req.specifier)
         names.append(name)
+        entries.append(Entry(lineno, name, url, specifier, hashes))
         host = _ssh_host(url, where)
         if host is not None:
             private.append(name)
@@ -123,7 +151,7 @@ def parse_requirements(text: str, path: Path) -> Requirements:
             f"requirements file {path} lists no requirement",
             hint="add at least one NAME or NAME @ URL line",
         )
-    return Requirements(path, tuple(names), tuple(private), tuple(sorted(hosts)))
+    return Requirements(path, tuple(names), tuple(private), tuple(sorted(hosts)), tuple(entries))
 
 
 def _logical_lines(text: str) -> list[tuple[int, str]]:

@@ -44,7 +44,7 @@ PROGRESS = ("auto", "plain", "tty")
 PASSPHRASE_SOURCES = ("auto", "keyring", "prompt")
 
 #: Secret ids the template itself uses; user secrets may not take them.
-RESERVED_SECRET_IDS = ("known_hosts", "ca_bundle", "pip_config")
+RESERVED_SECRET_IDS = ("known_hosts", "ca_bundle", "pip_config", "uv_config")
 
 
 @dataclass(frozen=True)
@@ -56,6 +56,9 @@ class Settings:
     dockerfile: str = ""
     context: str = "."
     requirements: str = "requirements.txt"
+    lock_input: str = ""
+    lock_file: str = "requirements.lock"
+    wheelhouse: str = "vendor/python"
     target: str = ""
     platform: str = ""
     network: str = ""
@@ -77,6 +80,7 @@ class Settings:
     known_hosts: str = ""
     ca_bundle: str = ""
     pip_config: str = ""
+    uv_config: str = ""
     secrets: dict[str, str] = field(default_factory=dict)
     env_file: str = ".env"
 
@@ -93,6 +97,9 @@ HELP: dict[str, str] = {
     "dockerfile": "Dockerfile; empty: the context's Dockerfile, else the built-in template",
     "context": "build context directory",
     "requirements": "requirements file, relative to the context",
+    "lock_input": "what `inv lock` resolves; empty: requirements.in, else pyproject.toml",
+    "lock_file": "lock file written by `inv lock` and used by builds when present",
+    "wheelhouse": "folder `inv vendor` fills; builds use it offline when present",
     "target": "build stage to stop at (docker build --target)",
     "platform": "target platform, e.g. linux/amd64",
     "network": "network for RUN steps (e.g. host, none); empty: the engine's default",
@@ -114,6 +121,7 @@ HELP: dict[str, str] = {
     "known_hosts": "known_hosts file with the git hosts' keys; empty: ~/.ssh/known_hosts",
     "ca_bundle": "CA bundle for TLS-inspecting proxies, given to pip as a secret mount",
     "pip_config": "pip.conf (index URLs, tokens) given to pip as a secret mount",
+    "uv_config": "uv.toml for `inv lock` (secret mount); empty: made from pip_config",
     "secrets": "extra BuildKit secrets, ID=PATH[,ID=PATH]",
     "env_file": ".env file read for SECUREBUILD_* values",
 }
@@ -342,6 +350,11 @@ def _validate(s: Settings, origins: Mapping[str, str]) -> None:
                 "pass it as a secret instead: secrets=ID=PATH, and read /run/secrets/ID",
             )
     check_relative(s.requirements, "requirements", origins)
+    check_relative(s.lock_file, "lock_file", origins)
+    if s.lock_input:
+        check_relative(s.lock_input, "lock_input", origins)
+    if s.wheelhouse:
+        check_relative(s.wheelhouse, "wheelhouse", origins)
     for secret_id, path in s.secrets.items():
         if not _SECRET_ID.match(secret_id) or secret_id in RESERVED_SECRET_IDS:
             raise bad(

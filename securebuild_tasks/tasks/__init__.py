@@ -8,13 +8,21 @@ from invoke.collection import Collection
 from invoke.tasks import Task
 
 from ..settings import NAMESPACE, defaults
-from . import image, keys, settings
+from . import deps, image, keys, settings
 
 
 def make_collection(name: str | None = None) -> Collection:
     """Build a fresh collection (tests and the CLI each get their own)."""
     ns = Collection(name) if name else Collection()
-    for obj in (image.build_image, keys.store_key, keys.forget_key, settings.show_settings):
+    tasks = (
+        image.build_image,
+        deps.lock,
+        deps.vendor,
+        keys.store_key,
+        keys.forget_key,
+        settings.show_settings,
+    )
+    for obj in tasks:
         # invoke's @task(help=...) is typed as returning a plain callable.
         ns.add_task(cast(Task[Any], obj))
     ns.configure({NAMESPACE: defaults()})

@@ -254,10 +254,20 @@ class PackageIndex:
         return f"[global]\nno-index = true\nfind-links = http://127.0.0.1:{self.port}/\n"
 
 
+INDEX_PACKAGES = {"setuptools": "setuptools>=61,<81", "wheel": "wheel", "uv": "uv", "six": "six"}
+
+
 def build_backend_wheels(cache: Path) -> Path:
-    """setuptools and wheel as wheels, downloaded once into ``cache``."""
+    """The local index's wheels, downloaded once into ``cache``.
+
+    setuptools and wheel build the private packages, uv resolves locks, six is a
+    public dependency for lock tests.
+    """
     cache.mkdir(parents=True, exist_ok=True)
-    if not any(cache.glob("setuptools-*.whl")) or not any(cache.glob("wheel-*.whl")):
+    missing = [
+        spec for name, spec in INDEX_PACKAGES.items() if not any(cache.glob(f"{name}-*.whl"))
+    ]
+    if missing:
         run(
             sys.executable,
             "-m",
@@ -267,8 +277,7 @@ def build_backend_wheels(cache: Path) -> Path:
             "--only-binary=:all:",
             "--dest",
             str(cache),
-            "setuptools>=61,<81",
-            "wheel",
+            *missing,
         )
     return cache
 

@@ -86,13 +86,18 @@ def test_build_command_passes_key_only_as_agent_socket(tmp_path: Path) -> None:
         context=tmp_path,
         dockerfile=tmp_path / "Dockerfile",
         requirements=reqs,
-        known_hosts_text="",
         build_args={"BASE_IMAGE": "python:3.12-slim"},
-        secret_files={"pip_config": tmp_path / "pip.conf"},
+        secret_files={},
+        target="runtime",
+        network="host",
     )
     key = ForwardedKey(str(tmp_path / "agent.sock"), "SHA256:abc", "file")
     engine = Engine("/usr/bin/docker", "classic", "20.10.24")
-    argv = build_command(engine, plan, key, tmp_path / "known_hosts")
+    secret_paths = {
+        "known_hosts": tmp_path / "known_hosts",
+        "pip_config": tmp_path / "pip.conf",
+    }
+    argv = build_command(engine, plan, key, secret_paths)
     assert argv[:2] == ["/usr/bin/docker", "build"]
     assert argv[argv.index("--ssh") + 1] == f"default={tmp_path / 'agent.sock'}"
     secrets = [argv[i + 1] for i, a in enumerate(argv) if a == "--secret"]

@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 
 from securebuild_tasks.errors import RequirementsError
 from securebuild_tasks.requirements import (
+    Entry,
     Requirements,
     SSHHost,
     parse_requirements,
@@ -397,7 +398,32 @@ def test_read_requirements_from_file(tmp_path: Path) -> None:
     path = tmp_path / "requirements.txt"
     path.write_text("lib @ git+ssh://git@127.0.0.1:2222/lib.git\n", encoding="utf-8")
     reqs = read_requirements(path)
-    assert reqs == Requirements(path, ("lib",), ("lib",), (SSHHost("127.0.0.1", 2222),))
+    url = "git+ssh://git@127.0.0.1:2222/lib.git"
+    assert reqs == Requirements(
+        path, ("lib",), ("lib",), (SSHHost("127.0.0.1", 2222),), (Entry(1, "lib", url, "", ()),)
+    )
+
+
+def test_entries_keep_pins_and_hashes() -> None:
+    """Entries carry each line's version pin, hashes and commit pin, as a lock needs."""
+    sha = "a" * 40
+    reqs = _parse(
+        "wheel==0.48.0 \\\n    --hash=sha256:00ff \\\n    --hash=sha256:11ee\n"
+        f"privpkg @ git+ssh://git@h/p.git@{sha}\n"
+        "loose>=1\n"
+    )
+    wheel, private, loose = reqs.entries
+    assert (wheel.name, wheel.specifier, wheel.hashes) == (
+        "wheel",
+        "==0.48.0",
+        ("sha256:00ff", "sha256:11ee"),
+    )
+    assert wheel.pinned_version
+    assert not wheel.pinned_commit
+    assert private.pinned_commit
+    assert private.hashes == ()
+    assert not loose.pinned_version
+    assert _parse("p @ git+ssh://git@h/p.git@v1.0.0\n").entries[0].pinned_commit is False
 
 
 def test_read_requirements_error_names_real_path(tmp_path: Path) -> None:

@@ -1,0 +1,214 @@
+"""Lock files and wheelhouses: what `inv lock` and `inv vendor` write, and the
+checks that keep a build from using them when they no longer fit.
+
+Resolution itself is uv's (``uv pip compile --generate-hashes``, run inside the
+target image by the template's ``lock`` stage). uv was chosen over pip-tools
+because it pins git dependencies to the full commit SHA the tag pointed at
+(pip-compile keeps the tag, so a moved tag changes the build), and because
+`uv pip compile` reads ``pyproject.toml`` dependencies as well as
+``requirements.in``. This module only adds a header recording what the lock was
+made from, and checks a lock before a build trusts it.
+"""
+
+from __future__ import annotations
+
+import configparser
+import hashlib
+import json
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from .errors import RequirementsError
+from .requirements import Requirements, parse_requirements
+
+HEADER = "# securebuild-lock: "
+INPUT_CANDIDATES = ("requirements.in", "pyproject.toml")
+MANIFEST = "manifest.json"
+HASHES = "requirements.hashes"
+# A line of the template's wheel manifest; /tmp/wheels is the mount point inside
+# the build, not a path on this machine.
+_HASH_LINE = re.compile(r"/tmp/wheels/(\S+\.whl) --hash=sha256:([0-9a-f]{64})")  # noqa: S108
+
+
+@dataclass(frozen=True)
+class LockInput:
+    """The file a lock is resolved from, relative to the context, and its digest."""
+
+    path: Path
+    relative: str
+    sha256: str
+
+
+def find_input(context: Path, configured: str) -> LockInput:
+    """The configured input, or the first of requirements.in and pyproject.toml."""
+    candidates = (configured,) if configured else INPUT_CANDIDATES
+    for name in candidates:
+        path = context / name
+        if path.is_file():
+            data = path.read_bytes()
+            if not data.strip():
+                raise RequirementsError(
+                    f"lock input {path} is empty",
+                    hint="list your requirements in it, one per line",
+                )
+            return LockInput(path, name, hashlib.sha256(data).hexdigest())
+    wanted = configured or " or ".join(INPUT_CANDIDATES)
+    raise RequirementsError(
+        f"no lock input: {wanted} not found in {context}",
+        hint="create requirements.in (what you depend on, loosely pinned), or set"
+        " securebuild.lock_input",
+    )
+
+
+def finish(raw: str, source: LockInput) -> str:
+    """Prepend the securebuild header to uv's output."""
+    return f"{HEADER}input={source.relative} sha256={source.sha256}\n{raw}"
+
+
+def check(lock_path: Path, context: Path) -> Requirements:
+    """Parse a lock, refusing one that is stale or was edited into an unsafe state."""
+    text = lock_path.read_text(encoding="utf-8")
+    first = text.splitlines()[0] if text else ""
+    match = re.fullmatch(re.escape(HEADER) + r"input=(\S+) sha256=([0-9a-f]{64})", first)
+    if not match:
+        raise RequirementsError(
+            f"{lock_path} has no securebuild-lock header, so its origin is unknown",
+            hint="regenerate it with `inv lock` (do not edit a lock by hand)",
+        )
+    source = context / match.group(1)
+    if not source.is_file():
+        raise RequirementsError(
+            f"{lock_path} was made from {match.group(1)}, which no longer exists",
+            hint="run `inv lock` again, or delete the lock",
+        )
+    if hashlib.sha256(source.read_bytes()).hexdigest() != match.group(2):
+        raise RequirementsError(
+            f"{lock_path.name} is stale: {match.group(1)} changed since it was locked",
+            hint="run `inv lock` to resolve again",
+        )
+    requirements = parse_requirements(text, lock_path)
+    for entry in requirements.entries:
+        where = f"{lock_path.name} line {entry.line} ({entry.name})"
+        if entry.url:
+            if not entry.pinned_commit:
+                raise RequirementsError(
+                    f"{where} is not pinned to a commit SHA",
+                    hint="regenerate the lock with `inv lock` (do not edit a lock by hand)",
+                )
+        elif not entry.pinned_version or not entry.hashes:
+            raise RequirementsError(
+                f"{where} lacks an exact version with sha256 hashes",
+                hint="regenerate the lock with `inv lock` (do not edit a lock by hand)",
+            )
+    return requirements
+
+
+def uv_config_from_pip(pip_conf: str) -> str:
+    """Translate a pip.conf's index settings into uv.toml, so one file configures both.
+
+    Only index location keys are carried over (index-url, extra-index-url,
+    find-links, no-index); tokens inside those URLs come along unchanged.
+    """
+    parser = configparser.ConfigParser(interpolation=None)
+    parser.read_string(pip_conf)
+    values: dict[str, str] = {}
+    for section in ("global", "install", "download", "wheel"):
+        if parser.has_section(section):
+            values.update(parser.items(section))
+    lines = []
+    if values.get("index-url"):
+        lines.append(f"index-url = {json.dumps(values['index-url'].strip())}")
+    for key in ("extra-index-url", "find-links"):
+        items = values.get(key, "").split()
+        if items:
+            lines.append(f"{key} = {json.dumps(items)}")
+    if values.get("no-index", "").strip().lower() in {"1", "true", "yes", "on"}:
+        lines.append("no-index = true")
+    return "\n".join(lines) + "\n" if lines else ""
+
+
+@dataclass(frozen=True)
+class Wheel:
+    """One file of a wheelhouse, with its hash."""
+
+    file: str
+    sha256: str
+
+
+def write_manifest(wheelhouse: Path, source: str) -> list[Wheel]:
+    """Hash every wheel and write manifest.json; check it against the build's own list."""
+    wheels = [
+        Wheel(path.name, hashlib.sha256(path.read_bytes()).hexdigest())
+        for path in sorted(wheelhouse.glob("*.whl"))
+    ]
+    built = _hash_lines(wheelhouse / HASHES)
+    if built != {w.file: w.sha256 for w in wheels}:
+        raise RequirementsError(
+            f"the wheels exported to {wheelhouse} do not match the hashes the build recorded",
+            hint="run `inv vendor` again; if it repeats, check the disk and the build cache",
+        )
+    manifest = {
+        "generator": "securebuild-tasks",
+        "requirements": source,
+        "wheels": [{"file": w.file, "sha256": w.sha256} for w in wheels],
+    }
+    (wheelhouse / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
+    return wheels
+
+
+def _hash_lines(path: Path) -> dict[str, str]:
+    found: dict[str, str] = {}
+    if not path.is_file():
+        return found
+    for line in path.read_text(encoding="utf-8").splitlines():
+        match = _HASH_LINE.fullmatch(line.strip())
+        if match:
+            found[match.group(1)] = match.group(2)
+    return found
+
+
+def check_wheelhouse(wheelhouse: Path, lock: Requirements | None) -> list[Wheel]:
+    """Verify a wheelhouse against its manifest (and the lock, when there is one)."""
+    try:
+        manifest = json.loads((wheelhouse / MANIFEST).read_text(encoding="utf-8"))
+        wheels = [Wheel(str(w["file"]), str(w["sha256"])) for w in manifest["wheels"]]
+    except (OSError, ValueError, KeyError, TypeError):
+        raise RequirementsError(
+            f"wheelhouse {wheelhouse} has no readable {MANIFEST}",
+            hint="recreate it with `inv vendor`",
+        ) from None
+    for wheel in wheels:
+        path = wheelhouse / wheel.file
+        if not path.is_file():
+            raise RequirementsError(
+                f"wheelhouse {wheelhouse} lacks {wheel.file}, listed in its manifest",
+                hint="recreate it with `inv vendor`",
+            )
+        if hashlib.sha256(path.read_bytes()).hexdigest() != wheel.sha256:
+            raise RequirementsError(
+                f"{wheel.file} in {wheelhouse} does not match its manifest hash (tampered?)",
+                hint="recreate the wheelhouse with `inv vendor` from a trusted lock",
+            )
+    if _hash_lines(wheelhouse / HASHES) != {w.file: w.sha256 for w in wheels}:
+        raise RequirementsError(
+            f"{HASHES} in {wheelhouse} does not match {MANIFEST}",
+            hint="recreate the wheelhouse with `inv vendor`",
+        )
+    if lock is not None:
+        names = {_wheel_name(w.file) for w in wheels}
+        missing = sorted({_normal(e.name) for e in lock.entries} - names)
+        if missing:
+            raise RequirementsError(
+                f"wheelhouse {wheelhouse} lacks {', '.join(missing)}, which the lock needs",
+                hint="run `inv vendor` after `inv lock`",
+            )
+    return wheels
+
+
+def _normal(name: str) -> str:
+    return re.sub(r"[-_.]+", "_", name).lower()
+
+
+def _wheel_name(filename: str) -> str:
+    return _normal(filename.split("-", 1)[0])

@@ -1,0 +1,218 @@
+"""`inv lock` and `inv vendor` against the real engine and git server."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from securebuild_tasks.engine import Engine
+from tests.integration.conftest import Lab, Project, securebuild_leftovers
+from tests.integration.test_build_image import _assert_one_line_error
+from tests.support.leaks import find_in_tree, key_needles
+from tests.support.realparts import GitServer, run
+
+pytestmark = pytest.mark.engine
+
+GIT_ENV = {
+    **os.environ,
+    "GIT_AUTHOR_NAME": "t",
+    "GIT_AUTHOR_EMAIL": "t@localhost",
+    "GIT_COMMITTER_NAME": "t",
+    "GIT_COMMITTER_EMAIL": "t@localhost",
+}
+
+
+def _key_env(lab: Lab) -> dict[str, str]:
+    return {"SECUREBUILD_KEY_SOURCE": "file", "SECUREBUILD_KEY_FILE": str(lab.deploy.private)}
+
+
+def _version_in_image(engine: Engine, image: str, module: str) -> str:
+    done = subprocess.run(
+        [
+            engine.docker,
+            "run",
+            "--rm",
+            "--network",
+            "none",
+            image,
+            "python",
+            "-c",
+            f"import {module}; print({module}.VERSION)",
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    return done.stdout.strip()
+
+
+def _move_tag(server: GitServer, name: str, tag: str, version: str) -> str:
+    """Commit a new version in the bare repo and move ``tag`` onto it; return the new SHA."""
+    work = server.root / "work" / name
+    (work / name / "__init__.py").write_text(f'VERSION = "{version}"\n')
+    run("git", "commit", "-q", "-am", version, cwd=work, env=GIT_ENV)
+    run("git", "tag", "-f", tag, cwd=work, env=GIT_ENV)
+    run(
+        "git",
+        "push",
+        "-q",
+        "--force",
+        str(server.repos / f"{name}.git"),
+        f"refs/tags/{tag}",
+        cwd=work,
+        env=GIT_ENV,
+    )
+    return run("git", "rev-parse", tag, cwd=work).strip()
+
+
+def _lock(project: Project, lab: Lab, text: str) -> str:
+    (project.path / "requirements.in").write_text(f"# {project.image}\n{text}")
+    done = project.inv("lock", env=_key_env(lab))
+    assert done.returncode == 0, done.stderr[-3000:]
+    return (project.path / "requirements.lock").read_text()
+
+
+@pytest.fixture
+def moving_server(tmp_path: Path, lab: Lab) -> GitServer:
+    """A git server of the test's own, whose tags the test may move."""
+    server = GitServer(tmp_path / "git").start()
+    server.authorize(lab.deploy)
+    yield server
+    server.stop()
+
+
+def test_lock_pins_commit_and_survives_a_moved_tag(
+    project: Project, lab: Lab, engine: Engine, moving_server: GitServer, data_root: Path
+) -> None:
+    """The lock pins the commit the tag named, so moving the tag changes nothing."""
+    url = moving_server.create_package("movingpkg", "v1.0.0", "1.0.0")
+    (project.path / "known_hosts").write_text(moving_server.known_hosts_line())
+    old_sha = run("git", "rev-parse", "v1.0.0", cwd=moving_server.root / "work" / "movingpkg")
+    lock = _lock(project, lab, f"movingpkg @ git+{url}@v1.0.0\nsix\n")
+
+    assert lock.startswith("# securebuild-lock: input=requirements.in sha256=")
+    assert f"movingpkg @ git+{url}@{old_sha.strip()}" in lock
+    assert re.search(r"six==[\d.]+ \\\n\s+--hash=sha256:[0-9a-f]{64}", lock)
+
+    _move_tag(moving_server, "movingpkg", "v1.0.0", "9.9.9")
+    done = project.inv("build-image", env=_key_env(lab))
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert _version_in_image(engine, project.image, "movingpkg") == "1.0.0"
+    assert find_in_tree(data_root, key_needles(lab.deploy.private_bytes)) == []
+    assert securebuild_leftovers() == []
+
+
+def test_stale_and_hand_edited_locks_are_refused(project: Project, lab: Lab) -> None:
+    """A lock whose input changed, or that was edited unsafely, stops the build."""
+    lock = _lock(project, lab, f"privpkg @ git+{lab.private_url}@v1.0.0\nsix\n")
+    lock_path = project.path / "requirements.lock"
+    source = project.path / "requirements.in"
+
+    source.write_text(source.read_text() + "wheel\n")
+    _assert_one_line_error(project.inv("build-image", env=_key_env(lab)), 2, "is stale")
+    source.write_text(source.read_text().replace("wheel\n", ""))
+
+    lock_path.write_text(re.sub(r"@[0-9a-f]{40}", "@v1.0.0", lock))
+    _assert_one_line_error(
+        project.inv("build-image", env=_key_env(lab)), 2, "not pinned to a commit SHA"
+    )
+    lock_path.write_text(re.sub(r" \\\n\s+--hash=sha256:[0-9a-f]{64}", "", lock))
+    _assert_one_line_error(
+        project.inv("build-image", env=_key_env(lab)), 2, "lacks an exact version with sha256"
+    )
+    lock_path.write_text("\n".join(lock.splitlines()[1:]) + "\n")
+    _assert_one_line_error(project.inv("build-image", env=_key_env(lab)), 2, "no securebuild-lock")
+
+
+def test_tampered_index_hash_fails_the_build(project: Project, lab: Lab) -> None:
+    """A hash in the lock that does not match the index's file fails, hash-checked."""
+    lock = _lock(project, lab, "six\n")
+    tampered = re.sub(r"(--hash=sha256:)[0-9a-f]{64}", r"\g<1>" + "0" * 64, lock)
+    (project.path / "requirements.lock").write_text(tampered)
+    done = project.inv("build-image", env=_key_env(lab))
+    _assert_one_line_error(done, 2, "does not match the hash")
+
+
+def test_lock_bad_input(project: Project, lab: Lab) -> None:
+    """Missing, empty and unresolvable inputs, and a missing tag, each end in one line."""
+    _assert_one_line_error(project.inv("lock", env=_key_env(lab)), 2, "no lock input")
+    (project.path / "requirements.in").write_text("\n")
+    _assert_one_line_error(project.inv("lock", env=_key_env(lab)), 2, "is empty")
+    (project.path / "requirements.in").write_text("no-such-package-anywhere==1.0\n")
+    _assert_one_line_error(project.inv("lock", env=_key_env(lab)), 6, "docker build failed")
+    (project.path / "requirements.in").write_text(f"privpkg @ git+{lab.private_url}@v404\n")
+    _assert_one_line_error(project.inv("lock", env=_key_env(lab)), 6, "docker build failed")
+    assert not (project.path / "requirements.lock").exists()
+    assert securebuild_leftovers() == []
+
+
+def test_vendor_then_build_offline(
+    project: Project, lab: Lab, engine: Engine, moving_server: GitServer, data_root: Path
+) -> None:
+    """After vendor, the build needs no git server, no key and no network."""
+    url = moving_server.create_package("vendoredpkg", "v2.0.0", "2.0.0")
+    (project.path / "known_hosts").write_text(moving_server.known_hosts_line())
+    _lock(project, lab, f"vendoredpkg @ git+{url}@v2.0.0\nsix\n")
+    done = project.inv("vendor", env=_key_env(lab))
+    assert done.returncode == 0, done.stderr[-3000:]
+    wheelhouse = project.path / "vendor" / "python"
+    manifest = json.loads((wheelhouse / "manifest.json").read_text())
+    files = sorted(w["file"] for w in manifest["wheels"])
+    assert [f.split("-")[0] for f in files] == ["six", "vendoredpkg"]
+    assert find_in_tree(wheelhouse, key_needles(lab.deploy.private_bytes)) == []
+
+    moving_server.stop()
+    offline = {"SECUREBUILD_KEY_SOURCE": "agent", "SECUREBUILD_KNOWN_HOSTS": "/nonexistent"}
+    built = project.inv("build-image", env=offline)
+    assert built.returncode == 0, built.stderr[-3000:]
+    assert "no key, no network" in built.stderr
+    assert _version_in_image(engine, project.image, "vendoredpkg") == "2.0.0"
+    listing = subprocess.run(
+        [
+            engine.docker,
+            "run",
+            "--rm",
+            "--network",
+            "none",
+            project.image,
+            "sh",
+            "-c",
+            # What the build added: the app, the venv, temp dirs (the base image's
+            # own /usr/share/python-wheels is not the build's doing).
+            "find /app /opt/venv /tmp /root \\( -name '*.whl' -o -name vendor"
+            " -o -name '*.hashes' -o -name .cache \\) -print",
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+    ).stdout
+    assert listing.strip() == ""
+    assert find_in_tree(data_root, key_needles(lab.deploy.private_bytes)) == []
+
+
+def test_tampered_wheelhouse_is_refused(project: Project, lab: Lab) -> None:
+    """A changed wheel, or one missing from the wheelhouse, stops the build."""
+    _lock(project, lab, "six\n")
+    assert project.inv("vendor", env=_key_env(lab)).returncode == 0
+    wheelhouse = project.path / "vendor" / "python"
+    wheel = next(wheelhouse.glob("six-*.whl"))
+    original = wheel.read_bytes()
+
+    wheel.write_bytes(original + b"\0")
+    _assert_one_line_error(project.inv("build-image"), 2, "does not match its manifest hash")
+
+    wheel.unlink()
+    manifest = json.loads((wheelhouse / "manifest.json").read_text())
+    manifest["wheels"] = [w for w in manifest["wheels"] if w["file"] != wheel.name]
+    (wheelhouse / "manifest.json").write_text(json.dumps(manifest))
+    hashes = wheelhouse / "requirements.hashes"
+    hashes.write_text(
+        "".join(line for line in hashes.read_text().splitlines(True) if wheel.name not in line)
+    )
+    _assert_one_line_error(project.inv("build-image"), 2, "lacks six")
