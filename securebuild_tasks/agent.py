@@ -45,10 +45,14 @@ def private_workdir() -> Iterator[Path]:
         shutil.rmtree(path, ignore_errors=True)
 
 
-def reap_stale_workdirs() -> list[Path]:
-    """Remove work directories (and their agents) left by runs that were killed."""
+def reap_stale_workdirs(*, dry_run: bool = False, only: Path | None = None) -> list[Path]:
+    """Remove work directories (and their agents) left by runs that were killed.
+
+    With ``dry_run`` only list them; with ``only`` consider just that directory.
+    """
     reaped: list[Path] = []
-    for path in _base_tempdir().glob(WORKDIR_PREFIX + "*"):
+    candidates = [only] if only is not None else _base_tempdir().glob(WORKDIR_PREFIX + "*")
+    for path in candidates:
         try:
             if path.is_symlink() or not path.is_dir() or path.stat().st_uid != os.getuid():
                 continue
@@ -57,13 +61,15 @@ def reap_stale_workdirs() -> list[Path]:
             continue
         if _alive(owner):
             continue
+        reaped.append(path)
+        if dry_run:
+            continue
         agent_pid = path / "agent.pid"
         with contextlib.suppress(OSError, ValueError):
             pid = int(agent_pid.read_text(encoding="ascii").strip())
             if _alive(pid):
                 os.kill(pid, signal.SIGTERM)
         shutil.rmtree(path, ignore_errors=True)
-        reaped.append(path)
     return reaped
 
 

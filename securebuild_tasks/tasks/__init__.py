@@ -8,6 +8,7 @@ from invoke.collection import Collection
 from invoke.tasks import Task
 
 from ..settings import NAMESPACE, defaults
+from . import clean as clean_tasks
 from . import deps, image, keys, settings
 
 
@@ -18,6 +19,7 @@ def make_collection(name: str | None = None) -> Collection:
         image.build_image,
         deps.lock,
         deps.vendor,
+        clean_tasks.clean,
         keys.store_key,
         keys.forget_key,
         settings.show_settings,

@@ -78,11 +78,17 @@ def build_image(
         known_hosts=known_hosts,
         ca_bundle=ca_bundle,
         pip_config=pip_config,
+        # A bool flag only ever turns the setting on; off means "not given".
+        no_cache=True if no_cache else None,
     )
     result = run_build(settings, cwd=Path.cwd(), out=sys.stderr)
+    how = (
+        "offline from the wheelhouse"
+        if result.offline
+        else f"with key {result.key_fingerprint} from {result.key_source}"
+    )
     print(
         f"securebuild: built {result.image} ({result.image_id[:19]}, "
-        f"{result.size / 1e6:.1f} MB) in {result.seconds:.1f} s "
-        f"with key {result.key_fingerprint} from {result.key_source}",
+        f"{result.size / 1e6:.1f} MB) in {result.seconds:.1f} s {how}",
         file=sys.stderr,
     )

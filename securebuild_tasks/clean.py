@@ -1,0 +1,151 @@
+"""Removing what this tool made, and nothing else.
+
+- the wheelhouse (only when it has the manifest `inv vendor` writes) and the
+  staging folders an interrupted `vendor` or `lock` left beside it;
+- this project's dangling images (found by the label every build sets);
+- BuildKit cache records of the template's private steps (marked
+  ``securebuild-private-step``): their results and cache mounts hold wheels
+  and git checkouts of private code, for every project built on this engine;
+- ephemeral work directories of runs that were killed.
+
+Files and images without those marks are never touched.
+"""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from . import lockfile
+from .agent import reap_stale_workdirs
+from .build import PROJECT_LABEL, project_id
+from .errors import EngineError, SettingsError
+from .settings import Settings
+
+PRIVATE_STEP_MARK = "securebuild-private-step"
+
+
+@dataclass(frozen=True)
+class Item:
+    """One thing to remove."""
+
+    kind: str
+    name: str
+    size: int
+    remove: Callable[[], None]
+
+    def describe(self) -> str:
+        """One line for the user."""
+        size = f" ({self.size / 1e6:.1f} MB)" if self.size else ""
+        return f"{self.kind} {self.name}{size}"
+
+
+def _tree_size(path: Path) -> int:
+    return sum(p.stat().st_size for p in path.rglob("*") if p.is_file() and not p.is_symlink())
+
+
+def local_items(settings: Settings, cwd: Path) -> list[Item]:
+    """Wheelhouse and staging leftovers of this project."""
+    context = Path(settings.context).expanduser()
+    context = context if context.is_absolute() else cwd / context
+    if not context.is_dir():
+        raise SettingsError(
+            f"build context {context} is not a directory", hint="fix securebuild.context"
+        )
+    items: list[Item] = []
+    if settings.wheelhouse:
+        wheelhouse = context / settings.wheelhouse
+        if (wheelhouse / lockfile.MANIFEST).is_file():
+            items.append(
+                Item(
+                    "wheelhouse",
+                    str(wheelhouse),
+                    _tree_size(wheelhouse),
+                    lambda: shutil.rmtree(wheelhouse),
+                )
+            )
+        leftovers = [
+            *wheelhouse.parent.glob(".securebuild-vendor-*"),
+            wheelhouse.with_name(f".{wheelhouse.name}.old"),
+        ]
+        for path in leftovers:
+            if path.is_dir() and not path.is_symlink():
+                items.append(Item("staging folder", str(path), _tree_size(path), _rmtree(path)))
+    partial = context / f".{settings.lock_file}.tmp"
+    if partial.is_file():
+        items.append(Item("partial lock", str(partial), partial.stat().st_size, partial.unlink))
+    for path in reap_stale_workdirs(dry_run=True):
+        items.append(Item("stale work dir", str(path), 0, _reap(path)))
+    return items
+
+
+def _rmtree(path: Path) -> Callable[[], None]:
+    return lambda: shutil.rmtree(path, ignore_errors=True)
+
+
+def _reap(path: Path) -> Callable[[], None]:
+    def reap() -> None:
+        reap_stale_workdirs(only=path)
+
+    return reap
+
+
+def engine_items(settings: Settings, cwd: Path) -> list[Item]:
+    """This project's dangling images and the private steps' cache records."""
+    import docker
+    import docker.errors
+
+    context = Path(settings.context).expanduser()
+    context = context if context.is_absolute() else cwd / context
+    try:
+        client: Any = docker.from_env(timeout=60)
+        client.ping()
+        images = client.images.list(
+            filters={"dangling": True, "label": f"{PROJECT_LABEL}={project_id(context)}"}
+        )
+        records = client.df().get("BuildCache") or []
+    except docker.errors.DockerException as exc:
+        raise EngineError(
+            f"cannot reach the Docker daemon to clean images and cache ({exc.__class__.__name__})",
+            hint="start Docker, or run `inv clean --local-only` to clean only files",
+        ) from None
+
+    def remover(image_id: str) -> Callable[[], None]:
+        return lambda: client.images.remove(image_id, force=True)
+
+    items = [
+        Item("dangling image", image.id, int(image.attrs.get("Size", 0)), remover(image.id))
+        for image in images
+    ]
+    private = [
+        r
+        for r in records
+        if PRIVATE_STEP_MARK in str(r.get("Description", "")) and not r.get("InUse")
+    ]
+    if private:
+        ids = [str(r["ID"]) for r in private]
+        items.append(
+            Item(
+                "BuildKit cache records of private steps:",
+                str(len(ids)),
+                sum(int(r.get("Size", 0)) for r in private),
+                lambda: client.api.prune_builds(filters={"id": ids}),
+            )
+        )
+    return items
+
+
+def clean(settings: Settings, cwd: Path, *, dry_run: bool, local_only: bool) -> list[Item]:
+    """Find what to remove and (unless ``dry_run``) remove it; return the items.
+
+    The engine is asked first: with no daemon, nothing is removed at all.
+    """
+    items = [] if local_only else engine_items(settings, cwd)
+    items = local_items(settings, cwd) + items
+    if not dry_run:
+        for item in items:
+            item.remove()
+    return items

@@ -1,0 +1,106 @@
+"""`inv clean` removes what this tool made and nothing else."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import tempfile
+from pathlib import Path
+
+import docker
+import pytest
+
+from securebuild_tasks.clean import PRIVATE_STEP_MARK
+from securebuild_tasks.engine import Engine
+from tests.integration.conftest import Lab, Project
+from tests.integration.test_build_image import _assert_one_line_error
+
+pytestmark = pytest.mark.engine
+
+
+def _private_records() -> list[str]:
+    client = docker.from_env()
+    try:
+        records = client.df().get("BuildCache") or []
+    finally:
+        client.close()
+    return [r["ID"] for r in records if PRIVATE_STEP_MARK in r.get("Description", "")]
+
+
+def _image_exists(engine: Engine, ref: str) -> bool:
+    done = subprocess.run(
+        [engine.docker, "image", "inspect", ref], capture_output=True, check=False
+    )
+    return done.returncode == 0
+
+
+def test_clean_removes_only_its_own(
+    project: Project, lab: Lab, engine: Engine, base_image: str
+) -> None:
+    """Wheelhouse, dangling project images, private cache and stale dirs go; the rest stays."""
+    env = {"SECUREBUILD_KEY_SOURCE": "file", "SECUREBUILD_KEY_FILE": str(lab.deploy.private)}
+    assert project.inv("build-image", env=env).returncode == 0
+    first_id = subprocess.run(
+        [engine.docker, "image", "inspect", "--format", "{{.Id}}", project.image],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
+    (project.path / "app" / "changed.py").write_text("CHANGED = True\n")
+    assert project.inv("build-image", env=env).returncode == 0  # the first image is dangling now
+    assert project.inv("vendor", env=env).returncode == 0
+    wheelhouse = project.path / "vendor" / "python"
+    assert (wheelhouse / "manifest.json").is_file()
+
+    # Things that are not the tool's: a user's file, a user's folder, another image.
+    (project.path / "notes.txt").write_text("mine\n")
+    (project.path / "vendor" / "js").mkdir()
+    (project.path / "vendor" / "js" / "lib.js").write_text("//\n")
+    other = f"sbt-not-ours-{os.getpid()}:keep"
+    subprocess.run([engine.docker, "tag", base_image, other], check=True)
+    stale = Path(tempfile.mkdtemp(prefix="securebuild-"))
+    (stale / "owner").write_text("999999999\n")  # no such process: a killed run
+    assert _private_records() != []
+
+    dry = project.inv("clean", "--dry-run")
+    assert dry.returncode == 0, dry.stderr
+    assert "would remove wheelhouse" in dry.stderr
+    assert first_id in dry.stderr
+    assert "BuildKit cache records of private steps" in dry.stderr
+    assert str(stale) in dry.stderr
+    assert wheelhouse.exists()
+    assert stale.exists()
+    assert _image_exists(engine, first_id)
+
+    done = project.inv("clean")
+    try:
+        assert done.returncode == 0, done.stderr
+        assert not wheelhouse.exists()
+        assert not stale.exists()
+        assert not _image_exists(engine, first_id)
+        assert _private_records() == []
+        assert (project.path / "notes.txt").read_text() == "mine\n"
+        assert (project.path / "vendor" / "js" / "lib.js").exists()
+        assert (project.path / "requirements.txt").exists()
+        assert _image_exists(engine, project.image)
+        assert _image_exists(engine, other)
+        assert _image_exists(engine, base_image)
+
+        again = project.inv("clean")
+        assert again.returncode == 0
+        assert "nothing to clean" in again.stderr
+    finally:
+        subprocess.run([engine.docker, "image", "rm", other], capture_output=True, check=False)
+
+
+def test_clean_without_daemon_removes_nothing(project: Project, lab: Lab) -> None:
+    """With no daemon, clean says so in one line and leaves the wheelhouse alone."""
+    wheelhouse = project.path / "vendor" / "python"
+    wheelhouse.mkdir(parents=True)
+    (wheelhouse / "manifest.json").write_text('{"wheels": []}\n')
+    done = project.inv("clean", env={"DOCKER_HOST": "unix:///nonexistent/docker.sock"})
+    _assert_one_line_error(done, 5, "cannot reach the Docker daemon")
+    assert (wheelhouse / "manifest.json").exists()
+    local = project.inv("clean", "--local-only", env={"DOCKER_HOST": "unix:///nonexistent.sock"})
+    assert local.returncode == 0, local.stderr
+    assert not wheelhouse.exists()
