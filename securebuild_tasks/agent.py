@@ -26,6 +26,9 @@ from .errors import AgentError
 
 WORKDIR_PREFIX = "securebuild-"
 _OWNER_FILE = "owner"
+# A work dir without an owner file (a run killed between creating the dir and
+# writing the file) is stale once it is this old.
+_ORPHAN_AGE = 3600
 
 
 def _base_tempdir() -> Path:
@@ -56,20 +59,20 @@ def reap_stale_workdirs(*, dry_run: bool = False, only: Path | None = None) -> l
         try:
             if path.is_symlink() or not path.is_dir() or path.stat().st_uid != os.getuid():
                 continue
-            owner = int((path / _OWNER_FILE).read_text(encoding="ascii").split()[0])
+            owner_file = path / _OWNER_FILE
+            if owner_file.exists():
+                owner = int(owner_file.read_text(encoding="ascii").split()[0])
+                if _alive(owner):
+                    continue
+            elif time.time() - path.stat().st_mtime < _ORPHAN_AGE:
+                continue  # being created right now by another run
         except (OSError, ValueError, IndexError, AttributeError):
             continue
-        if _alive(owner):
-            continue
         reaped.append(path)
-        if dry_run:
-            continue
-        agent_pid = path / "agent.pid"
-        with contextlib.suppress(OSError, ValueError):
-            pid = int(agent_pid.read_text(encoding="ascii").strip())
-            if _alive(pid):
-                os.kill(pid, signal.SIGTERM)
-        shutil.rmtree(path, ignore_errors=True)
+        if not dry_run:
+            # No process is signalled: pids are reused, and an agent whose
+            # owner died has already exited on its own (see EphemeralAgent).
+            shutil.rmtree(path, ignore_errors=True)
     return reaped
 
 
@@ -104,13 +107,22 @@ def _tool(name: str) -> str:
 
 
 class EphemeralAgent:
-    """An ``ssh-agent`` for one build, holding one key, on a socket in ``workdir``."""
+    """An ``ssh-agent`` for one build, holding one key, on a socket in ``workdir``.
+
+    The agent runs in OpenSSH's command mode with a ``cat`` reading a pipe from
+    this process as its command: ssh-agent exits on its own (within its 10 s
+    parent check) once that command ends, and the command ends when the pipe
+    closes, which the kernel does when this process dies by any means, SIGKILL
+    and hangups included. Normal cleanup does not wait for that: the agent's
+    pid, which it reports itself (``SSH_AGENT_PID``), gets SIGTERM at once.
+    """
 
     def __init__(self, workdir: Path, *, lifetime: int) -> None:
         self.workdir = workdir
         self.socket = workdir / "agent.sock"
         self.lifetime = lifetime
         self._process: subprocess.Popen[bytes] | None = None
+        self._agent_pid: int | None = None
 
     def __enter__(self) -> EphemeralAgent:
         self.start()
@@ -125,32 +137,46 @@ class EphemeralAgent:
         self.stop()
 
     def start(self) -> None:
-        """Start ``ssh-agent -D`` and wait until its socket accepts keys."""
+        """Start the agent and wait until its socket accepts keys."""
+        try:
+            self._start()
+        except BaseException:
+            # Ctrl-C or a failure half-way: no agent may outlive this call.
+            self.stop()
+            raise
+
+    def _start(self) -> None:
         self._process = subprocess.Popen(
-            [_tool("ssh-agent"), "-D", "-a", str(self.socket)],
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.DEVNULL,
+            [
+                _tool("ssh-agent"),
+                "-a",
+                str(self.socket),
+                "sh",
+                "-c",
+                'echo "$SSH_AGENT_PID"; exec cat >/dev/null',
+            ],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             env=_child_env(),
             # Own process group: a Ctrl-C aimed at the build must not kill the
             # agent before this process has cleaned up in order.
             start_new_session=True,
         )
-        (self.workdir / "agent.pid").write_text(f"{self._process.pid}\n", encoding="ascii")
+        assert self._process.stdout is not None  # noqa: S101 - set by stdout=PIPE above
+        line = self._process.stdout.readline().decode("ascii", errors="replace").strip()
+        if not line.isdigit():
+            err = (
+                self._process.stderr.read().decode(errors="replace") if self._process.stderr else ""
+            )
+            raise AgentError(
+                f"the ephemeral ssh-agent did not start ({err.strip() or 'no message'})",
+                hint="check that OpenSSH's ssh-agent works here",
+            )
+        self._agent_pid = int(line)
         deadline = time.monotonic() + 10
         while not self.socket.exists():
-            if self._process.poll() is not None:
-                err = (
-                    self._process.stderr.read().decode(errors="replace")
-                    if self._process.stderr
-                    else ""
-                )
-                raise AgentError(
-                    f"the ephemeral ssh-agent exited at start ({err.strip() or 'no message'})",
-                    hint="check that ssh-agent works here: `ssh-agent -D -a /tmp/test.sock`",
-                )
             if time.monotonic() > deadline:
-                self.stop()
                 raise AgentError("the ephemeral ssh-agent did not open its socket in 10 s")
             time.sleep(0.02)
         os.chmod(self.socket, 0o600)
@@ -174,18 +200,31 @@ class EphemeralAgent:
             )
 
     def stop(self) -> None:
-        """Stop the agent process (the directory belongs to `private_workdir`)."""
+        """Stop the agent at once and end its command (idempotent)."""
+        pid, self._agent_pid = self._agent_pid, None
+        if pid is not None:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.kill(pid, signal.SIGTERM)
         process, self._process = self._process, None
         if process is None:
             return
-        if process.poll() is None:
-            process.terminate()
-            try:
-                process.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
-        if process.stderr is not None:
-            process.stderr.close()
+        for stream in (process.stdin, process.stdout, process.stderr):
+            if stream is not None:
+                with contextlib.suppress(OSError):
+                    stream.close()
+        try:
+            process.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+        if pid is not None:
+            _wait_gone(pid)
         with contextlib.suppress(FileNotFoundError):
             self.socket.unlink()
+
+
+def _wait_gone(pid: int, timeout: float = 5.0) -> None:
+    """Wait until ``pid`` has exited (it is no child of ours: poll)."""
+    deadline = time.monotonic() + timeout
+    while _alive(pid) and time.monotonic() < deadline:
+        time.sleep(0.01)

@@ -147,6 +147,53 @@ def _build_args(dockerfile: Path, settings: Settings, **wanted: str) -> dict[str
     return args
 
 
+def _sensitive_files(settings: Settings, cwd: Path) -> dict[str, Path]:
+    """Files that must never be sent to the builder as part of the context."""
+    named = {
+        "key_file": settings.key_file,
+        "pip_config": settings.pip_config,
+        "uv_config": settings.uv_config,
+        "env_file": settings.env_file,
+        **{f"secrets ({sid})": path for sid, path in settings.secrets.items()},
+    }
+    found: dict[str, Path] = {}
+    for name, value in named.items():
+        if value:
+            path = Path(value).expanduser()
+            found[name] = path if path.is_absolute() else cwd / path
+    return found
+
+
+def check_context(settings: Settings, cwd: Path, context: Path) -> None:
+    """Refuse a build whose context would carry a key, token file or .env into it.
+
+    `.dockerignore` is read with the docker SDK's own matcher, so what counts
+    as excluded is what Docker itself excludes.
+    """
+    from docker.utils.build import PatternMatcher
+
+    ignore = context / ".dockerignore"
+    patterns: list[str] = []
+    if ignore.is_file():
+        lines = ignore.read_text(encoding="utf-8", errors="replace").splitlines()
+        patterns = [line.strip() for line in lines if line.strip() and not line.startswith("#")]
+    matcher = PatternMatcher(patterns)
+    root = context.resolve()
+    for name, path in _sensitive_files(settings, cwd).items():
+        try:
+            relative = path.resolve().relative_to(root)
+        except ValueError:
+            continue  # outside the context: never sent
+        # types-docker says PathLike, but docker-py matches the slash-separated string.
+        excluded = matcher.matches(relative.as_posix())  # type: ignore[arg-type]
+        if path.exists() and not excluded:
+            raise SettingsError(
+                f"{name} {path} is inside the build context and not in .dockerignore, so it"
+                " would be sent to the builder and could be copied into the image",
+                hint=f"add `{relative.as_posix()}` to {ignore}, or keep the file outside {context}",
+            )
+
+
 def _locked_requirements(settings: Settings, context: Path) -> tuple[Requirements, str] | None:
     lock_path = context / settings.lock_file
     if not lock_path.is_file():
@@ -157,6 +204,7 @@ def _locked_requirements(settings: Settings, context: Path) -> tuple[Requirement
 def plan_build(settings: Settings, cwd: Path) -> BuildPlan:
     """Plan ``build-image``: the lock when present, the wheelhouse when present."""
     context = _context(settings, cwd)
+    check_context(settings, cwd, context)
     if settings.dockerfile:
         dockerfile = _existing_file(settings.dockerfile, cwd, "dockerfile", "Dockerfile")
     elif (context / "Dockerfile").is_file():
@@ -221,6 +269,7 @@ def plan_build(settings: Settings, cwd: Path) -> BuildPlan:
 def plan_lock(settings: Settings, cwd: Path, output: Path) -> tuple[BuildPlan, lockfile.LockInput]:
     """Plan ``lock``: resolve the lock input inside the target image, export the lock."""
     context = _context(settings, cwd)
+    check_context(settings, cwd, context)
     source = lockfile.find_input(context, settings.lock_input)
     requirements = _input_requirements(source)
     dockerfile = template_path()
@@ -275,6 +324,7 @@ def _input_requirements(source: lockfile.LockInput) -> Requirements:
 def plan_vendor(settings: Settings, cwd: Path, output: Path) -> BuildPlan:
     """Plan ``vendor``: build every wheel of the lock (or requirements) and export them."""
     context = _context(settings, cwd)
+    check_context(settings, cwd, context)
     locked = _locked_requirements(settings, context)
     if locked is not None:
         requirements, requirements_file = locked
@@ -307,6 +357,9 @@ def build_command(
     s = plan.settings
     progress = "plain" if s.progress == "auto" else s.progress
     secrets = [f"id={sid},src={path}" for sid, path in secret_paths.items()]
+    build_args = dict(plan.build_args)
+    if key is not None and "SSH_IDENTITY" in _declared_args(plan.dockerfile):
+        build_args["SSH_IDENTITY"] = key.fingerprint
     command = (
         CommandBuilder(*engine.build_prefix())
         .option("--progress", progress)
@@ -318,7 +371,7 @@ def build_command(
         .option("--network", plan.network)
         .option("--ssh", f"default={key.socket}" if key else "")
         .repeated("--secret", secrets)
-        .repeated("--build-arg", [f"{k}={v}" for k, v in plan.build_args.items()])
+        .repeated("--build-arg", [f"{k}={v}" for k, v in build_args.items()])
         .option("--output", f"type=local,dest={plan.output}" if plan.output else "")
         .flag("--no-cache", s.no_cache)
         .flag("--load", engine.mode == "buildx" and plan.tag)
@@ -334,22 +387,31 @@ def project_id(context: Path) -> str:
     return hashlib.sha256(str(context.resolve()).encode()).hexdigest()[:16]
 
 
+#: Signals that end a run like Ctrl-C does, so the key is revoked and the work
+#: directory removed (SIGHUP: the terminal or SSH session went away).
+_INTERRUPTS = tuple(
+    getattr(signal, name) for name in ("SIGTERM", "SIGHUP", "SIGQUIT") if hasattr(signal, name)
+)
+
+
 @contextlib.contextmanager
-def _sigterm_as_interrupt() -> Iterator[None]:
-    """Treat SIGTERM like Ctrl-C while a key is forwarded, so cleanup runs."""
+def _signals_as_interrupt() -> Iterator[None]:
+    """Turn SIGTERM, SIGHUP and SIGQUIT into KeyboardInterrupt while a key is forwarded."""
 
     def handler(signum: int, frame: FrameType | None) -> None:
         raise KeyboardInterrupt
 
+    previous: dict[int, object] = {}
     try:
-        previous = signal.signal(signal.SIGTERM, handler)
+        for signum in _INTERRUPTS:
+            previous[signum] = signal.signal(signum, handler)
     except ValueError:  # not the main thread: leave signals alone
-        yield
-        return
+        pass
     try:
         yield
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        for signum, old in previous.items():
+            signal.signal(signum, old)  # type: ignore[arg-type]
 
 
 @dataclass(frozen=True)
@@ -365,9 +427,15 @@ def execute(plan: BuildPlan, *, out: IO[str] | None = None) -> Executed:
     """Run ``plan``; raise a `SecurebuildError` with a next step on failure."""
     out = out or sys.stderr
     reap_stale_workdirs()
+    # Data flows one way: the key source is checked (nothing loaded yet), then
+    # the engine, and only then is a key loaded and forwarded.
     source = choose_key_source(plan.settings) if plan.forward_key else None
+    if source is not None:
+        source.check()
+    engine = detect_engine(plan.settings.docker, plan.settings.builder)
+    ping(engine)
     started = time.monotonic()
-    with _sigterm_as_interrupt(), private_workdir() as workdir:
+    with _signals_as_interrupt(), private_workdir() as workdir:
         secret_paths = dict(plan.secret_files)
         for secret_id, text in plan.generated_secrets.items():
             path = workdir / f"{secret_id}.secret"
@@ -376,8 +444,6 @@ def execute(plan: BuildPlan, *, out: IO[str] | None = None) -> Executed:
             secret_paths[secret_id] = path
         forwarding = source.forward(workdir) if source else contextlib.nullcontext(None)
         with forwarding as key:
-            engine = detect_engine(plan.settings.docker, plan.settings.builder)
-            ping(engine)
             what = plan.settings.image_ref if plan.tag else plan.target
             how = f"key {key.fingerprint} from {key.source}" if key else "no key, no network"
             out.write(f"securebuild: building {what} with {engine.mode} ({engine.docker}), {how}\n")
@@ -389,6 +455,7 @@ def execute(plan: BuildPlan, *, out: IO[str] | None = None) -> Executed:
                     env=engine.child_env(),
                     out=out,
                     passthrough=plan.settings.progress == "tty",
+                    on_interrupt=key.revoke if key else None,
                 )
             except BuildError as exc:
                 raise _explain(exc, plan) from None
@@ -399,7 +466,7 @@ def build_image(settings: Settings, *, cwd: Path, out: IO[str] | None = None) ->
     """Build the image (offline from the wheelhouse when there is one)."""
     plan = plan_build(settings, cwd)
     done = execute(plan, out=out)
-    info = inspect_image(settings.image_ref)
+    info = inspect_image(settings.image_ref, done.engine.docker)
     return BuildResult(
         settings.image_ref,
         info.id,

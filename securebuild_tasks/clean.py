@@ -127,12 +127,18 @@ def engine_items(settings: Settings, cwd: Path) -> list[Item]:
     ]
     if private:
         ids = [str(r["ID"]) for r in private]
+
+        def prune() -> None:
+            # The API takes one id per filter, so records go one at a time.
+            for record_id in ids:
+                client.api.prune_builds(filters={"id": [record_id]})
+
         items.append(
             Item(
                 "BuildKit cache records of private steps:",
                 str(len(ids)),
                 sum(int(r.get("Size", 0)) for r in private),
-                lambda: client.api.prune_builds(filters={"id": ids}),
+                prune,
             )
         )
     return items
@@ -143,9 +149,18 @@ def clean(settings: Settings, cwd: Path, *, dry_run: bool, local_only: bool) -> 
 
     The engine is asked first: with no daemon, nothing is removed at all.
     """
+    import docker.errors
+
     items = [] if local_only else engine_items(settings, cwd)
     items = local_items(settings, cwd) + items
     if not dry_run:
         for item in items:
-            item.remove()
+            try:
+                item.remove()
+            except docker.errors.DockerException as exc:
+                raise EngineError(
+                    f"the daemon refused to remove {item.describe()} ({exc.__class__.__name__})",
+                    hint="see `docker system df -v`; run `inv clean` again once the build using"
+                    " it has finished",
+                ) from None
     return items

@@ -14,7 +14,7 @@ import re
 import shutil
 import subprocess
 import sys
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
@@ -189,20 +189,48 @@ class ImageInfo:
     tags: tuple[str, ...] = field(default_factory=tuple)
 
 
-def inspect_image(ref: str) -> ImageInfo:
-    """Return id and size of ``ref`` through the engine API."""
+def inspect_image(ref: str, engine_docker: str = "docker") -> ImageInfo:
+    """Return id and size of ``ref`` through the engine API (the CLI where it cannot)."""
     import docker.errors
 
-    client = _client()
     try:
-        attrs = client.api.inspect_image(ref)
+        client = _client()
+        try:
+            attrs = client.api.inspect_image(ref)
+        finally:
+            client.close()
     except docker.errors.ImageNotFound:
-        raise EngineError(f"image {ref} was not found after the build") from None
-    except docker.errors.DockerException as exc:
-        raise EngineError(f"cannot inspect image {ref} ({exc.__class__.__name__})") from None
-    finally:
-        client.close()
+        raise EngineError(
+            f"image {ref} was not found after the build",
+            hint="check that the build loads into the daemon (buildx: a docker or"
+            " docker-container builder with --load)",
+        ) from None
+    except docker.errors.DockerException:
+        # The SDK does not read docker contexts; ask the CLI that built it.
+        attrs = _inspect_with_cli(engine_docker, ref)
     return ImageInfo(attrs["Id"], int(attrs.get("Size", 0)), tuple(attrs.get("RepoTags") or ()))
+
+
+def _inspect_with_cli(docker: str, ref: str) -> dict[str, Any]:
+    import json
+
+    done = subprocess.run(
+        [docker, "image", "inspect", ref],
+        capture_output=True,
+        text=True,
+        check=False,
+        stdin=subprocess.DEVNULL,
+    )
+    try:
+        found: list[dict[str, Any]] = json.loads(done.stdout) if done.returncode == 0 else []
+    except ValueError:
+        found = []
+    if not found:
+        raise EngineError(
+            f"cannot inspect image {ref} after the build",
+            hint="check `docker image inspect` with the same docker context",
+        )
+    return found[0]
 
 
 def run_streaming(
@@ -212,16 +240,24 @@ def run_streaming(
     out: IO[str] | None = None,
     tail_lines: int = 400,
     passthrough: bool = False,
+    on_interrupt: Callable[[], None] | None = None,
 ) -> None:
     """Run ``argv`` (never through a shell), streaming its output to ``out``.
 
     On failure raise `BuildError` holding the command, exit code and the tail
     of the output. With ``passthrough`` the child writes to the terminal itself
-    (BuildKit's tty progress) and no tail is kept.
+    (BuildKit's tty progress) and no tail is kept. On Ctrl-C (or a signal the
+    caller turned into one) ``on_interrupt`` runs first, before waiting for
+    docker to cancel the build: it revokes the forwarded key.
     """
     out = out or sys.stderr
     if passthrough:
-        code = subprocess.call(argv, env=dict(env), stdin=subprocess.DEVNULL)
+        try:
+            code = subprocess.call(argv, env=dict(env), stdin=subprocess.DEVNULL)
+        except BaseException:
+            if on_interrupt is not None:
+                on_interrupt()
+            raise
         tail = ""
     else:
         kept: collections.deque[str] = collections.deque(maxlen=tail_lines)
@@ -243,7 +279,10 @@ def run_streaming(
                     out.write(line)
                     out.flush()
             except BaseException:
-                # Ctrl-C or SIGTERM: let docker cancel the build before we clean up.
+                # Ctrl-C or SIGTERM: take the key away first, then let docker
+                # cancel the build before the caller cleans up.
+                if on_interrupt is not None:
+                    on_interrupt()
                 process.terminate()
                 try:
                     process.wait(timeout=20)

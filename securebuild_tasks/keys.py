@@ -10,8 +10,8 @@ check that never raises (`KeySource.viable`) and one way to use it
 - ``file``: a key file, its passphrase from the keyring or a prompt.
 
 ``keyring`` and ``file`` keys go into an `EphemeralAgent` for the build only.
-``auto`` tries agent, then keyring, then file (only when ``key_file`` is set:
-the tool never falls back to ``~/.ssh/id_*`` on its own).
+``auto`` uses ``file`` when the user named a ``key_file``, else the first
+viable of agent and keyring; it never falls back to ``~/.ssh/id_*`` on its own.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ import os
 import sys
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -37,13 +37,23 @@ _SIZE_LIMITS = {"WinVaultKeyring": 1280}
 WINDOWS_AGENT_PIPE = r"\\.\pipe\openssh-ssh-agent"
 
 
+def _nothing() -> None:
+    """Revoking the user's own agent: nothing to do, it is theirs."""
+
+
 @dataclass(frozen=True)
 class ForwardedKey:
-    """What a build is given: an agent socket, and which key it serves."""
+    """What a build is given: an agent socket, and which key it serves.
+
+    ``revoke`` takes the key away from the socket at once (stops the ephemeral
+    agent or the filtering proxy); it is called first when a build is
+    interrupted, before waiting for docker to wind down.
+    """
 
     socket: str
     fingerprint: str
     source: str
+    revoke: Callable[[], None] = field(default=_nothing, compare=False, repr=False)
 
 
 @dataclass(frozen=True)
@@ -70,6 +80,14 @@ class KeySource(ABC):
     @abstractmethod
     def viable(self) -> tuple[bool, str]:
         """Say whether this source can serve a key now, and why not; never raises."""
+
+    @abstractmethod
+    def check(self) -> None:
+        """Raise the specific `KeySourceError` that `forward` would, without loading a key.
+
+        Builds call it before contacting Docker, so a missing key is reported
+        first and a passphrase is never asked for a build that cannot start.
+        """
 
     @abstractmethod
     def forward(self, workdir: Path) -> contextlib.AbstractContextManager[ForwardedKey]:
@@ -124,21 +142,17 @@ class AgentKeySource(KeySource):
             )
         return identities
 
-    @contextlib.contextmanager
-    def forward(self, workdir: Path) -> Iterator[ForwardedKey]:
+    def _selected(self) -> tuple[list[Any], Any]:
+        """All identities, and the one agent_key names (None when none is named)."""
         identities = self._identities()
         wanted = self.settings.agent_key
         if not wanted:
-            fingerprints = ",".join(i.fingerprint for i in identities) or "(agent)"
-            yield ForwardedKey(self.socket_path(), fingerprints, self.name)
-            return
+            return identities, None
         if sys.platform == "win32":
             raise AgentError(
                 "selecting one agent key (agent_key) is not supported on Windows yet",
                 hint="load only that key into the agent, or use key_source=keyring",
             )
-        from .agent_protocol import FilteringAgentProxy
-
         matches = [i for i in identities if i.matches(wanted)]
         if len(matches) != 1:
             known = "; ".join(f"{i.fingerprint} {i.comment}" for i in identities)
@@ -147,10 +161,24 @@ class AgentKeySource(KeySource):
                 f" agent_key={wanted!r}",
                 hint=f"use a SHA256 fingerprint or comment of one of: {known}",
             )
+        return identities, matches[0]
+
+    def check(self) -> None:
+        self._selected()
+
+    @contextlib.contextmanager
+    def forward(self, workdir: Path) -> Iterator[ForwardedKey]:
+        identities, chosen = self._selected()
+        if chosen is None:
+            fingerprints = ",".join(i.fingerprint for i in identities) or "(agent)"
+            yield ForwardedKey(self.socket_path(), fingerprints, self.name)
+            return
+        from .agent_protocol import FilteringAgentProxy
+
         with FilteringAgentProxy(
-            self.socket_path(), str(workdir / "filtered-agent.sock"), matches[0]
+            self.socket_path(), str(workdir / "filtered-agent.sock"), chosen
         ) as proxy:
-            yield ForwardedKey(proxy.socket_path, matches[0].fingerprint, self.name)
+            yield ForwardedKey(proxy.socket_path, chosen.fingerprint, self.name, proxy.close)
 
 
 class KeyringKeySource(KeySource):
@@ -185,9 +213,7 @@ class KeyringKeySource(KeySource):
             ) from None
         return value
 
-    @contextlib.contextmanager
-    def forward(self, workdir: Path) -> Iterator[ForwardedKey]:
-        label = f"keyring entry {self.settings.keyring_service}/{self.settings.keyring_key}"
+    def _stored_key(self) -> str:
         text = self._read(self.settings.keyring_key)
         if text is None:
             raise KeySourceError(
@@ -195,6 +221,15 @@ class KeyringKeySource(KeySource):
                 f"{self.settings.keyring_key}",
                 hint="store one with `inv store-key --key-file PATH`",
             )
+        return text
+
+    def check(self) -> None:
+        self._stored_key()
+
+    @contextlib.contextmanager
+    def forward(self, workdir: Path) -> Iterator[ForwardedKey]:
+        label = f"keyring entry {self.settings.keyring_service}/{self.settings.keyring_key}"
+        text = self._stored_key()
         key = load_private_key(text.encode("utf-8"), label, lambda: self._passphrase_or_fail(label))
         with _ephemeral(workdir, key, self.settings, self.name) as forwarded:
             yield forwarded
@@ -245,6 +280,15 @@ class FileKeySource(KeySource):
                 hint="check the file's permissions",
             ) from None
 
+    def check(self) -> None:
+        data = self._read()
+        if b"PRIVATE KEY-----" not in data:
+            raise KeySourceError(
+                f"the key file {self.path()} is not a private key (no PEM or OpenSSH private"
+                " key block)",
+                hint="give the private half (e.g. id_ed25519), not the .pub file",
+            )
+
     @contextlib.contextmanager
     def forward(self, workdir: Path) -> Iterator[ForwardedKey]:
         label = f"key file {self.path()}"
@@ -285,9 +329,15 @@ AUTO_ORDER = ("agent", "keyring", "file")
 
 
 def choose_key_source(settings: Settings) -> KeySource:
-    """Return the configured source, or in ``auto`` mode the first viable one."""
+    """Return the configured source, or in ``auto`` mode the first viable one.
+
+    A ``key_file`` the user named wins in ``auto`` mode: naming one key is a
+    narrower choice than forwarding a whole agent.
+    """
     if settings.key_source != "auto":
         return SOURCES[settings.key_source](settings)
+    if settings.key_file:
+        return FileKeySource(settings)
     reasons = []
     for name in AUTO_ORDER:
         source = SOURCES[name](settings)
@@ -306,9 +356,16 @@ def choose_key_source(settings: Settings) -> KeySource:
 def _ephemeral(
     workdir: Path, key: LoadedKey, settings: Settings, source: str
 ) -> Iterator[ForwardedKey]:
+    if sys.platform == "win32":
+        raise KeySourceError(
+            f"key_source={source} needs an ephemeral ssh-agent on a Unix socket, which native"
+            " Windows lacks",
+            hint="load the key into the Windows OpenSSH agent (`ssh-add KEY`) and use"
+            " key_source=agent, or run from WSL",
+        )
     with EphemeralAgent(workdir, lifetime=settings.key_lifetime) as agent:
         agent.add(key.openssh)
-        yield ForwardedKey(str(agent.socket), key.fingerprint, source)
+        yield ForwardedKey(str(agent.socket), key.fingerprint, source, agent.stop)
 
 
 def load_private_key(data: bytes, label: str, passphrase: Callable[[], bytes]) -> LoadedKey:

@@ -294,3 +294,26 @@ def test_keyring_entry_missing(user_project: UserProject) -> None:
         SECUREBUILD_KEYRING_SERVICE=f"securebuild-missing-{os.getpid()}",
     )
     one_line_error(done, 3, "no key in the keyring", "inv store-key")
+
+
+def test_key_inside_context_is_refused(user_project: UserProject, tmp_path: Path) -> None:
+    """A key file in the build context, not in .dockerignore, would be sent: refused."""
+    key = make_key(user_project.path, "deploy_key")
+    done = user_project.inv("build-image", SECUREBUILD_KEY_FILE=str(key.private))
+    one_line_error(done, 2, "key_file", "inside the build context", ".dockerignore")
+    (user_project.path / ".dockerignore").write_text("# keys stay out\ndeploy_key*\n")
+    allowed = user_project.inv(
+        "build-image",
+        SECUREBUILD_KEY_FILE=str(key.private),
+        DOCKER_HOST="unix:///nonexistent/docker.sock",
+        SECUREBUILD_DOCKER=_fake_docker(tmp_path, "20.10.24", buildx=False),
+    )
+    # Past the context check now: it stops at the (absent) daemon instead.
+    one_line_error(allowed, 5, "cannot reach the Docker daemon")
+
+
+def test_dotenv_inside_context_is_refused(user_project: UserProject) -> None:
+    """A .env in the context must be excluded before a build sends it anywhere."""
+    (user_project.path / ".env").write_text("SECUREBUILD_TAG=v1\n")
+    done = user_project.inv("build-image")
+    one_line_error(done, 2, "env_file", ".env", ".dockerignore")

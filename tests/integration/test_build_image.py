@@ -154,6 +154,11 @@ def test_selected_agent_key_hides_the_others(
     assert chosen.returncode == 0, chosen.stderr[-3000:]
     assert _import_private(engine, project.image) == "1.0.0"
 
+    # The private step's cache belongs to the key that filled it: the other key
+    # gets no wheels from it after a successful build of the very same files.
+    again = project.inv("build-image", env={**env, "SECUREBUILD_AGENT_KEY": "other-key"})
+    _assert_one_line_error(again, 3, "refused the forwarded key")
+
 
 def test_failed_build_cleans_up(project: Project, lab: Lab) -> None:
     """A build that fails (tag missing) ends with one line and leaves no agent behind."""

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import os
+import signal
 import stat
 import subprocess
+import sys
 import tempfile
+import time
 from pathlib import Path
 
 import pytest
@@ -55,7 +58,7 @@ def test_agent_and_dir_gone_after_error(tmp_path: Path) -> None:
     def failing_build() -> None:
         with private_workdir() as workdir, EphemeralAgent(workdir, lifetime=60) as agent:
             agent.add(loaded.openssh)
-            seen.update(workdir=workdir, pid=int((workdir / "agent.pid").read_text()))
+            seen.update(workdir=workdir, pid=agent._agent_pid)
             raise RuntimeError("build failed")
 
     with pytest.raises(RuntimeError, match="build failed"):
@@ -79,28 +82,68 @@ def test_agent_refuses_garbage_without_echoing_it(tmp_path: Path) -> None:
     assert "secret-looking" not in str(info.value)
 
 
-def test_reap_removes_dirs_of_dead_runs(tmp_path: Path) -> None:
-    """A work dir whose owner died (SIGKILL) is removed with its agent by the next run."""
-    stale = Path(tempfile.mkdtemp(prefix=WORKDIR_PREFIX))
+OWNER = """\
+import sys, time
+from pathlib import Path
+from securebuild_tasks.agent import EphemeralAgent, private_workdir
+from securebuild_tasks.keys import load_private_key
+
+key = load_private_key(Path(sys.argv[1]).read_bytes(), "key", lambda: b"")
+with private_workdir() as workdir, EphemeralAgent(workdir, lifetime=600) as agent:
+    agent.add(key.openssh)
+    print(agent.socket, agent._agent_pid, flush=True)
+    time.sleep(600)
+"""
+
+
+@pytest.mark.parametrize("signum", [signal.SIGKILL, signal.SIGHUP])
+def test_agent_dies_with_its_owner(tmp_path: Path, signum: int) -> None:
+    """An owner killed outright (or hung up on) takes its agent and key with it."""
+    key = make_key(tmp_path, "deploy")
+    owner = subprocess.Popen(
+        [sys.executable, "-c", OWNER, str(key.private)], stdout=subprocess.PIPE, text=True
+    )
+    assert owner.stdout is not None
+    socket_path, agent_pid = owner.stdout.readline().split()
+    assert len(_listed(Path(socket_path))) == 1
+    os.kill(owner.pid, signum)
+    owner.wait(timeout=10)
+    deadline = time.monotonic() + 20  # ssh-agent checks its parent every 10 s
+    while time.monotonic() < deadline and _alive(int(agent_pid)):
+        time.sleep(0.2)
+    assert not _alive(int(agent_pid))
+    assert _listed(Path(socket_path)) == []
+    workdir = Path(socket_path).parent
+    if workdir.exists():  # SIGKILL: nothing ran; the next run reaps the directory
+        assert workdir in reap_stale_workdirs()
+    assert not workdir.exists()
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    status = Path(f"/proc/{pid}/status")
+    # A zombie waiting for its reaper is gone for our purposes.
+    return not (status.exists() and "\nState:\tZ" in status.read_text())
+
+
+def test_reap_leaves_live_runs_alone(tmp_path: Path) -> None:
+    """A work dir whose owner is alive is not touched; a dead owner's dir is removed."""
     dead = subprocess.Popen(["true"])
     dead.wait()
+    stale = Path(tempfile.mkdtemp(prefix=WORKDIR_PREFIX))
     (stale / "owner").write_text(f"{dead.pid}\n")
-    agent = subprocess.Popen(
-        ["ssh-agent", "-D", "-a", str(stale / "agent.sock")],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    (stale / "agent.pid").write_text(f"{agent.pid}\n")
     live = Path(tempfile.mkdtemp(prefix=WORKDIR_PREFIX))
     (live / "owner").write_text(f"{os.getpid()}\n")
     try:
+        assert stale in reap_stale_workdirs(dry_run=True)
+        assert stale.exists()
         reaped = reap_stale_workdirs()
         assert stale in reaped
+        assert live not in reaped
         assert not stale.exists()
         assert live.exists()
-        # The agent was told to stop: it exits (wait would time out otherwise).
-        assert agent.wait(timeout=10) is not None
     finally:
-        if agent.poll() is None:
-            agent.kill()
         subprocess.run(["rm", "-rf", str(stale), str(live)], check=False)

@@ -81,6 +81,7 @@ def test_command_builder_keeps_values_whole() -> None:
 def test_build_command_passes_key_only_as_agent_socket(tmp_path: Path) -> None:
     """The key reaches docker only as --ssh default=SOCKET; no build arg mentions it."""
     reqs = parse_requirements("pkg @ git+ssh://git@h/x.git@v1\n", tmp_path / "r.txt")
+    (tmp_path / "Dockerfile").write_text("FROM scratch\nARG SSH_IDENTITY\n")
     plan = BuildPlan(
         settings=Settings(network="host", target="runtime"),
         context=tmp_path,
@@ -106,6 +107,7 @@ def test_build_command_passes_key_only_as_agent_socket(tmp_path: Path) -> None:
         f"id=pip_config,src={tmp_path / 'pip.conf'}",
     ]
     build_args = [argv[i + 1] for i, a in enumerate(argv) if a == "--build-arg"]
-    assert build_args == ["BASE_IMAGE=python:3.12-slim"]
+    # The fingerprint (public) keys the private step's cache to this key.
+    assert build_args == ["BASE_IMAGE=python:3.12-slim", "SSH_IDENTITY=SHA256:abc"]
     assert argv[argv.index("--network") + 1] == "host"
     assert argv[-1] == str(tmp_path)

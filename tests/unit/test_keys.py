@@ -157,25 +157,24 @@ def test_garbage_is_refused_clearly(data: bytes, phrase: str) -> None:
         load_private_key(data, "key file x", _never)
 
 
-def test_auto_prefers_agent_then_keyring_then_file(
+def test_auto_order_named_file_then_agent_then_keyring(
     tmp_path: Path,
     memory_keyring: MemoryKeyring,
     no_agent: None,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    """auto picks the first viable source in the order agent, keyring, file."""
+    """auto: a named key_file wins; otherwise the agent, then the keyring."""
     key = make_key(tmp_path / "keys", "deploy")
-    settings = Settings(key_file=str(key.private))
-    assert isinstance(choose_key_source(settings), FileKeySource)
-
-    memory_keyring.set_password(settings.keyring_service, settings.keyring_key, "x")
-    assert isinstance(choose_key_source(settings), KeyringKeySource)
+    memory_keyring.set_password("securebuild-tasks", "ssh-key", "x")
+    assert isinstance(choose_key_source(Settings()), KeyringKeySource)
 
     agent = Agent(tmp_path / "agent").start()
     try:
         agent.add(key)
         monkeypatch.setenv("SSH_AUTH_SOCK", str(agent.socket))
-        assert isinstance(choose_key_source(settings), AgentKeySource)
+        assert isinstance(choose_key_source(Settings()), AgentKeySource)
+        # Naming one key file is narrower than forwarding the whole agent.
+        assert isinstance(choose_key_source(Settings(key_file=str(key.private))), FileKeySource)
     finally:
         agent.stop()
 
