@@ -17,6 +17,7 @@ install_packages() {
     command -v gnome-keyring-daemon >/dev/null || missing+=(gnome-keyring)
     command -v dbus-run-session >/dev/null || missing+=(dbus dbus-user-session)
     command -v git >/dev/null || missing+=(git)
+    python3 -c 'import ensurepip, venv' 2>/dev/null || missing+=(python3-venv)
     if [ "${#missing[@]}" -gt 0 ]; then
         echo "ci: installing ${missing[*]}"
         apt-get update -qq

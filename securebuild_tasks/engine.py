@@ -132,13 +132,10 @@ def detect_engine(docker: str = "", builder: str = "auto") -> Engine:
             code, _ = _probe([candidate, "buildx", "version"])
             if code == 0:
                 return Engine(candidate, "buildx", version)
-        if builder in ("auto", "classic"):
-            major = _major(version)
-            if major is not None and major <= _LAST_CLASSIC_BUILDKIT_MAJOR:
-                return Engine(candidate, "classic", version)
+        if builder in ("auto", "classic") and _classic_buildkit(version):
+            return Engine(candidate, "classic", version)
         refusals.append(
-            f"{candidate} {version} has no buildx plugin"
-            + ("" if builder == "buildx" else " and is too new for DOCKER_BUILDKIT=1")
+            f"{candidate} {version} has no buildx plugin" + _classic_refusal(version, builder)
         )
     raise EngineError(
         "no docker client here can run BuildKit builds (" + "; ".join(refusals) + ")",
@@ -147,9 +144,23 @@ def detect_engine(docker: str = "", builder: str = "auto") -> Engine:
     )
 
 
-def _major(version: str) -> int | None:
-    match = re.match(r"(\d+)\.", version)
-    return int(match.group(1)) if match else None
+def _classic_refusal(version: str, builder: str) -> str:
+    if builder == "buildx":
+        return ""
+    match = re.match(r"(\d+)\.(\d+)", version)
+    if match and (int(match.group(1)), int(match.group(2))) < (20, 10):
+        return " and is older than 20.10, the first with RUN --mount=type=ssh built in"
+    return " and is too new for DOCKER_BUILDKIT=1"
+
+
+def _classic_buildkit(version: str) -> bool:
+    """Clients 20.10 to 22.x run BuildKit with DOCKER_BUILDKIT=1 and understand --ssh and
+    RUN --mount without a `# syntax=` line; older ones do not, newer ones need buildx."""
+    match = re.match(r"(\d+)\.(\d+)", version)
+    if not match:
+        return False
+    major, minor = int(match.group(1)), int(match.group(2))
+    return (major, minor) >= (20, 10) and major <= _LAST_CLASSIC_BUILDKIT_MAJOR
 
 
 def _client() -> Any:

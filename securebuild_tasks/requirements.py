@@ -26,6 +26,7 @@ _URL_CREDENTIALS = re.compile(
     re.IGNORECASE,
 )
 _HASH = re.compile(r"--hash[=\s]([a-z0-9]+:[0-9a-fA-F]+)")
+_HOST = re.compile(r"^[A-Za-z0-9_.:\[\]-]+$")
 _COMMIT_PIN = re.compile(r"@[0-9a-f]{40}(#.*)?$")
 # File-level options that are harmless to pass through to pip in the build.
 _FILE_OPTIONS = (
@@ -205,6 +206,12 @@ def _bare_url(line: str, where: str) -> str:
 
 def _ssh_host(url: str, where: str) -> SSHHost | None:
     lowered = url.lower()
+    if re.match(r"^(hg|svn|bzr)\+ssh://", lowered):
+        raise RequirementsError(
+            f"{where} fetches over SSH with {lowered.split('+')[0]}, which the build's pinned"
+            " host keys do not cover",
+            hint="use git+ssh:// URLs, or a package index",
+        )
     if not lowered.startswith(("git+ssh://", "ssh://")):
         if lowered.startswith("git+git@"):
             raise RequirementsError(
@@ -218,7 +225,8 @@ def _ssh_host(url: str, where: str) -> SSHHost | None:
         host, port = parts.hostname, 22 if parts.port is None else parts.port
     except ValueError:
         host, port = None, -1
-    if not host or not 0 < port < 65536:
+    # A host name beginning with "-" would reach ssh as an option (-oProxyCommand=...).
+    if not host or host.startswith("-") or not _HOST.match(host) or not 0 < port < 65536:
         raise RequirementsError(
             f"{where} has an SSH URL without a valid host or port",
             hint="write git+ssh://git@HOST[:PORT]/PATH.git@TAG",

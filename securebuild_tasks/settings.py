@@ -31,6 +31,8 @@ _IMAGE_NAME = re.compile(
     r"^(?:[a-zA-Z0-9.-]+(?::[0-9]+)?/)?[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
     r"(?:/[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*)*$"
 )
+# "scheme://user:token@" or "scheme://token@" in a URL.
+_URL_CREDENTIALS = re.compile(r"[a-z][a-z0-9+.-]*://[^/\s@]+@", re.IGNORECASE)
 _TAG = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")
 _NETWORK = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 _ONE_PLATFORM = r"[a-z0-9_]+/[a-z0-9_]+(/[a-z0-9_]+)?"
@@ -328,6 +330,12 @@ def _validate(s: Settings, origins: Mapping[str, str]) -> None:
         if (value or not may_be_empty) and not pattern.match(value):
             raise bad(name, f"is not a valid {name}: {_show(value)}", f"use {form}")
 
+    if "," in s.platform:
+        raise bad(
+            "platform",
+            f"names several platforms ({s.platform}); a build loaded into the local engine has one",
+            "build one platform per run, e.g. linux/amd64",
+        )
     if s.key_lifetime <= 0:
         raise bad("key_lifetime", f"must be positive, not {s.key_lifetime}")
     if not s.keyring_service or not s.keyring_key:
@@ -340,7 +348,13 @@ def _validate(s: Settings, origins: Mapping[str, str]) -> None:
             "set SECUREBUILD_KEY_FILE=PATH or pass --key-file PATH",
         )
 
-    for arg in s.build_args:
+    for arg, value in s.build_args.items():
+        if _URL_CREDENTIALS.search(value):
+            raise bad(
+                "build_args",
+                f"has a URL with credentials in {arg!r}; build args are stored in the image",
+                "put the index and its token in a pip.conf given as securebuild.pip_config",
+            )
         if not _BUILD_ARG.match(arg):
             raise bad("build_args", f"has an invalid build arg name {_show(arg)}")
         if _SECRET_NAME.search(arg):

@@ -40,7 +40,9 @@ def add_to(collection: Collection) -> Collection:
     source = make_collection()
     for task_obj in source.tasks.values():
         collection.add_task(task_obj)
-    collection.configure({NAMESPACE: defaults()})
+    # Fill in only what the project has not configured itself.
+    existing = collection.configuration().get(NAMESPACE) or {}
+    collection.configure({NAMESPACE: {**defaults(), **existing}})
     return collection
 
 

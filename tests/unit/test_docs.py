@@ -28,3 +28,16 @@ def test_template_has_no_syntax_line_and_requires_ssh() -> None:
     assert "ssh-keyscan" not in text
     assert "StrictHostKeyChecking=yes" in text
     assert not re.search(r"^\s*ARG\s+\w*(KEY|TOKEN|SECRET|PASSWORD)", text, re.MULTILINE)
+
+
+def test_ci_runs_the_readmes_test_command() -> None:
+    """.ci/run calls the README's second command, verbatim."""
+    readme = (ROOT / "README.md").read_text()
+    commands = [
+        line
+        for line in readme.split("```sh", 1)[1].split("```", 1)[0].splitlines()
+        if line.strip() and not line.startswith("#")
+    ]
+    assert len(commands) == 2
+    assert commands[1].endswith("inv test")
+    assert commands[1] in (ROOT / ".ci" / "run").read_text()

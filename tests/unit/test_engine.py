@@ -111,3 +111,11 @@ def test_build_command_passes_key_only_as_agent_socket(tmp_path: Path) -> None:
     assert build_args == ["BASE_IMAGE=python:3.12-slim", "SSH_IDENTITY=SHA256:abc"]
     assert argv[argv.index("--network") + 1] == "host"
     assert argv[-1] == str(tmp_path)
+
+
+def test_clients_before_20_10_are_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A 19.03 client cannot RUN --mount=type=ssh without a syntax line: refused, with why."""
+    docker = _fake_docker(tmp_path / "bin", "19.03.15", buildx=False)
+    monkeypatch.setenv("PATH", str(docker.parent))
+    with pytest.raises(EngineError, match=r"older than 20\.10"):
+        detect_engine()

@@ -498,3 +498,17 @@ def test_requirement_shaped_text_only_parses_or_raises_requirements_error(text: 
     assert outcome.names
     assert set(outcome.private) <= set(outcome.names)
     assert all(host.host and 0 < host.port < 65536 for host in outcome.ssh_hosts)
+
+
+@pytest.mark.parametrize("scheme", ["hg+ssh", "svn+ssh", "bzr+ssh"])
+def test_other_vcs_over_ssh_refused(scheme: str) -> None:
+    """Non-git VCS over SSH is refused: the build pins host keys for git only."""
+    with pytest.raises(RequirementsError, match="pinned host keys do not cover"):
+        _parse(f"lib @ {scheme}://h.example/lib\n")
+
+
+@pytest.mark.parametrize("host", ["-oProxyCommand=id", "h;id", "h$(id)"])
+def test_option_like_or_odd_host_names_refused(host: str) -> None:
+    """A host name that ssh could read as an option, or that is no host name, is refused."""
+    with pytest.raises(RequirementsError, match="without a valid host"):
+        _parse(f"lib @ git+ssh://git@{host}/x.git@v1\n")

@@ -510,17 +510,17 @@ def test_invalid_names_refused(tmp_path: Path, name: str, value: str) -> None:
 
 
 def test_valid_docker_names_accepted(tmp_path: Path) -> None:
-    """Registry hosts with ports, multi-platform lists and stage names pass validation."""
+    """Registry hosts with ports, platform variants and stage names pass validation."""
     flags = {
         "image": "registry.example.com:5000/team/my_app-x",
         "tag": "v1.2.3_rc-1",
-        "platform": "linux/amd64,linux/arm64/v8",
+        "platform": "linux/arm64/v8",
         "network": "host",
         "target": "runtime.stage-2",
     }
     settings = resolve({}, flags=flags, environ={}, cwd=tmp_path)
     assert settings.image_ref == "registry.example.com:5000/team/my_app-x:v1.2.3_rc-1"
-    assert settings.platform == "linux/amd64,linux/arm64/v8"
+    assert settings.platform == "linux/arm64/v8"
 
 
 @pytest.mark.parametrize("value", ["0", "-5"])
@@ -677,3 +677,19 @@ def test_describe_rows(tmp_path: Path) -> None:
     assert rows["build_args"] == ("A=1,B=2", HELP["build_args"])
     assert rows["tag"] == ("v9", HELP["tag"])
     assert rows["key_lifetime"][0] == "3600"
+
+
+def test_build_arg_value_with_url_credentials_refused(tmp_path: Path) -> None:
+    """A build arg whose value carries an index token is refused, token not echoed."""
+    env = {
+        "SECUREBUILD_BUILD_ARGS": "PIP_EXTRA_INDEX_URL=https://__token__:s3cr3t@pkgs.example/simple"
+    }
+    with pytest.raises(SettingsError, match="URL with credentials") as info:
+        resolve({}, environ=env, cwd=tmp_path)
+    assert "s3cr3t" not in str(info.value)
+
+
+def test_several_platforms_refused(tmp_path: Path) -> None:
+    """A multi-platform value cannot be loaded into one engine: refused with the fix."""
+    with pytest.raises(SettingsError, match="several platforms"):
+        resolve({}, environ={"SECUREBUILD_PLATFORM": "linux/amd64,linux/arm64"}, cwd=tmp_path)

@@ -1,0 +1,115 @@
+"""Task flags reach docker's argv, and nothing secret does.
+
+A recording stand-in for the docker client answers version and info questions
+and writes every build argv to a file, so the exact command line can be read
+back without an engine.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.support.leaks import key_needles
+from tests.support.realparts import make_key
+
+RECORDER = """\
+#!/bin/sh
+case "$1" in
+  version) echo 20.10.24; exit 0 ;;
+  buildx) exit 1 ;;
+  info) echo 20.10.24; exit 0 ;;
+  image) echo '[{"Id": "sha256:0123456789abcdef0123", "Size": 1000000, "RepoTags": []}]'; exit 0 ;;
+  build) printf '%s\\n' "$@" > "$RECORD"; env > "$RECORD.env"; exit 0 ;;
+esac
+exit 1
+"""
+
+
+@pytest.fixture
+def recorded(tmp_path: Path) -> tuple[Path, dict[str, str]]:
+    """A project and an environment whose docker records its build argv."""
+    project = tmp_path / "project"
+    project.mkdir()
+    (project / "tasks.py").write_text(
+        "import securebuild_tasks\nfrom invoke import Collection\n"
+        "ns = Collection()\nsecurebuild_tasks.add_to(ns)\n"
+    )
+    (project / "requirements.txt").write_text("six==1.16.0\n")
+    docker = tmp_path / "bin" / "docker"
+    docker.parent.mkdir()
+    docker.write_text(RECORDER)
+    docker.chmod(0o755)
+    key = make_key(tmp_path / "keys", "deploy")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("SECUREBUILD_", "SSH_"))}
+    env.update(
+        RECORD=str(tmp_path / "argv"),
+        DOCKER_HOST="unix:///nonexistent/docker.sock",  # the SDK fails; the CLI answers
+        SECUREBUILD_DOCKER=str(docker),
+        SECUREBUILD_KEY_FILE=str(key.private),
+        SECUREBUILD_KNOWN_HOSTS=str(tmp_path / "known_hosts"),
+    )
+    return project, env
+
+
+def _build(project: Path, env: dict[str, str], *flags: str) -> list[str]:
+    done = subprocess.run(
+        [sys.executable, "-m", "invoke", "build-image", *flags],
+        cwd=project,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    return Path(env["RECORD"]).read_text().splitlines()
+
+
+def test_flags_reach_the_docker_command(recorded: tuple[Path, dict[str, str]]) -> None:
+    """--no-cache, --tag, --target, --network and --platform all land in argv."""
+    project, env = recorded
+    argv = _build(
+        project,
+        env,
+        "--no-cache",
+        "--tag",
+        "v2",
+        "--target",
+        "runtime",
+        "--network",
+        "host",
+        "--platform",
+        "linux/amd64",
+        "--image",
+        "shop/api",
+    )
+    assert "--no-cache" in argv
+    assert argv[argv.index("--tag") + 1] == "shop/api:v2"
+    assert argv[argv.index("--target") + 1] == "runtime"
+    assert argv[argv.index("--network") + 1] == "host"
+    assert argv[argv.index("--platform") + 1] == "linux/amd64"
+    assert "--no-cache" not in _build(project, env)
+
+
+def test_no_key_bytes_in_argv_or_environment(
+    recorded: tuple[Path, dict[str, str]], tmp_path: Path
+) -> None:
+    """The docker child sees an agent socket path, never the key, in argv or environment."""
+    project, env = recorded
+    argv = _build(project, env)
+    child_env = Path(env["RECORD"] + ".env").read_text()
+    key = (tmp_path / "keys" / "deploy").read_bytes()
+    for needle in key_needles(key):
+        assert needle.decode() not in "\n".join(argv)
+        assert needle.decode() not in child_env
+    ssh = argv[argv.index("--ssh") + 1]
+    assert ssh.startswith("default=")
+    assert ssh.endswith("agent.sock")
+    assert "SSH_AUTH_SOCK" not in child_env
+    assert json.dumps(argv).count("PRIVATE KEY") == 0
