@@ -536,9 +536,39 @@ def _write_atomically(path: Path, text: str) -> None:
     os.replace(temporary, path)
 
 
+_RESOLUTION = (
+    # uv: the first "cause" line says which requirement cannot be had.
+    re.compile(
+        r"No solution found when resolving dependencies[^\n]*\n(?:#\d+ [\d.]+ )?\s*"
+        r"(?:cause|╰─▶): ([^\n]+)"
+    ),
+    re.compile(r"(Could not find a version that satisfies the requirement [^\n]+)"),
+    re.compile(
+        r"(Cannot install [^\n]+ because these package versions have conflicting"
+        r" dependencies)"
+    ),
+    re.compile(r"(pathspec '[^']+' did not match any file\(s\) known to git)"),
+    re.compile(r"fatal: (couldn't find remote ref [^\n]+)"),
+    re.compile(r"(Git operation failed[^\n]*)"),
+)
+
+
+def _resolution_failure(output: str) -> str:
+    """The line of pip's, uv's or git's output that says what cannot be resolved."""
+    for pattern in _RESOLUTION:
+        if match := pattern.search(output):
+            return f"the requirements cannot be resolved: {match.group(1).strip()}"
+    return ""
+
+
 def _explain(exc: BuildError, plan: BuildPlan) -> SecurebuildError:
     explained = explain_ssh_failure(exc.output, plan.requirements.ssh_hosts)
     if explained is None:
+        if resolution := _resolution_failure(exc.output):
+            return RequirementsError(
+                resolution,
+                hint="fix the requirement (name, version, tag or pins), then run again",
+            )
         if "THESE PACKAGES DO NOT MATCH THE HASHES" in exc.output:
             return RequirementsError(
                 "a package does not match the hash in the lock or wheelhouse (tampered?)",

@@ -120,28 +120,52 @@ def engine_items(settings: Settings, cwd: Path) -> list[Item]:
         Item("dangling image", image.id, int(image.attrs.get("Size", 0)), remover(image.id))
         for image in images
     ]
-    private = [
-        r
-        for r in records
-        if PRIVATE_STEP_MARK in str(r.get("Description", "")) and not r.get("InUse")
-    ]
+    marked = {str(r["ID"]) for r in records if PRIVATE_STEP_MARK in str(r.get("Description", ""))}
+    # What was built on top of a private step holds its files too.
+    private_ids = _with_descendants(marked, records)
+    private = [r for r in records if str(r["ID"]) in private_ids and not r.get("InUse")]
     if private:
-        ids = [str(r["ID"]) for r in private]
+        ordered = _leaves_first(private)
 
         def prune() -> None:
-            # The API takes one id per filter, so records go one at a time.
-            for record_id in ids:
+            # The API takes one id per filter, and a record with children is
+            # kept until they are gone: leaves go first.
+            for record_id in ordered:
                 client.api.prune_builds(filters={"id": [record_id]})
 
         items.append(
             Item(
                 "BuildKit cache records of private steps:",
-                str(len(ids)),
+                str(len(ordered)),
                 sum(int(r.get("Size", 0)) for r in private),
                 prune,
             )
         )
     return items
+
+
+def _with_descendants(ids: set[str], records: list[dict[str, Any]]) -> set[str]:
+    found = set(ids)
+    grew = True
+    while grew:
+        children = {str(r["ID"]) for r in records if str(r.get("Parent") or "") in found}
+        grew = not children <= found
+        found |= children
+    return found
+
+
+def _leaves_first(records: list[dict[str, Any]]) -> list[str]:
+    ids = {str(r["ID"]) for r in records}
+    parent = {str(r["ID"]): str(r.get("Parent") or "") for r in records}
+
+    def depth(record_id: str) -> int:
+        level = 0
+        while parent.get(record_id) in ids:
+            record_id = parent[record_id]
+            level += 1
+        return level
+
+    return sorted(ids, key=depth, reverse=True)
 
 
 def clean(settings: Settings, cwd: Path, *, dry_run: bool, local_only: bool) -> list[Item]:

@@ -61,12 +61,15 @@ def _assert_no_leak(engine: Engine, data_root: Path, image: str, key: SSHKey, ou
     assert securebuild_leftovers() == []
 
 
-def _assert_one_line_error(done: subprocess.CompletedProcess[str], code: int, text: str) -> None:
-    assert done.returncode == code, done.stdout + done.stderr
+def _assert_one_line_error(
+    done: subprocess.CompletedProcess[str], code: int, *phrases: str
+) -> None:
+    assert done.returncode == code, done.stdout + done.stderr[-3000:]
     assert "Traceback" not in done.stdout + done.stderr
     last = done.stderr.strip().splitlines()[-1]
     assert last.startswith("securebuild: error: "), done.stderr[-2000:]
-    assert text in last
+    for phrase in phrases:
+        assert phrase in last, last
 
 
 @pytest.fixture(scope="session")

@@ -140,14 +140,21 @@ def test_tampered_index_hash_fails_the_build(project: Project, lab: Lab) -> None
 
 
 def test_lock_bad_input(project: Project, lab: Lab) -> None:
-    """Missing, empty and unresolvable inputs, and a missing tag, each end in one line."""
+    """Missing, empty, unresolvable and conflicting inputs, and a missing tag: one line each."""
     _assert_one_line_error(project.inv("lock", env=_key_env(lab)), 2, "no lock input")
-    (project.path / "requirements.in").write_text("\n")
+    source = project.path / "requirements.in"
+    source.write_text("\n")
     _assert_one_line_error(project.inv("lock", env=_key_env(lab)), 2, "is empty")
-    (project.path / "requirements.in").write_text("no-such-package-anywhere==1.0\n")
-    _assert_one_line_error(project.inv("lock", env=_key_env(lab)), 6, "docker build failed")
-    (project.path / "requirements.in").write_text(f"privpkg @ git+{lab.private_url}@v404\n")
-    _assert_one_line_error(project.inv("lock", env=_key_env(lab)), 6, "docker build failed")
+    source.write_text("no-such-package-anywhere==1.0\n")
+    _assert_one_line_error(
+        project.inv("lock", env=_key_env(lab)), 2, "cannot be resolved", "no-such-package"
+    )
+    source.write_text("six==1.16.0\nsix==1.17.0\n")
+    _assert_one_line_error(project.inv("lock", env=_key_env(lab)), 2, "cannot be resolved")
+    source.write_text(f"privpkg @ git+{lab.private_url}@v404\n")
+    _assert_one_line_error(project.inv("lock", env=_key_env(lab)), 2, "cannot be resolved")
+    source.write_text(f"privpkg @ git+{lab.private_url.replace('privpkg', 'nosuchrepo')}@v1\n")
+    _assert_one_line_error(project.inv("lock", env=_key_env(lab)), 2, "cannot be resolved")
     assert not (project.path / "requirements.lock").exists()
     assert securebuild_leftovers() == []
 
