@@ -1,0 +1,57 @@
+"""The standalone ``securebuild`` command: the same tasks, no tasks.py needed.
+
+An invoke `Program` over the collection, with config files of its own
+(``securebuild.yaml`` in the project, ``~/.securebuild.yaml``,
+``/etc/securebuild.yaml``). Settings still come from the ``securebuild``
+section, ``SECUREBUILD_*`` variables and ``.env``, exactly as under ``inv``.
+"""
+
+from __future__ import annotations
+
+import os
+
+from invoke.config import Config
+from invoke.program import Program
+
+from . import __version__
+from .tasks import make_collection
+
+
+class SecurebuildConfig(Config):
+    """invoke's Config with this tool's file names.
+
+    invoke reads environment variables under ``env_prefix`` as its own config;
+    ``SECUREBUILD_*`` belongs to the tool's settings, so invoke gets a prefix
+    that cannot collide with a setting name.
+    """
+
+    prefix = "securebuild"
+    env_prefix = "SECUREBUILD_INVOKE"  # type: ignore[assignment]  # invoke types it as None
+
+
+class SecurebuildProgram(Program):
+    """A Program whose project config file is looked for in the working directory.
+
+    invoke finds ``invoke.yaml`` next to a discovered tasks.py; this command
+    has none, so ``securebuild.yaml`` is read from where it is run.
+    """
+
+    def create_config(self) -> None:
+        super().create_config()
+        self.config.set_project_location(os.getcwd())
+        self.config.load_project()
+
+
+program = SecurebuildProgram(
+    namespace=make_collection(),
+    version=__version__,
+    name="securebuild",
+    binary="securebuild",
+    binary_names=["securebuild"],
+    config_class=SecurebuildConfig,
+)
+
+
+def main() -> None:
+    """Entry point of the ``securebuild`` console script."""
+    program.run()
