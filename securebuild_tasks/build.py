@@ -98,7 +98,8 @@ def _existing_file(value: str, base: Path, name: str, what: str) -> Path:
     return path
 
 
-def _context(settings: Settings, cwd: Path) -> Path:
+def resolve_context(settings: Settings, cwd: Path) -> Path:
+    """The build context directory; `SettingsError` when it is not one."""
     context = Path(settings.context).expanduser()
     context = context if context.is_absolute() else cwd / context
     if not context.is_dir():
@@ -203,7 +204,7 @@ def _locked_requirements(settings: Settings, context: Path) -> tuple[Requirement
 
 def plan_build(settings: Settings, cwd: Path) -> BuildPlan:
     """Plan ``build-image``: the lock when present, the wheelhouse when present."""
-    context = _context(settings, cwd)
+    context = resolve_context(settings, cwd)
     check_context(settings, cwd, context)
     if settings.dockerfile:
         dockerfile = _existing_file(settings.dockerfile, cwd, "dockerfile", "Dockerfile")
@@ -268,7 +269,7 @@ def plan_build(settings: Settings, cwd: Path) -> BuildPlan:
 
 def plan_lock(settings: Settings, cwd: Path, output: Path) -> tuple[BuildPlan, lockfile.LockInput]:
     """Plan ``lock``: resolve the lock input inside the target image, export the lock."""
-    context = _context(settings, cwd)
+    context = resolve_context(settings, cwd)
     check_context(settings, cwd, context)
     source = lockfile.find_input(context, settings.lock_input)
     requirements = _input_requirements(source)
@@ -323,7 +324,7 @@ def _input_requirements(source: lockfile.LockInput) -> Requirements:
 
 def plan_vendor(settings: Settings, cwd: Path, output: Path) -> BuildPlan:
     """Plan ``vendor``: build every wheel of the lock (or requirements) and export them."""
-    context = _context(settings, cwd)
+    context = resolve_context(settings, cwd)
     check_context(settings, cwd, context)
     locked = _locked_requirements(settings, context)
     if locked is not None:
@@ -499,7 +500,7 @@ def lock(settings: Settings, *, cwd: Path, out: IO[str] | None = None) -> Path:
 
 def vendor(settings: Settings, *, cwd: Path, out: IO[str] | None = None) -> Path:
     """Build wheels for the lock and replace the wheelhouse with them, with a manifest."""
-    context = _context(settings, cwd)
+    context = resolve_context(settings, cwd)
     if not settings.wheelhouse:
         raise SettingsError(
             "setting wheelhouse is empty, so there is nowhere to vendor to",
@@ -564,6 +565,16 @@ def _resolution_failure(output: str) -> str:
 def _explain(exc: BuildError, plan: BuildPlan) -> SecurebuildError:
     explained = explain_ssh_failure(exc.output, plan.requirements.ssh_hosts)
     if explained is None:
+        if re.search(
+            r"CERTIFICATE_VERIFY_FAILED|certificate verify failed|UnknownIssuer", exc.output
+        ):
+            return BuildError(
+                "a package index's TLS certificate is not trusted inside the build",
+                command=exc.command,
+                returncode=exc.returncode,
+                output=exc.output,
+                hint="behind a TLS-inspecting proxy, set securebuild.ca_bundle to its CA bundle",
+            )
         if resolution := _resolution_failure(exc.output):
             return RequirementsError(
                 resolution,

@@ -21,8 +21,8 @@ from typing import Any
 
 from . import lockfile
 from .agent import reap_stale_workdirs
-from .build import PROJECT_LABEL, project_id
-from .errors import EngineError, SettingsError
+from .build import PROJECT_LABEL, project_id, resolve_context
+from .errors import EngineError
 from .settings import Settings
 
 PRIVATE_STEP_MARK = "securebuild-private-step"
@@ -49,12 +49,7 @@ def _tree_size(path: Path) -> int:
 
 def local_items(settings: Settings, cwd: Path) -> list[Item]:
     """Wheelhouse and staging leftovers of this project."""
-    context = Path(settings.context).expanduser()
-    context = context if context.is_absolute() else cwd / context
-    if not context.is_dir():
-        raise SettingsError(
-            f"build context {context} is not a directory", hint="fix securebuild.context"
-        )
+    context = resolve_context(settings, cwd)
     items: list[Item] = []
     if settings.wheelhouse:
         wheelhouse = context / settings.wheelhouse
@@ -98,8 +93,7 @@ def engine_items(settings: Settings, cwd: Path) -> list[Item]:
     import docker
     import docker.errors
 
-    context = Path(settings.context).expanduser()
-    context = context if context.is_absolute() else cwd / context
+    context = resolve_context(settings, cwd)
     try:
         client: Any = docker.from_env(timeout=60)
         client.ping()

@@ -206,14 +206,14 @@ def agent(tmp_path: Path) -> Iterator[Agent]:
 
 def securebuild_leftovers() -> list[str]:
     """Ephemeral work dirs or agents of this tool still present."""
-    tmp = Path(tempfile.gettempdir())
-    left = [str(p) for p in tmp.glob("securebuild-*") if not p.name.startswith("securebuild-demo")]
+    tmp = Path(tempfile.gettempdir())  # the test's own (see tests/conftest.py)
+    left = [str(p) for p in tmp.glob("securebuild-*")]
     for proc in Path("/proc").glob("[0-9]*"):
         try:
             cmdline = (proc / "cmdline").read_bytes()
         except OSError:
             continue
-        if b"ssh-agent" in cmdline and b"securebuild-" in cmdline:
+        if b"ssh-agent" in cmdline and str(tmp).encode() in cmdline:
             shown = cmdline.replace(b"\0", b" ").decode(errors="replace")
             left.append(f"process {proc.name}: {shown}")
     return left

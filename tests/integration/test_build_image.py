@@ -170,7 +170,7 @@ def test_failed_build_cleans_up(project: Project, lab: Lab) -> None:
         "build-image",
         env={"SECUREBUILD_KEY_SOURCE": "file", "SECUREBUILD_KEY_FILE": str(lab.deploy.private)},
     )
-    _assert_one_line_error(done, 6, "docker build failed")
+    _assert_one_line_error(done, 2, "cannot be resolved", "v9.9.9")
     assert securebuild_leftovers() == []
     needles = key_needles(lab.deploy.private_bytes)
     assert find_in_bytes((done.stdout + done.stderr).encode(), needles) == []

@@ -1,0 +1,189 @@
+"""``doctor``: can a build work here? One line per check, each with a fix.
+
+Every check reuses the code a build runs (engine detection, key source
+checks, host key selection, the context check), so doctor and build-image
+never disagree about what is wrong.
+"""
+
+from __future__ import annotations
+
+import re
+import stat
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from .build import check_context, resolve_context, template_path
+from .engine import Engine, detect_engine, ping
+from .errors import SecurebuildError
+from .hostkeys import default_known_hosts, select_known_hosts
+from .keys import FileKeySource, choose_key_source, keyring_backend
+from .lockfile import check as check_lock
+from .requirements import Requirements, read_requirements
+from .settings import Settings
+
+# ARG/ENV names that look like secrets (the same rule settings apply to build args).
+_SECRET_DECLARATION = re.compile(
+    r"^\s*(ARG|ENV)\s+\w*(KEY|TOKEN|SECRET|PASSW(OR)?D|PASSPHRASE|CREDENTIAL|NETRC)\w*",
+    re.IGNORECASE | re.MULTILINE,
+)
+
+
+@dataclass(frozen=True)
+class Check:
+    """The outcome of one check."""
+
+    name: str
+    ok: bool
+    detail: str
+    fix: str = ""
+
+    def line(self) -> str:
+        """The line doctor prints."""
+        if self.ok:
+            return f"ok    {self.name}: {self.detail}"
+        return f"FAIL  {self.name}: {self.detail}" + (f" -> {self.fix}" if self.fix else "")
+
+
+def _attempt(name: str, action: Callable[[], str]) -> Check:
+    try:
+        return Check(name, True, action())
+    except SecurebuildError as exc:
+        return Check(name, False, exc.message, exc.hint)
+
+
+def run_checks(settings: Settings, cwd: Path) -> list[Check]:
+    """Run every check; never raises for what it checks."""
+    checks: list[Check] = []
+    found: dict[str, Engine] = {}
+
+    def client() -> str:
+        engine = detect_engine(settings.docker, settings.builder)
+        found["engine"] = engine
+        how = "docker buildx build" if engine.mode == "buildx" else "DOCKER_BUILDKIT=1 docker build"
+        return f"{engine.docker} {engine.client_version} ({how})"
+
+    checks.append(_attempt("docker client", client))
+
+    def daemon() -> str:
+        ping(found["engine"])
+        return "reachable"
+
+    if "engine" in found:
+        checks.append(_attempt("docker daemon", daemon))
+    else:
+        checks.append(Check("docker daemon", False, "not checked: no usable docker client"))
+
+    checks.append(_attempt("key source", lambda: _key_source(settings)))
+    uses_keyring = settings.passphrase_source != "prompt"  # noqa: S105 - a mode, not a secret
+    if settings.key_source in ("auto", "keyring") or uses_keyring:
+        checks.append(_attempt("keyring", lambda: _keyring(settings)))
+
+    requirements: dict[str, Requirements] = {}
+
+    def load_requirements() -> str:
+        context = resolve_context(settings, cwd)
+        lock = context / settings.lock_file
+        if lock.is_file():
+            requirements["r"] = check_lock(lock, context)
+            return f"{lock.name} (locked, up to date)"
+        requirements["r"] = read_requirements(context / settings.requirements)
+        return f"{settings.requirements} ({len(requirements['r'].names)} requirements)"
+
+    checks.append(_attempt("requirements", load_requirements))
+    if "r" in requirements:
+        checks.append(_attempt("known_hosts", lambda: _known_hosts(settings, requirements["r"])))
+    if settings.ca_bundle:
+        checks.append(_attempt("CA bundle", lambda: _ca_bundle(settings, cwd)))
+    checks.append(_attempt("build context", lambda: _build_context(settings, cwd)))
+    checks.append(_attempt("Dockerfile", lambda: _dockerfile(settings, cwd, requirements)))
+    return checks
+
+
+def _key_source(settings: Settings) -> str:
+    source = choose_key_source(settings)
+    source.check()
+    if isinstance(source, FileKeySource) and sys.platform != "win32":
+        mode = stat.S_IMODE(source.path().stat().st_mode)
+        if mode & 0o077:
+            raise SecurebuildError(
+                f"key file {source.path()} can be read by other users (mode {mode:o})",
+                hint=f"chmod 600 {source.path()}",
+            )
+    detail = {"agent": "the ssh-agent", "keyring": "the OS keyring", "file": "a key file"}
+    return f"{source.name}: {detail[source.name]} is usable"
+
+
+def _keyring(settings: Settings) -> str:
+    backend = keyring_backend(settings)
+    return f"{type(backend).__module__}.{type(backend).__name__} (priority {backend.priority})"
+
+
+def _known_hosts(settings: Settings, requirements: Requirements) -> str:
+    if not requirements.ssh_hosts:
+        return "no git host over SSH to pin"
+    path = (
+        Path(settings.known_hosts).expanduser() if settings.known_hosts else default_known_hosts()
+    )
+    select_known_hosts(requirements.ssh_hosts, path)
+    return "pinned: " + ", ".join(str(h) for h in requirements.ssh_hosts)
+
+
+def _ca_bundle(settings: Settings, cwd: Path) -> str:
+    path = Path(settings.ca_bundle).expanduser()
+    path = path if path.is_absolute() else cwd / path
+    try:
+        text = path.read_text(encoding="utf-8", errors="replace")
+    except OSError as exc:
+        raise SecurebuildError(
+            f"cannot read CA bundle {path} ({exc.strerror})", hint="fix securebuild.ca_bundle"
+        ) from None
+    count = text.count("BEGIN CERTIFICATE")
+    if not count:
+        raise SecurebuildError(
+            f"CA bundle {path} holds no PEM certificate",
+            hint="give the PEM file of your proxy's CA (-----BEGIN CERTIFICATE-----)",
+        )
+    return f"{path} ({count} certificates)"
+
+
+def _build_context(settings: Settings, cwd: Path) -> str:
+    context = resolve_context(settings, cwd)
+    check_context(settings, cwd, context)
+    return f"{context}: no key, token file or .env would be sent"
+
+
+def _dockerfile(settings: Settings, cwd: Path, requirements: dict[str, Requirements]) -> str:
+    context = resolve_context(settings, cwd)
+    if settings.dockerfile:
+        path = Path(settings.dockerfile).expanduser()
+        path = path if path.is_absolute() else cwd / path
+    elif (context / "Dockerfile").is_file():
+        path = context / "Dockerfile"
+    else:
+        return f"the built-in template ({template_path()})"
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise SecurebuildError(
+            f"cannot read {path} ({exc.strerror})", hint="fix securebuild.dockerfile"
+        ) from None
+    if match := _SECRET_DECLARATION.search(text):
+        raise SecurebuildError(
+            f"{path} declares {match.group(0).strip()!r}, a secret as build arg or ENV ends up in"
+            " the image history",
+            hint="read it from a secret mount instead: RUN --mount=type=secret,id=NAME",
+        )
+    if "ssh-keyscan" in text:
+        raise SecurebuildError(
+            f"{path} runs ssh-keyscan, which trusts whatever host answers",
+            hint="remove it: securebuild-tasks passes pinned known_hosts as a secret",
+        )
+    private = "r" in requirements and requirements["r"].ssh_hosts
+    if private and "--mount=type=ssh" not in text:
+        raise SecurebuildError(
+            f"{path} has no RUN --mount=type=ssh step, but the requirements fetch over SSH",
+            hint="fetch them in a RUN --mount=type=ssh step (see Dockerfile.template)",
+        )
+    return f"{path} uses SSH forwarding and declares no secret"

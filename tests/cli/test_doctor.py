@@ -1,0 +1,74 @@
+"""`doctor`: every problem is a FAIL line with a fix, and a clean setup passes."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from tests.cli.test_flags import RECORDER
+from tests.support.realparts import make_key
+
+
+def _doctor(project: Path, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "securebuild_tasks", "doctor"],
+        cwd=project,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+def test_doctor_finds_each_problem_then_passes(tmp_path: Path) -> None:
+    """Unpinned host, loose key file, secret ARG and keyscan each FAIL; fixed, all ok."""
+    project = tmp_path / "project"
+    project.mkdir()
+    (project / "requirements.txt").write_text("p @ git+ssh://git@127.0.0.1:2222/p.git@v1\n")
+    (project / "Dockerfile").write_text(
+        "FROM python:3.12-slim\nARG SSH_PRIVATE_KEY\nRUN ssh-keyscan github.com >> k\n"
+    )
+    docker = tmp_path / "bin" / "docker"
+    docker.parent.mkdir()
+    docker.write_text(RECORDER)
+    docker.chmod(0o755)
+    key = make_key(tmp_path / "keys", "deploy")
+    key.private.chmod(0o644)
+    known_hosts = tmp_path / "known_hosts"
+    known_hosts.write_text("")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("SECUREBUILD_", "SSH_"))}
+    env.update(
+        RECORD=str(tmp_path / "argv"),
+        DOCKER_HOST="unix:///nonexistent/docker.sock",
+        SECUREBUILD_DOCKER=str(docker),
+        SECUREBUILD_KEY_SOURCE="file",
+        SECUREBUILD_KEY_FILE=str(key.private),
+        SECUREBUILD_KNOWN_HOSTS=str(known_hosts),
+        SECUREBUILD_PASSPHRASE_SOURCE="prompt",
+    )
+    done = _doctor(project, env)
+    assert done.returncode == 1
+    fails = {
+        line.split(":")[0].split(None, 1)[1]
+        for line in done.stdout.splitlines()
+        if line.startswith("FAIL")
+    }
+    assert fails == {"key source", "known_hosts", "Dockerfile"}
+    assert "chmod 600" in done.stdout
+    assert "127.0.0.1:2222" in done.stdout
+    assert "SSH_PRIVATE_KEY" in done.stdout
+    assert "doctor found 3 problem(s)" in done.stderr
+
+    key.private.chmod(0o600)
+    host_key = make_key(tmp_path / "host", "host")
+    kind, body = host_key.public_line.split()[:2]
+    known_hosts.write_text(f"[127.0.0.1]:2222 {kind} {body}\n")
+    (project / "Dockerfile").write_text(
+        "FROM python:3.12-slim\nRUN --mount=type=ssh pip install -r requirements.txt\n"
+    )
+    fixed = _doctor(project, env)
+    assert fixed.returncode == 0, fixed.stdout + fixed.stderr
+    assert all(line.startswith("ok") for line in fixed.stdout.splitlines())
