@@ -9,7 +9,7 @@ from invoke.tasks import Task
 
 from ..settings import NAMESPACE, defaults
 from . import clean as clean_tasks
-from . import deps, doctor, image, keys, settings
+from . import deps, doctor, image, init, keys, settings
 
 
 def make_collection(name: str | None = None) -> Collection:
@@ -21,6 +21,7 @@ def make_collection(name: str | None = None) -> Collection:
         deps.vendor,
         clean_tasks.clean,
         doctor.doctor,
+        init.init,
         keys.store_key,
         keys.forget_key,
         settings.show_settings,

@@ -213,7 +213,7 @@ def securebuild_leftovers() -> list[str]:
             cmdline = (proc / "cmdline").read_bytes()
         except OSError:
             continue
-        if b"ssh-agent" in cmdline and str(tmp).encode() in cmdline:
+        if b"ssh-agent" in cmdline and str(tmp / "securebuild-").encode() in cmdline:
             shown = cmdline.replace(b"\0", b" ").decode(errors="replace")
             left.append(f"process {proc.name}: {shown}")
     return left

@@ -217,3 +217,17 @@ def test_interrupted_build_cleans_up(project: Project, lab: Lab, signum: int) ->
     assert "Traceback" not in output
     assert securebuild_leftovers() == []
     assert not any(s.parent.exists() for s in sockets)
+
+
+def test_init_then_build(project: Project, lab: Lab, engine: Engine, base_image: str) -> None:
+    """A Dockerfile written by `init` builds the app with its private dependency."""
+    scaffold = project.inv("init", "--base-image", base_image)
+    assert scaffold.returncode == 0, scaffold.stderr
+    assert "created Dockerfile" in scaffold.stderr
+    done = project.inv(
+        "build-image",
+        env={"SECUREBUILD_KEY_SOURCE": "file", "SECUREBUILD_KEY_FILE": str(lab.deploy.private)},
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert f"--file {project.path / 'Dockerfile'}" not in done.stderr  # argv is never echoed
+    assert _import_private(engine, project.image) == "1.0.0"

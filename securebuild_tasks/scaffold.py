@@ -1,0 +1,122 @@
+"""``init``: set up a project to build with securebuild-tasks.
+
+Writes a Dockerfile rendered from the template, a starter tasks.py (or says
+what to add to an existing one), ``.env.example``, and the ``.dockerignore``
+entries that keep keys, tokens and ``.env`` out of the build context. An
+existing file is never overwritten without ``force``; ``.dockerignore`` only
+ever gains the entries it lacks.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from .build import template_path
+from .errors import SettingsError
+from .settings import ENV_PREFIX, HELP, defaults
+
+DOCKERIGNORE_ENTRIES = (
+    ".env",
+    ".env.*",
+    "!.env.example",
+    "id_rsa*",
+    "id_ed25519*",
+    "id_ecdsa*",
+    "*.pem",
+    "*.key",
+    ".netrc",
+    "pip.conf",
+    "uv.toml",
+    ".git",
+)
+
+TASKS_PY = '''\
+"""Project tasks: `inv build-image`, `inv lock`, `inv vendor`, `inv clean`, ..."""
+
+from invoke import Collection
+
+import securebuild_tasks
+
+ns = Collection()
+securebuild_tasks.add_to(ns)
+'''
+
+_MODULE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$")
+_PYTHON = re.compile(r"^3\.\d{1,2}$")
+
+
+@dataclass(frozen=True)
+class Written:
+    """What init did with one file."""
+
+    path: Path
+    action: str  # "created", "overwritten", "updated", "kept"
+
+
+def render_dockerfile(base_image: str, entry: str) -> str:
+    """The template with the project's base image and entry module filled in."""
+    text = template_path().read_text(encoding="utf-8")
+    text = re.sub(r"(?m)^ARG BASE_IMAGE=.*$", f"ARG BASE_IMAGE={base_image}", text, count=1)
+    text = re.sub(
+        r'(?m)^CMD \["python", "-m", "[^"]*"\]$', f'CMD ["python", "-m", "{entry}"]', text
+    )
+    return text
+
+
+def env_example() -> str:
+    """Every setting, commented out, with its help line."""
+    lines = ["# securebuild-tasks settings; copy to .env (never commit .env).", ""]
+    for name, value in defaults().items():
+        shown = ",".join(f"{k}={v}" for k, v in value.items()) if isinstance(value, dict) else value
+        lines.append(f"# {HELP[name]}")
+        lines.append(f"# {ENV_PREFIX}{name.upper()}={shown}")
+    return "\n".join(lines) + "\n"
+
+
+def init_project(
+    directory: Path, *, python: str, base_image: str, entry: str, force: bool
+) -> list[Written]:
+    """Scaffold ``directory``; return what was written or kept."""
+    if not directory.is_dir():
+        raise SettingsError(f"{directory} is not a directory", hint="run init in your project")
+    if not _PYTHON.match(python):
+        raise SettingsError(f"--python {python!r} is not a Python version", hint="e.g. 3.12")
+    if not _MODULE.match(entry):
+        raise SettingsError(
+            f"--entry {entry!r} is not a module name", hint="e.g. app or myservice.main"
+        )
+    base = base_image or f"python:{python}-slim"
+    results = [
+        _write(directory / "Dockerfile", render_dockerfile(base, entry), force),
+        _write(directory / ".env.example", env_example(), force),
+        _dockerignore(directory / ".dockerignore"),
+    ]
+    tasks = directory / "tasks.py"
+    if tasks.exists() and not force:
+        results.append(Written(tasks, "kept"))
+    else:
+        results.append(_write(tasks, TASKS_PY, force))
+    return results
+
+
+def _write(path: Path, text: str, force: bool) -> Written:
+    if path.exists() and not force:
+        return Written(path, "kept")
+    action = "overwritten" if path.exists() else "created"
+    temporary = path.with_name(f".{path.name}.securebuild-tmp")
+    temporary.write_text(text, encoding="utf-8")
+    temporary.replace(path)
+    return Written(path, action)
+
+
+def _dockerignore(path: Path) -> Written:
+    existing = path.read_text(encoding="utf-8").splitlines() if path.exists() else []
+    missing = [entry for entry in DOCKERIGNORE_ENTRIES if entry not in existing]
+    if not missing:
+        return Written(path, "kept")
+    block = ["# Added by securebuild-tasks: keys, tokens and .env stay out of builds."]
+    lines = [*existing, *([""] if existing else []), *block, *missing]
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return Written(path, "updated" if existing else "created")

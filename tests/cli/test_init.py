@@ -1,0 +1,82 @@
+"""`init` scaffolds a project and never overwrites without --force."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from docker.utils.build import PatternMatcher
+
+from securebuild_tasks.settings import HELP
+
+
+def _init(cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SECUREBUILD_")}
+    return subprocess.run(
+        [sys.executable, "-m", "securebuild_tasks", "init", *args],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+def test_init_writes_a_working_setup(tmp_path: Path) -> None:
+    """Dockerfile, tasks.py, .env.example and .dockerignore, filled in from the flags."""
+    done = _init(tmp_path, "--python", "3.11", "--entry", "shop.main")
+    assert done.returncode == 0, done.stderr
+    dockerfile = (tmp_path / "Dockerfile").read_text()
+    assert "ARG BASE_IMAGE=python:3.11-slim" in dockerfile
+    assert 'CMD ["python", "-m", "shop.main"]' in dockerfile
+    assert "--mount=type=ssh,required=true" in dockerfile
+    assert "securebuild_tasks.add_to(ns)" in (tmp_path / "tasks.py").read_text()
+    example = (tmp_path / ".env.example").read_text()
+    for name in HELP:
+        assert f"# SECUREBUILD_{name.upper()}=" in example
+    patterns = [
+        line
+        for line in (tmp_path / ".dockerignore").read_text().splitlines()
+        if line and not line.startswith("#")
+    ]
+    matcher = PatternMatcher(patterns)
+    for secret in (".env", ".env.prod", "id_ed25519", "deploy.pem", "pip.conf", ".netrc"):
+        assert matcher.matches(secret), secret
+    for kept in (".env.example", "vendor/python/manifest.json", "app/__main__.py"):
+        assert not matcher.matches(kept), kept
+
+
+def test_init_keeps_existing_files_unless_forced(tmp_path: Path) -> None:
+    """Existing files stay as they are; --force overwrites; .dockerignore only grows."""
+    (tmp_path / "Dockerfile").write_text("FROM mine\n")
+    (tmp_path / "tasks.py").write_text("# my tasks\n")
+    (tmp_path / ".dockerignore").write_text("node_modules\n.env\n")
+    done = _init(tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert (tmp_path / "Dockerfile").read_text() == "FROM mine\n"
+    assert (tmp_path / "tasks.py").read_text() == "# my tasks\n"
+    assert "kept Dockerfile" in done.stderr
+    assert "securebuild_tasks.add_to(ns)" in done.stderr
+    ignore = (tmp_path / ".dockerignore").read_text().splitlines()
+    assert ignore[:2] == ["node_modules", ".env"]
+    assert ignore.count(".env") == 1
+    assert "*.pem" in ignore
+    again = _init(tmp_path)
+    assert (tmp_path / ".dockerignore").read_text().splitlines() == ignore
+    assert "kept .dockerignore" in again.stderr
+
+    forced = _init(tmp_path, "--force")
+    assert forced.returncode == 0
+    assert "ARG BASE_IMAGE=python:3.12-slim" in (tmp_path / "Dockerfile").read_text()
+    assert "overwritten Dockerfile" in forced.stderr
+
+
+def test_init_bad_input(tmp_path: Path) -> None:
+    """A bad --entry or --python is one line, and nothing is written."""
+    done = _init(tmp_path, "--entry", "not a module")
+    assert done.returncode == 2
+    assert done.stderr.startswith("securebuild: error: --entry")
+    assert list(tmp_path.iterdir()) == []
