@@ -8,8 +8,8 @@ from invoke.collection import Collection
 from invoke.tasks import Task
 
 from ..settings import NAMESPACE, defaults
+from . import audit, deps, doctor, image, init, keys, settings
 from . import clean as clean_tasks
-from . import deps, doctor, image, init, keys, settings
 
 
 def make_collection(name: str | None = None) -> Collection:
@@ -21,6 +21,7 @@ def make_collection(name: str | None = None) -> Collection:
         deps.vendor,
         clean_tasks.clean,
         doctor.doctor,
+        audit.audit,
         init.init,
         keys.store_key,
         keys.forget_key,

@@ -33,7 +33,13 @@ _FLAGS = (
 
 
 # Long flags only: with this many options invoke's generated short flags run out.
-@task(auto_shortflags=False, help={name.replace("_", "-"): HELP[name] for name in _FLAGS})
+@task(
+    auto_shortflags=False,
+    help={
+        **{name.replace("_", "-"): HELP[name] for name in _FLAGS},
+        "audit": "audit the built image for private-key material; fail the build on a finding",
+    },
+)
 @reports_errors
 def build_image(
     c: Context,
@@ -55,6 +61,7 @@ def build_image(
     ca_bundle: str | None = None,
     pip_config: str | None = None,
     no_cache: bool = False,
+    audit: bool = False,
 ) -> None:
     """Build the image, forwarding the SSH key to BuildKit (never into a layer)."""
     from ..build import build_image as run_build
@@ -92,3 +99,8 @@ def build_image(
         f"{result.size / 1e6:.1f} MB) in {result.seconds:.1f} s {how}",
         file=sys.stderr,
     )
+    if audit:
+        from ..audit import run_audit
+
+        run_audit(settings, result.image, report=sys.stdout)
+        print(f"securebuild: audit of {result.image}: clean", file=sys.stderr)

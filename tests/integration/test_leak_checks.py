@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from securebuild_tasks.engine import Engine
+from tests.integration.conftest import Lab, Project
 from tests.support.leaks import find_in_tree, image_leaks, key_needles
 from tests.support.realparts import make_key
 
@@ -59,3 +60,64 @@ def test_old_recipe_is_caught(
         subprocess.run(
             [engine.docker, "image", "rm", "-f", image], capture_output=True, check=False
         )
+
+
+def test_audit_finds_the_old_recipe(
+    tmp_path: Path, engine: Engine, base_image: str, project: Project
+) -> None:
+    """`inv audit` on an image built the old way: key block, key bytes, secret build arg."""
+    key = make_key(tmp_path / "keys", "old-recipe-key")
+    (tmp_path / "Dockerfile").write_text(OLD_RECIPE)
+    image = f"sbt-old-recipe-audit-{os.getpid()}"
+    subprocess.run(
+        [
+            engine.docker,
+            "build",
+            "--network",
+            "host",
+            "-t",
+            image,
+            "--build-arg",
+            f"BASE_IMAGE={base_image}",
+            "--build-arg",
+            f"SSH_PRIVATE_KEY={key.private_bytes.decode()}",
+            str(tmp_path),
+        ],
+        env={**os.environ, "DOCKER_BUILDKIT": "0"},
+        capture_output=True,
+        check=True,
+    )
+    try:
+        done = project.inv(
+            "audit",
+            "--image",
+            image,
+            env={"SECUREBUILD_KEY_FILE": str(key.private), "SECUREBUILD_KEY_SOURCE": "file"},
+        )
+    finally:
+        subprocess.run(
+            [engine.docker, "image", "rm", "-f", image], capture_output=True, check=False
+        )
+    assert done.returncode == 7, done.stderr
+    assert done.stderr.strip().splitlines() == [
+        f"securebuild: error: audit of {image} found {len(done.stdout.splitlines())} problem(s),"
+        " listed above: rebuild without the secret (build-image forwards keys instead of copying"
+        " them), and rotate any key that was in the image"
+    ]
+    found = done.stdout
+    assert "/root/.ssh/id_rsa: a private key block" in found
+    assert "/root/.ssh/id_rsa: bytes of the configured private key" in found
+    assert "build arg SSH_PRIVATE_KEY is named like a secret" in found
+    needles = key_needles(key.private_bytes)
+    assert not any(n.decode() in found + done.stderr for n in needles)  # reported, not echoed
+
+
+def test_build_image_audit_passes_on_our_image(project: Project, lab: Lab) -> None:
+    """`inv build-image --audit` finds nothing in an image this tool builds."""
+    done = project.inv(
+        "build-image",
+        "--audit",
+        env={"SECUREBUILD_KEY_SOURCE": "file", "SECUREBUILD_KEY_FILE": str(lab.deploy.private)},
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert f"audit of {project.image}: clean" in done.stderr

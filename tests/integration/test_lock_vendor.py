@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import subprocess
 from pathlib import Path
 
@@ -14,7 +15,7 @@ from securebuild_tasks.engine import Engine
 from tests.integration.conftest import Lab, Project, securebuild_leftovers
 from tests.integration.test_build_image import _assert_one_line_error
 from tests.support.leaks import find_in_tree, key_needles
-from tests.support.realparts import GitServer, run
+from tests.support.realparts import GitServer, PackageIndex, run
 
 pytestmark = pytest.mark.engine
 
@@ -136,6 +137,22 @@ def test_tampered_index_hash_fails_the_build(project: Project, lab: Lab) -> None
     tampered = re.sub(r"(--hash=sha256:)[0-9a-f]{64}", r"\g<1>" + "0" * 64, lock)
     (project.path / "requirements.lock").write_text(tampered)
     done = project.inv("build-image", env=_key_env(lab))
+    _assert_one_line_error(done, 2, "does not match the hash")
+
+
+def test_tampered_index_file_fails_the_build(project: Project, lab: Lab, tmp_path: Path) -> None:
+    """A file on the index that changes after locking fails the build, hash-checked."""
+    wheels = tmp_path / "index"
+    shutil.copytree(lab.index.wheels, wheels)
+    index = PackageIndex(wheels).start()
+    try:
+        (project.path / "pip.conf").write_text(index.pip_config())
+        _lock(project, lab, "six\n")
+        six = next(wheels.glob("six-*.whl"))
+        six.write_bytes(six.read_bytes() + b"tampered")  # same name, other content
+        done = project.inv("build-image", env=_key_env(lab))
+    finally:
+        index.stop()
     _assert_one_line_error(done, 2, "does not match the hash")
 
 

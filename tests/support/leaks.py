@@ -5,6 +5,9 @@ disk, and as re-encoded for ssh-add), the raw private scalar of ed25519 keys
 (in memory only), and PEM/OpenSSH private-key headers. Large places (the
 daemon's data root, `docker save` streams) are searched with GNU grep's
 multi-string matcher, which reads hundreds of MB a second.
+
+This is deliberately not the product's own `securebuild_tasks.audit`: a
+scanner that shares code with what it checks could share its blind spots.
 """
 
 from __future__ import annotations
