@@ -22,9 +22,10 @@ import tarfile
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any
+from typing import IO
 
 from .agent import private_workdir
+from .engine import inspect_with_cli
 from .errors import EngineError, SecurebuildError
 from .settings import Settings
 
@@ -143,29 +144,15 @@ def _scan_layer(
     return f"sha256:{digest.hexdigest()}", findings
 
 
-def _inspect(docker: str, ref: str) -> dict[str, Any]:
-    done = subprocess.run(
-        [docker, "image", "inspect", ref],
-        capture_output=True,
-        text=True,
-        check=False,
-        stdin=subprocess.DEVNULL,
-    )
-    if done.returncode != 0:
-        raise EngineError(f"image {ref} was not found", hint="build it first, or give --image")
-    data: list[dict[str, Any]] = json.loads(done.stdout)
-    return data[0]
-
-
 def audit_image(
     docker: str, image: str, *, needles: list[bytes], base_image: str = ""
 ) -> list[Finding]:
     """Every finding in ``image``; layers shared with ``base_image`` get the key search only."""
-    info = _inspect(docker, image)
+    info = inspect_with_cli(docker, image)
     base_layers: set[str] = set()
     if base_image:
         try:
-            base_layers = set(_inspect(docker, base_image)["RootFS"]["Layers"])
+            base_layers = set(inspect_with_cli(docker, base_image)["RootFS"]["Layers"])
         except EngineError:
             base_layers = set()
     findings: list[Finding] = []

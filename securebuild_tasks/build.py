@@ -202,6 +202,14 @@ def _locked_requirements(settings: Settings, context: Path) -> tuple[Requirement
     return lockfile.check(lock_path, context), settings.lock_file
 
 
+def _requirements(settings: Settings, context: Path) -> tuple[Requirements, str, bool]:
+    """The lock when there is one (checked), else the requirements file; and which."""
+    locked = _locked_requirements(settings, context)
+    if locked is not None:
+        return locked[0], locked[1], True
+    return read_requirements(context / settings.requirements), settings.requirements, False
+
+
 def plan_build(settings: Settings, cwd: Path) -> BuildPlan:
     """Plan ``build-image``: the lock when present, the wheelhouse when present."""
     context = resolve_context(settings, cwd)
@@ -212,12 +220,7 @@ def plan_build(settings: Settings, cwd: Path) -> BuildPlan:
         dockerfile = context / "Dockerfile"
     else:
         dockerfile = template_path()
-    locked = _locked_requirements(settings, context)
-    if locked is not None:
-        requirements, requirements_file = locked
-    else:
-        requirements_file = settings.requirements
-        requirements = read_requirements(context / requirements_file)
+    requirements, requirements_file, locked = _requirements(settings, context)
     wheelhouse = context / settings.wheelhouse if settings.wheelhouse else None
     if wheelhouse is not None and (wheelhouse / lockfile.MANIFEST).is_file():
         # A reviewed wheelhouse: no key, no host keys, no network.
@@ -326,12 +329,7 @@ def plan_vendor(settings: Settings, cwd: Path, output: Path) -> BuildPlan:
     """Plan ``vendor``: build every wheel of the lock (or requirements) and export them."""
     context = resolve_context(settings, cwd)
     check_context(settings, cwd, context)
-    locked = _locked_requirements(settings, context)
-    if locked is not None:
-        requirements, requirements_file = locked
-    else:
-        requirements_file = settings.requirements
-        requirements = read_requirements(context / requirements_file)
+    requirements, requirements_file, _ = _requirements(settings, context)
     dockerfile = template_path()
     args = _build_args(
         dockerfile, settings, BASE_IMAGE=settings.base_image, REQUIREMENTS=requirements_file

@@ -218,11 +218,12 @@ def inspect_image(ref: str, engine_docker: str = "docker") -> ImageInfo:
         ) from None
     except docker.errors.DockerException:
         # The SDK does not read docker contexts; ask the CLI that built it.
-        attrs = _inspect_with_cli(engine_docker, ref)
+        attrs = inspect_with_cli(engine_docker, ref)
     return ImageInfo(attrs["Id"], int(attrs.get("Size", 0)), tuple(attrs.get("RepoTags") or ()))
 
 
-def _inspect_with_cli(docker: str, ref: str) -> dict[str, Any]:
+def inspect_with_cli(docker: str, ref: str) -> dict[str, Any]:
+    """``docker image inspect`` through the CLI (which reads docker contexts)."""
     import json
 
     done = subprocess.run(
@@ -238,8 +239,8 @@ def _inspect_with_cli(docker: str, ref: str) -> dict[str, Any]:
         found = []
     if not found:
         raise EngineError(
-            f"cannot inspect image {ref} after the build",
-            hint="check `docker image inspect` with the same docker context",
+            f"cannot inspect image {ref}",
+            hint="check that it exists (`docker image ls`) in the same docker context",
         )
     return found[0]
 

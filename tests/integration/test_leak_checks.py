@@ -23,14 +23,9 @@ RUN mkdir -p /root/.ssh && echo "${SSH_PRIVATE_KEY}" > /root/.ssh/id_rsa
 """
 
 
-def test_old_recipe_is_caught(
-    tmp_path: Path, engine: Engine, base_image: str, data_root: Path
-) -> None:
-    """Key as build arg, written in a stage: found in history, layers and data root."""
-    key = make_key(tmp_path / "keys", "old-recipe-key")
-    (tmp_path / "Dockerfile").write_text(OLD_RECIPE)
-    image = f"sbt-old-recipe-{os.getpid()}"
-    # The old recipe on purpose: the key in argv and a build arg, classic builder.
+def build_old_way(engine: Engine, base_image: str, key: bytes, workdir: Path, image: str) -> None:
+    """The old recipe on purpose: key in argv and a build arg, classic builder."""
+    (workdir / "Dockerfile").write_text(OLD_RECIPE)
     subprocess.run(
         [
             engine.docker,
@@ -42,13 +37,22 @@ def test_old_recipe_is_caught(
             "--build-arg",
             f"BASE_IMAGE={base_image}",
             "--build-arg",
-            f"SSH_PRIVATE_KEY={key.private_bytes.decode()}",
-            str(tmp_path),
+            f"SSH_PRIVATE_KEY={key.decode()}",
+            str(workdir),
         ],
         env={**os.environ, "DOCKER_BUILDKIT": "0"},
         capture_output=True,
         check=True,
     )
+
+
+def test_old_recipe_is_caught(
+    tmp_path: Path, engine: Engine, base_image: str, data_root: Path
+) -> None:
+    """Key as build arg, written in a stage: found in history, layers and data root."""
+    key = make_key(tmp_path / "keys", "old-recipe-key")
+    image = f"sbt-old-recipe-{os.getpid()}"
+    build_old_way(engine, base_image, key.private_bytes, tmp_path, image)
     try:
         needles = key_needles(key.private_bytes)
         found = image_leaks(engine.docker, image, needles, base_image)
@@ -67,26 +71,8 @@ def test_audit_finds_the_old_recipe(
 ) -> None:
     """`inv audit` on an image built the old way: key block, key bytes, secret build arg."""
     key = make_key(tmp_path / "keys", "old-recipe-key")
-    (tmp_path / "Dockerfile").write_text(OLD_RECIPE)
     image = f"sbt-old-recipe-audit-{os.getpid()}"
-    subprocess.run(
-        [
-            engine.docker,
-            "build",
-            "--network",
-            "host",
-            "-t",
-            image,
-            "--build-arg",
-            f"BASE_IMAGE={base_image}",
-            "--build-arg",
-            f"SSH_PRIVATE_KEY={key.private_bytes.decode()}",
-            str(tmp_path),
-        ],
-        env={**os.environ, "DOCKER_BUILDKIT": "0"},
-        capture_output=True,
-        check=True,
-    )
+    build_old_way(engine, base_image, key.private_bytes, tmp_path, image)
     try:
         done = project.inv(
             "audit",

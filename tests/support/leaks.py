@@ -46,14 +46,18 @@ def _body_windows(pem: bytes) -> set[bytes]:
     return windows
 
 
-def key_needles(key_file: bytes, passphrase: str = "") -> list[bytes]:
-    """Text needles whose presence means the key leaked (base64 windows)."""
+def _load(key_file: bytes, passphrase: str) -> Any:
     loader = (
         serialization.load_ssh_private_key
         if b"OPENSSH PRIVATE KEY" in key_file
         else serialization.load_pem_private_key
     )
-    key = loader(key_file, password=passphrase.encode() or None)
+    return loader(key_file, password=passphrase.encode() or None)
+
+
+def key_needles(key_file: bytes, passphrase: str = "") -> list[bytes]:
+    """Text needles whose presence means the key leaked (base64 windows)."""
+    key = _load(key_file, passphrase)
     reencoded = key.private_bytes(  # the form the tool pipes to ssh-add
         serialization.Encoding.PEM,
         serialization.PrivateFormat.OpenSSH,
@@ -77,12 +81,7 @@ def pem_needles(pem: bytes) -> list[bytes]:
 
 def raw_needles(key_file: bytes, passphrase: str = "") -> list[bytes]:
     """Binary needles: the raw private scalar of an ed25519 key."""
-    loader = (
-        serialization.load_ssh_private_key
-        if b"OPENSSH PRIVATE KEY" in key_file
-        else serialization.load_pem_private_key
-    )
-    key = loader(key_file, password=passphrase.encode() or None)
+    key = _load(key_file, passphrase)
     if isinstance(key, ed25519.Ed25519PrivateKey):
         return [key.private_bytes_raw()]
     return []

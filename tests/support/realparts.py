@@ -223,19 +223,23 @@ class PackageIndex:
         self.port = free_port()
         self._process: subprocess.Popen[bytes] | None = None
 
+    def server_argv(self) -> list[str]:
+        """The file server's command line."""
+        return [
+            sys.executable,
+            "-m",
+            "http.server",
+            "--bind",
+            "127.0.0.1",
+            str(self.port),
+            "--directory",
+            str(self.wheels),
+        ]
+
     def start(self) -> PackageIndex:
         """Serve the wheel folder."""
         self._process = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "http.server",
-                "--bind",
-                "127.0.0.1",
-                str(self.port),
-                "--directory",
-                str(self.wheels),
-            ],
+            self.server_argv(),
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
             stdin=subprocess.DEVNULL,

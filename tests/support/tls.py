@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import datetime
 import ipaddress
-import subprocess
 import sys
 from pathlib import Path
 
@@ -13,7 +12,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from tests.support.realparts import free_port, wait_for_port
+from tests.support.realparts import PackageIndex
 
 SERVER = """\
 import functools, http.server, ssl, sys
@@ -89,38 +88,24 @@ def make_ca_and_server_cert(directory: Path) -> tuple[Path, Path, Path]:
     return paths
 
 
-class TLSPackageIndex:
+class TLSPackageIndex(PackageIndex):
     """Serves a wheel folder over HTTPS with a certificate from the private CA."""
 
     def __init__(self, wheels: Path, cert: Path, key: Path) -> None:
-        self.wheels, self.cert, self.key = wheels, cert, key
-        self.port = free_port()
-        self._process: subprocess.Popen[bytes] | None = None
+        super().__init__(wheels)
+        self.cert, self.key = cert, key
 
-    def start(self) -> TLSPackageIndex:
-        """Start serving."""
-        self._process = subprocess.Popen(
-            [
-                sys.executable,
-                "-c",
-                SERVER,
-                str(self.port),
-                str(self.wheels),
-                str(self.cert),
-                str(self.key),
-            ],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-            stdin=subprocess.DEVNULL,
-        )
-        wait_for_port(self.port)
-        return self
-
-    def stop(self) -> None:
-        """Stop serving."""
-        if self._process is not None and self._process.poll() is None:
-            self._process.terminate()
-            self._process.wait(timeout=10)
+    def server_argv(self) -> list[str]:
+        """An HTTPS file server (http.server wrapped in TLS)."""
+        return [
+            sys.executable,
+            "-c",
+            SERVER,
+            str(self.port),
+            str(self.wheels),
+            str(self.cert),
+            str(self.key),
+        ]
 
     def pip_config(self) -> str:
         """A pip.conf that uses only this index."""
