@@ -117,6 +117,8 @@ def _secrets(settings: Settings, cwd: Path) -> dict[str, Path]:
         found["pip_config"] = _existing_file(settings.pip_config, cwd, "pip_config", "pip config")
     if settings.uv_config:
         found["uv_config"] = _existing_file(settings.uv_config, cwd, "uv_config", "uv config")
+    if settings.netrc:
+        found["netrc"] = _existing_file(settings.netrc, cwd, "netrc", ".netrc")
     for secret_id, value in settings.secrets.items():
         found[secret_id] = _existing_file(value, cwd, "secrets", f"secret {secret_id}")
     return found
@@ -154,6 +156,7 @@ def _sensitive_files(settings: Settings, cwd: Path) -> dict[str, Path]:
         "key_file": settings.key_file,
         "pip_config": settings.pip_config,
         "uv_config": settings.uv_config,
+        "netrc": settings.netrc,
         "env_file": settings.env_file,
         **{f"secrets ({sid})": path for sid, path in settings.secrets.items()},
     }

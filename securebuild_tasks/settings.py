@@ -46,7 +46,7 @@ PROGRESS = ("auto", "plain", "tty")
 PASSPHRASE_SOURCES = ("auto", "keyring", "prompt")
 
 #: Secret ids the template itself uses; user secrets may not take them.
-RESERVED_SECRET_IDS = ("known_hosts", "ca_bundle", "pip_config", "uv_config")
+RESERVED_SECRET_IDS = ("known_hosts", "ca_bundle", "pip_config", "uv_config", "netrc")
 
 
 @dataclass(frozen=True)
@@ -83,6 +83,7 @@ class Settings:
     ca_bundle: str = ""
     pip_config: str = ""
     uv_config: str = ""
+    netrc: str = ""
     secrets: dict[str, str] = field(default_factory=dict)
     env_file: str = ".env"
 
@@ -124,6 +125,7 @@ HELP: dict[str, str] = {
     "ca_bundle": "CA bundle for TLS-inspecting proxies, given to pip as a secret mount",
     "pip_config": "pip.conf (index URLs, tokens) given to pip as a secret mount",
     "uv_config": "uv.toml for `inv lock` (secret mount); empty: made from pip_config",
+    "netrc": ".netrc with index credentials, given to pip and uv as a secret mount",
     "secrets": "extra BuildKit secrets, ID=PATH[,ID=PATH]",
     "env_file": ".env file read for SECUREBUILD_* values",
 }

@@ -211,6 +211,23 @@ class GitServer:
         return self.url(name)
 
 
+AUTH_SERVER = """\
+import base64, functools, http.server, sys
+port, root, expected = int(sys.argv[1]), sys.argv[2], sys.argv[3]
+class Handler(http.server.SimpleHTTPRequestHandler):
+    def do_GET(self):
+        wanted = "Basic " + base64.b64encode(expected.encode()).decode()
+        if self.headers.get("Authorization") != wanted:
+            self.send_response(401)
+            self.send_header("WWW-Authenticate", 'Basic realm="private"')
+            self.end_headers()
+            return
+        super().do_GET()
+handler = functools.partial(Handler, directory=root)
+http.server.ThreadingHTTPServer(("127.0.0.1", port), handler).serve_forever()
+"""
+
+
 class PackageIndex:
     """A read-only package index on 127.0.0.1 (``find-links`` over HTTP).
 
@@ -340,3 +357,26 @@ def lab(root: Path, wheel_cache: Path) -> Iterator[tuple[GitServer, PackageIndex
     finally:
         index.stop()
         server.stop()
+
+
+class PrivateIndex(PackageIndex):
+    """A package index that answers only with HTTP Basic credentials, like a private one."""
+
+    def __init__(self, wheels: Path, user: str, token: str) -> None:
+        super().__init__(wheels)
+        self.user, self.token = user, token
+
+    def server_argv(self) -> list[str]:
+        """An HTTP file server that requires the credentials."""
+        return [
+            sys.executable,
+            "-c",
+            AUTH_SERVER,
+            str(self.port),
+            str(self.wheels),
+            f"{self.user}:{self.token}",
+        ]
+
+    def netrc(self) -> str:
+        """A .netrc line with the credentials."""
+        return f"machine 127.0.0.1 login {self.user} password {self.token}\n"
