@@ -22,6 +22,7 @@ from typing import Any
 from . import lockfile
 from .agent import reap_stale_workdirs
 from .build import PROJECT_LABEL, project_id, resolve_context
+from .engine import detect_engine, sdk_client
 from .errors import EngineError
 from .settings import Settings
 
@@ -94,8 +95,9 @@ def engine_items(settings: Settings, cwd: Path) -> list[Item]:
     import docker.errors
 
     context = resolve_context(settings, cwd)
+    engine = detect_engine(settings.docker, settings.builder)
     try:
-        client: Any = docker.from_env(timeout=60)
+        client: Any = sdk_client(engine.docker)
         client.ping()
         images = client.images.list(
             filters={"dangling": True, "label": f"{PROJECT_LABEL}={project_id(context)}"}

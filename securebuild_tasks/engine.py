@@ -163,17 +163,60 @@ def _classic_buildkit(version: str) -> bool:
     return (major, minor) >= (20, 10) and major <= _LAST_CLASSIC_BUILDKIT_MAJOR
 
 
-def _client() -> Any:
+class _NoSDK(EngineError):
+    """The CLI's endpoint is one the SDK cannot reach the same way (a TLS context)."""
+
+    def __init__(self, host: str) -> None:
+        self.host = host
+        super().__init__(
+            f"the docker context points at {host} with TLS material the docker SDK cannot use",
+            hint="set DOCKER_HOST, DOCKER_TLS_VERIFY and DOCKER_CERT_PATH for that daemon",
+        )
+
+
+def endpoint(docker_cli: str) -> str:
+    """Where the docker CLI sends requests: DOCKER_HOST, else its current context's host.
+
+    The SDK alone reads only DOCKER_HOST, so with a docker context it would
+    talk to another daemon than the build; asking the CLI keeps both on one.
+    """
+    if os.environ.get("DOCKER_HOST"):
+        return os.environ["DOCKER_HOST"]
+    code, out = _probe(
+        [
+            docker_cli,
+            "context",
+            "inspect",
+            "--format",
+            "{{.Endpoints.docker.Host}} {{len .TLSMaterial}}",
+        ]
+    )
+    host, _, tls = out.strip().partition(" ")
+    if code != 0 or not host:
+        return ""
+    if tls.strip() not in ("", "0"):
+        raise _NoSDK(host)
+    return host
+
+
+def sdk_client(docker_cli: str) -> Any:
+    """A docker SDK client for the daemon ``docker_cli`` talks to."""
     import docker
 
-    return docker.from_env(timeout=30)
+    host = endpoint(docker_cli)
+    if not host or os.environ.get("DOCKER_HOST"):
+        return docker.from_env(timeout=30)
+    return docker.DockerClient(base_url=host, timeout=30, use_ssh_client=host.startswith("ssh://"))
 
 
 def ping(engine: Engine) -> None:
     """Check that the daemon answers; raise `EngineError` saying where it looked."""
-    where = os.environ.get("DOCKER_HOST") or "the default socket"
     try:
-        client = _client()
+        where = endpoint(engine.docker) or "the default socket"
+    except _NoSDK as tls:
+        where = tls.host
+    try:
+        client = sdk_client(engine.docker)
         try:
             client.ping()
             return
@@ -181,7 +224,7 @@ def ping(engine: Engine) -> None:
             client.close()
     except Exception as exc:  # the SDK raises many kinds; the CLI gets a second say
         sdk_error = exc.__class__.__name__
-    # The SDK does not read docker contexts; the CLI does. Ask it before giving up.
+    # A TLS context, or an SDK without an optional transport: the CLI has a say.
     code, _ = _probe([engine.docker, "info", "--format", "{{.ServerVersion}}"])
     if code == 0:
         return
@@ -205,7 +248,7 @@ def inspect_image(ref: str, engine_docker: str = "docker") -> ImageInfo:
     import docker.errors
 
     try:
-        client = _client()
+        client = sdk_client(engine_docker)
         try:
             attrs = client.api.inspect_image(ref)
         finally:
@@ -216,8 +259,8 @@ def inspect_image(ref: str, engine_docker: str = "docker") -> ImageInfo:
             hint="check that the build loads into the daemon (buildx: a docker or"
             " docker-container builder with --load)",
         ) from None
-    except docker.errors.DockerException:
-        # The SDK does not read docker contexts; ask the CLI that built it.
+    except (docker.errors.DockerException, _NoSDK):
+        # An endpoint the SDK cannot reach as the CLI does: ask the CLI that built it.
         attrs = inspect_with_cli(engine_docker, ref)
     return ImageInfo(attrs["Id"], int(attrs.get("Size", 0)), tuple(attrs.get("RepoTags") or ()))
 

@@ -38,6 +38,7 @@ _FLAGS = (
     help={
         **{name.replace("_", "-"): HELP[name] for name in _FLAGS},
         "audit": "audit the built image for private-key material; fail the build on a finding",
+        "json": "print a JSON summary on stdout (build output stays on stderr)",
     },
 )
 @reports_errors
@@ -62,6 +63,7 @@ def build_image(
     pip_config: str | None = None,
     no_cache: bool = False,
     audit: bool = False,
+    json: bool = False,
 ) -> None:
     """Build the image, forwarding the SSH key to BuildKit (never into a layer)."""
     from ..build import build_image as run_build
@@ -102,5 +104,20 @@ def build_image(
     if audit:
         from ..audit import run_audit
 
-        run_audit(settings, result.image, report=sys.stdout)
+        # With --json, stdout carries only the summary: findings go to stderr.
+        run_audit(settings, result.image, report=sys.stderr if json else sys.stdout)
         print(f"securebuild: audit of {result.image}: clean", file=sys.stderr)
+    if json:
+        import json as json_module
+
+        summary = {
+            "image": result.image,
+            "id": result.image_id,
+            "size": result.size,
+            "seconds": round(result.seconds, 3),
+            "key_fingerprint": result.key_fingerprint or None,
+            "key_source": result.key_source or None,
+            "offline": result.offline,
+            "audit": "clean" if audit else None,
+        }
+        print(json_module.dumps(summary))

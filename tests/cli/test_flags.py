@@ -113,3 +113,26 @@ def test_no_key_bytes_in_argv_or_environment(
     assert ssh.endswith("agent.sock")
     assert "SSH_AUTH_SOCK" not in child_env
     assert json.dumps(argv).count("PRIVATE KEY") == 0
+
+
+def test_json_summary_on_stdout(recorded: tuple[Path, dict[str, str]]) -> None:
+    """--json prints one JSON object on stdout; progress stays on stderr."""
+    project, env = recorded
+    done = subprocess.run(
+        [sys.executable, "-m", "invoke", "build-image", "--json", "--tag", "v3"],
+        cwd=project,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    summary = json.loads(done.stdout)
+    assert summary["image"] == "app:v3"
+    assert summary["id"] == "sha256:0123456789abcdef0123"
+    assert summary["size"] == 1000000
+    assert summary["key_source"] == "file"
+    assert summary["key_fingerprint"].startswith("SHA256:")
+    assert summary["offline"] is False
+    assert "securebuild: built app:v3" in done.stderr
