@@ -508,6 +508,11 @@ def vendor(settings: Settings, *, cwd: Path, out: IO[str] | None = None) -> Path
             hint="set securebuild.wheelhouse, e.g. vendor/python",
         )
     wheelhouse = context / settings.wheelhouse
+    if wheelhouse.exists() and not wheelhouse.is_dir():
+        raise SettingsError(
+            f"wheelhouse {wheelhouse} is a file, not a folder",
+            hint="move it away, or set securebuild.wheelhouse to another folder",
+        )
     foreign = wheelhouse.exists() and not (wheelhouse / lockfile.MANIFEST).is_file()
     if foreign and any(wheelhouse.iterdir()):
         raise SettingsError(

@@ -9,6 +9,7 @@ section, ``SECUREBUILD_*`` variables and ``.env``, exactly as under ``inv``.
 from __future__ import annotations
 
 import os
+import sys
 
 from invoke.config import Config
 from invoke.program import Program
@@ -54,4 +55,10 @@ program = SecurebuildProgram(
 
 def main() -> None:
     """Entry point of the ``securebuild`` console script."""
-    program.run()
+    try:
+        program.run()
+    except BrokenPipeError:
+        # `securebuild --help | head`: the reader left; invoke's own help
+        # printing does not handle that, so stop quietly here.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        sys.exit(1)

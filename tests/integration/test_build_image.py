@@ -231,3 +231,16 @@ def test_init_then_build(project: Project, lab: Lab, engine: Engine, base_image:
     assert done.returncode == 0, done.stderr[-3000:]
     assert f"--file {project.path / 'Dockerfile'}" not in done.stderr  # argv is never echoed
     assert _import_private(engine, project.image) == "1.0.0"
+
+
+def test_doctor_passes_where_a_build_works(project: Project, lab: Lab, keyring_ready: None) -> None:
+    """Against the real engine, sshd pins and keyring, every doctor check is ok."""
+    done = project.inv(
+        "doctor",
+        env={"SECUREBUILD_KEY_SOURCE": "file", "SECUREBUILD_KEY_FILE": str(lab.deploy.private)},
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    lines = done.stdout.splitlines()
+    assert lines
+    assert all(line.startswith("ok") for line in lines), done.stdout
+    assert any("known_hosts: pinned: 127.0.0.1:" in line for line in lines)

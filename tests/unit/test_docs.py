@@ -41,3 +41,15 @@ def test_ci_runs_the_readmes_test_command() -> None:
     assert len(commands) == 2
     assert commands[1].endswith("inv test")
     assert commands[1] in (ROOT / ".ci" / "run").read_text()
+
+
+def test_security_table_names_real_tests() -> None:
+    """Every test SECURITY.md cites exists (a renamed test cannot leave a stale claim)."""
+    text = (ROOT / "SECURITY.md").read_text()
+    cited = re.findall(r"`(tests/[\w/]+\.py)(?:::([\w*\[\],]+))?`", text)
+    assert len(cited) >= 15
+    for path, name in cited:
+        source = (ROOT / path).read_text()
+        if name:
+            pattern = re.escape(name.split("[")[0]).replace(r"\*", r"\w*")
+            assert re.search(rf"^def {pattern}\(", source, re.MULTILINE), f"{path}::{name}"
