@@ -30,9 +30,9 @@ from .errors import EngineError, SecurebuildError
 from .settings import Settings
 
 PRIVATE_KEY_BLOCK = re.compile(rb"-----BEGIN (?:[A-Z0-9]+ )*PRIVATE KEY-----")
-# A pattern for names, not a password.
-_SECRET_NAME = r"\w*(?:KEY|TOKEN|SECRET|PASSW(?:OR)?D|PASSPHRASE|CREDENTIAL|NETRC)\w*"  # noqa: S105
-_SECRET_ASSIGNMENT = re.compile(rf"(?<![\w-])({_SECRET_NAME})=", re.IGNORECASE)
+#: Names of ARGs, ENVs and build args that look like secrets (a pattern, not a password).
+SECRET_NAME = r"\w*(?:KEY|TOKEN|SECRET|PASSW(?:OR)?D|PASSPHRASE|CREDENTIAL|NETRC)\w*"  # noqa: S105
+_SECRET_ASSIGNMENT = re.compile(rf"(?<![\w-])({SECRET_NAME})=", re.IGNORECASE)
 _MAX_FILE = 64 << 20  # larger files are read in chunks
 WINDOW = 40
 
@@ -158,7 +158,7 @@ def audit_image(
     findings: list[Finding] = []
     for variable in info.get("Config", {}).get("Env") or []:
         name = variable.split("=", 1)[0]
-        if re.fullmatch(_SECRET_NAME, name, re.IGNORECASE):
+        if re.fullmatch(SECRET_NAME, name, re.IGNORECASE):
             findings.append(Finding("image config", f"ENV {name} is named like a secret"))
     config_text = json.dumps(info).encode()
     findings += [Finding("image config", what) for what in _scan(config_text, needles, True)]

@@ -71,7 +71,6 @@ class BuildPlan:
     tag: bool = True
     forward_key: bool = True
     network: str = ""
-    wheelhouse: Path | None = None
 
 
 @dataclass(frozen=True)
@@ -87,7 +86,8 @@ class BuildResult:
     offline: bool = False
 
 
-def _existing_file(value: str, base: Path, name: str, what: str) -> Path:
+def existing_file(value: str, base: Path, name: str, what: str) -> Path:
+    """The file a path setting names, relative to ``base``; `SettingsError` if missing."""
     path = Path(value).expanduser()
     path = path if path.is_absolute() else base / path
     if not path.is_file():
@@ -112,19 +112,20 @@ def resolve_context(settings: Settings, cwd: Path) -> Path:
 def _secrets(settings: Settings, cwd: Path) -> dict[str, Path]:
     found: dict[str, Path] = {}
     if settings.ca_bundle:
-        found["ca_bundle"] = _existing_file(settings.ca_bundle, cwd, "ca_bundle", "CA bundle")
+        found["ca_bundle"] = existing_file(settings.ca_bundle, cwd, "ca_bundle", "CA bundle")
     if settings.pip_config:
-        found["pip_config"] = _existing_file(settings.pip_config, cwd, "pip_config", "pip config")
+        found["pip_config"] = existing_file(settings.pip_config, cwd, "pip_config", "pip config")
     if settings.uv_config:
-        found["uv_config"] = _existing_file(settings.uv_config, cwd, "uv_config", "uv config")
+        found["uv_config"] = existing_file(settings.uv_config, cwd, "uv_config", "uv config")
     if settings.netrc:
-        found["netrc"] = _existing_file(settings.netrc, cwd, "netrc", ".netrc")
+        found["netrc"] = existing_file(settings.netrc, cwd, "netrc", ".netrc")
     for secret_id, value in settings.secrets.items():
-        found[secret_id] = _existing_file(value, cwd, "secrets", f"secret {secret_id}")
+        found[secret_id] = existing_file(value, cwd, "secrets", f"secret {secret_id}")
     return found
 
 
-def _pinned_hosts(settings: Settings, requirements: Requirements) -> str:
+def pinned_hosts(settings: Settings, requirements: Requirements) -> str:
+    """The known_hosts lines for the requirements' git hosts; `HostKeyError` if unpinned."""
     known_hosts = (
         Path(settings.known_hosts).expanduser() if settings.known_hosts else default_known_hosts()
     )
@@ -198,32 +199,29 @@ def check_context(settings: Settings, cwd: Path, context: Path) -> None:
             )
 
 
-def _locked_requirements(settings: Settings, context: Path) -> tuple[Requirements, str] | None:
-    lock_path = context / settings.lock_file
-    if not lock_path.is_file():
-        return None
-    return lockfile.check(lock_path, context), settings.lock_file
-
-
-def _requirements(settings: Settings, context: Path) -> tuple[Requirements, str, bool]:
-    """The lock when there is one (checked), else the requirements file; and which."""
-    locked = _locked_requirements(settings, context)
-    if locked is not None:
-        return locked[0], locked[1], True
+def requirements_for(settings: Settings, context: Path) -> tuple[Requirements, str, bool]:
+    """The lock when there is one (checked), else the requirements file; its path
+    relative to the context; and whether it is the lock."""
+    if (context / settings.lock_file).is_file():
+        return lockfile.check(context / settings.lock_file, context), settings.lock_file, True
     return read_requirements(context / settings.requirements), settings.requirements, False
+
+
+def choose_dockerfile(settings: Settings, cwd: Path, context: Path) -> Path:
+    """The configured Dockerfile, else the context's own, else the built-in template."""
+    if settings.dockerfile:
+        return existing_file(settings.dockerfile, cwd, "dockerfile", "Dockerfile")
+    if (context / "Dockerfile").is_file():
+        return context / "Dockerfile"
+    return template_path()
 
 
 def plan_build(settings: Settings, cwd: Path) -> BuildPlan:
     """Plan ``build-image``: the lock when present, the wheelhouse when present."""
     context = resolve_context(settings, cwd)
     check_context(settings, cwd, context)
-    if settings.dockerfile:
-        dockerfile = _existing_file(settings.dockerfile, cwd, "dockerfile", "Dockerfile")
-    elif (context / "Dockerfile").is_file():
-        dockerfile = context / "Dockerfile"
-    else:
-        dockerfile = template_path()
-    requirements, requirements_file, locked = _requirements(settings, context)
+    dockerfile = choose_dockerfile(settings, cwd, context)
+    requirements, requirements_file, locked = requirements_for(settings, context)
     wheelhouse = context / settings.wheelhouse if settings.wheelhouse else None
     if wheelhouse is not None and (wheelhouse / lockfile.MANIFEST).is_file():
         # A reviewed wheelhouse: no key, no host keys, no network.
@@ -251,7 +249,6 @@ def plan_build(settings: Settings, cwd: Path) -> BuildPlan:
             target=settings.target,
             forward_key=False,
             network="none",
-            wheelhouse=wheelhouse,
         )
     args = _build_args(
         dockerfile,
@@ -259,6 +256,7 @@ def plan_build(settings: Settings, cwd: Path) -> BuildPlan:
         BASE_IMAGE=settings.base_image,
         REQUIREMENTS=requirements_file,
         WHEELHOUSE=settings.wheelhouse,
+        SSH_IDENTITY="",
     )
     return BuildPlan(
         settings,
@@ -267,7 +265,7 @@ def plan_build(settings: Settings, cwd: Path) -> BuildPlan:
         requirements,
         args,
         _secrets(settings, cwd),
-        generated_secrets={"known_hosts": _pinned_hosts(settings, requirements)},
+        generated_secrets={"known_hosts": pinned_hosts(settings, requirements)},
         target=settings.target,
         network=settings.network,
     )
@@ -281,13 +279,17 @@ def plan_lock(settings: Settings, cwd: Path, output: Path) -> tuple[BuildPlan, l
     requirements = _input_requirements(source)
     dockerfile = template_path()
     secrets = _secrets(settings, cwd)
-    generated = {"known_hosts": _pinned_hosts(settings, requirements)}
+    generated = {"known_hosts": pinned_hosts(settings, requirements)}
     if "uv_config" not in secrets and "pip_config" in secrets:
         translated = lockfile.uv_config_from_pip(secrets["pip_config"].read_text("utf-8"))
         if translated:
             generated["uv_config"] = translated
     args = _build_args(
-        dockerfile, settings, BASE_IMAGE=settings.base_image, LOCK_INPUT=source.relative
+        dockerfile,
+        settings,
+        BASE_IMAGE=settings.base_image,
+        LOCK_INPUT=source.relative,
+        SSH_IDENTITY="",
     )
     plan = BuildPlan(
         settings,
@@ -332,10 +334,14 @@ def plan_vendor(settings: Settings, cwd: Path, output: Path) -> BuildPlan:
     """Plan ``vendor``: build every wheel of the lock (or requirements) and export them."""
     context = resolve_context(settings, cwd)
     check_context(settings, cwd, context)
-    requirements, requirements_file, _ = _requirements(settings, context)
+    requirements, requirements_file, _ = requirements_for(settings, context)
     dockerfile = template_path()
     args = _build_args(
-        dockerfile, settings, BASE_IMAGE=settings.base_image, REQUIREMENTS=requirements_file
+        dockerfile,
+        settings,
+        BASE_IMAGE=settings.base_image,
+        REQUIREMENTS=requirements_file,
+        SSH_IDENTITY="",
     )
     return BuildPlan(
         settings,
@@ -344,7 +350,7 @@ def plan_vendor(settings: Settings, cwd: Path, output: Path) -> BuildPlan:
         requirements,
         args,
         _secrets(settings, cwd),
-        generated_secrets={"known_hosts": _pinned_hosts(settings, requirements)},
+        generated_secrets={"known_hosts": pinned_hosts(settings, requirements)},
         target="wheelhouse",
         output=output,
         tag=False,
@@ -360,8 +366,12 @@ def build_command(
     progress = "plain" if s.progress == "auto" else s.progress
     secrets = [f"id={sid},src={path}" for sid, path in secret_paths.items()]
     build_args = dict(plan.build_args)
-    if key is not None and "SSH_IDENTITY" in _declared_args(plan.dockerfile):
-        build_args["SSH_IDENTITY"] = key.fingerprint
+    if "SSH_IDENTITY" in build_args:
+        # The plan kept it because the Dockerfile declares it; the value is known now.
+        if key is None:
+            del build_args["SSH_IDENTITY"]
+        else:
+            build_args["SSH_IDENTITY"] = key.fingerprint
     command = (
         CommandBuilder(*engine.build_prefix())
         .option("--progress", progress)

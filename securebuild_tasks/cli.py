@@ -16,6 +16,7 @@ from invoke.program import Program
 
 from . import __version__
 from .tasks import make_collection
+from .tasks._common import silence_stdout
 
 
 class SecurebuildConfig(Config):
@@ -60,5 +61,5 @@ def main() -> None:
     except BrokenPipeError:
         # `securebuild --help | head`: the reader left; invoke's own help
         # printing does not handle that, so stop quietly here.
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        silence_stdout()
         sys.exit(1)

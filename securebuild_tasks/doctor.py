@@ -14,20 +14,24 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from .build import check_context, resolve_context, template_path
+from .audit import SECRET_NAME
+from .build import (
+    check_context,
+    choose_dockerfile,
+    existing_file,
+    pinned_hosts,
+    requirements_for,
+    resolve_context,
+    template_path,
+)
 from .engine import Engine, detect_engine, ping
 from .errors import SecurebuildError
-from .hostkeys import default_known_hosts, select_known_hosts
 from .keys import FileKeySource, choose_key_source, keyring_backend
-from .lockfile import check as check_lock
-from .requirements import Requirements, read_requirements
+from .requirements import Requirements
 from .settings import Settings
 
-# ARG/ENV names that look like secrets (the same rule settings apply to build args).
-_SECRET_DECLARATION = re.compile(
-    r"^\s*(ARG|ENV)\s+\w*(KEY|TOKEN|SECRET|PASSW(OR)?D|PASSPHRASE|CREDENTIAL|NETRC)\w*",
-    re.IGNORECASE | re.MULTILINE,
-)
+# ARG/ENV names that look like secrets (the names audit flags in an image).
+_SECRET_DECLARATION = re.compile(rf"^\s*(ARG|ENV)\s+{SECRET_NAME}", re.IGNORECASE | re.MULTILINE)
 
 
 @dataclass(frozen=True)
@@ -83,13 +87,11 @@ def run_checks(settings: Settings, cwd: Path) -> list[Check]:
     requirements: dict[str, Requirements] = {}
 
     def load_requirements() -> str:
-        context = resolve_context(settings, cwd)
-        lock = context / settings.lock_file
-        if lock.is_file():
-            requirements["r"] = check_lock(lock, context)
-            return f"{lock.name} (locked, up to date)"
-        requirements["r"] = read_requirements(context / settings.requirements)
-        return f"{settings.requirements} ({len(requirements['r'].names)} requirements)"
+        found, path, locked = requirements_for(settings, resolve_context(settings, cwd))
+        requirements["r"] = found
+        if locked:
+            return f"{path} (locked, up to date)"
+        return f"{path} ({len(found.names)} requirements)"
 
     checks.append(_attempt("requirements", load_requirements))
     if "r" in requirements:
@@ -123,16 +125,12 @@ def _keyring(settings: Settings) -> str:
 def _known_hosts(settings: Settings, requirements: Requirements) -> str:
     if not requirements.ssh_hosts:
         return "no git host over SSH to pin"
-    path = (
-        Path(settings.known_hosts).expanduser() if settings.known_hosts else default_known_hosts()
-    )
-    select_known_hosts(requirements.ssh_hosts, path)
+    pinned_hosts(settings, requirements)
     return "pinned: " + ", ".join(str(h) for h in requirements.ssh_hosts)
 
 
 def _ca_bundle(settings: Settings, cwd: Path) -> str:
-    path = Path(settings.ca_bundle).expanduser()
-    path = path if path.is_absolute() else cwd / path
+    path = existing_file(settings.ca_bundle, cwd, "ca_bundle", "CA bundle")
     try:
         text = path.read_text(encoding="utf-8", errors="replace")
     except OSError as exc:
@@ -155,14 +153,9 @@ def _build_context(settings: Settings, cwd: Path) -> str:
 
 
 def _dockerfile(settings: Settings, cwd: Path, requirements: dict[str, Requirements]) -> str:
-    context = resolve_context(settings, cwd)
-    if settings.dockerfile:
-        path = Path(settings.dockerfile).expanduser()
-        path = path if path.is_absolute() else cwd / path
-    elif (context / "Dockerfile").is_file():
-        path = context / "Dockerfile"
-    else:
-        return f"the built-in template ({template_path()})"
+    path = choose_dockerfile(settings, cwd, resolve_context(settings, cwd))
+    if path == template_path():
+        return f"the built-in template ({path})"
     try:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:

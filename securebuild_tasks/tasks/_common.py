@@ -32,6 +32,12 @@ def settings_for(ctx: Context, **flags: Any) -> Settings:
     return resolve(config, flags=flags, cwd=Path.cwd())
 
 
+def silence_stdout() -> None:
+    """Point stdout at the null device, so the interpreter's final flush into a
+    closed pipe raises nothing."""
+    os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+
+
 def reports_errors(func: F) -> F:
     """Turn this project's errors into invoke's `Exit`: one line, its exit code."""
 
@@ -43,7 +49,7 @@ def reports_errors(func: F) -> F:
             raise Exit(f"securebuild: error: {exc.line()}", code=exc.exit_code) from None
         except BrokenPipeError:
             # The reader went away (`inv show-settings | head`): stop quietly.
-            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            silence_stdout()
             raise Exit(code=1) from None
 
     return wrapper  # type: ignore[return-value]  # functools.wraps keeps the signature

@@ -87,7 +87,8 @@ def test_build_command_passes_key_only_as_agent_socket(tmp_path: Path) -> None:
         context=tmp_path,
         dockerfile=tmp_path / "Dockerfile",
         requirements=reqs,
-        build_args={"BASE_IMAGE": "python:3.12-slim"},
+        # As the planners leave it when the Dockerfile declares SSH_IDENTITY.
+        build_args={"BASE_IMAGE": "python:3.12-slim", "SSH_IDENTITY": ""},
         secret_files={},
         target="runtime",
         network="host",
