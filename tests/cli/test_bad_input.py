@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import need
+from tests.support.cli import run_cli, user_env
 from tests.support.realparts import Agent, make_key
 
 USER_TASKS = (
@@ -35,15 +36,8 @@ class UserProject:
         self, *args: str, input: str | None = None, **env: str
     ) -> subprocess.CompletedProcess[str]:
         """Run inv in the project with extra environment variables."""
-        return subprocess.run(
-            [sys.executable, "-m", "invoke", *args],
-            cwd=self.path,
-            env={**self.env, **env},
-            input=input,
-            capture_output=True,
-            text=True,
-            timeout=120,
-            check=False,
+        return run_cli(
+            "invoke", self.path, *args, env={**self.env, **env}, input=input, timeout=120
         )
 
 
@@ -60,8 +54,7 @@ def user_project(tmp_path: Path) -> Iterator[UserProject]:
     kind, body = host_key.public_line.split()[:2]
     (path / "known_hosts").write_text(f"[127.0.0.1]:2222 {kind} {body}\n")
     key = make_key(tmp_path / "keys", "deploy-key")
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("SECUREBUILD_", "SSH_"))}
-    env.update(
+    env = user_env(
         SECUREBUILD_KNOWN_HOSTS=str(path / "known_hosts"),
         SECUREBUILD_KEY_SOURCE="file",
         SECUREBUILD_KEY_FILE=str(key.private),

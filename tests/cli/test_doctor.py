@@ -2,25 +2,16 @@
 
 from __future__ import annotations
 
-import os
 import subprocess
-import sys
 from pathlib import Path
 
 from tests.cli.test_flags import RECORDER
+from tests.support.cli import run_cli, user_env
 from tests.support.realparts import make_key
 
 
 def _doctor(project: Path, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "securebuild_tasks", "doctor"],
-        cwd=project,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    return run_cli("securebuild_tasks", project, "doctor", env=env)
 
 
 def test_doctor_finds_each_problem_then_passes(tmp_path: Path) -> None:
@@ -39,8 +30,7 @@ def test_doctor_finds_each_problem_then_passes(tmp_path: Path) -> None:
     key.private.chmod(0o644)
     known_hosts = tmp_path / "known_hosts"
     known_hosts.write_text("")
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("SECUREBUILD_", "SSH_"))}
-    env.update(
+    env = user_env(
         RECORD=str(tmp_path / "argv"),
         DOCKER_HOST="unix:///nonexistent/docker.sock",
         SECUREBUILD_DOCKER=str(docker),

@@ -8,13 +8,11 @@ back without an engine.
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
+from tests.support.cli import run_cli, user_env
 from tests.support.leaks import key_needles
 from tests.support.realparts import make_key
 
@@ -46,8 +44,7 @@ def recorded(tmp_path: Path) -> tuple[Path, dict[str, str]]:
     docker.write_text(RECORDER)
     docker.chmod(0o755)
     key = make_key(tmp_path / "keys", "deploy")
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("SECUREBUILD_", "SSH_"))}
-    env.update(
+    env = user_env(
         RECORD=str(tmp_path / "argv"),
         DOCKER_HOST="unix:///nonexistent/docker.sock",  # the SDK fails; the CLI answers
         SECUREBUILD_DOCKER=str(docker),
@@ -58,15 +55,7 @@ def recorded(tmp_path: Path) -> tuple[Path, dict[str, str]]:
 
 
 def _build(project: Path, env: dict[str, str], *flags: str) -> list[str]:
-    done = subprocess.run(
-        [sys.executable, "-m", "invoke", "build-image", *flags],
-        cwd=project,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    done = run_cli("invoke", project, "build-image", *flags, env=env)
     assert done.returncode == 0, done.stderr
     return Path(env["RECORD"]).read_text().splitlines()
 
@@ -118,15 +107,7 @@ def test_no_key_bytes_in_argv_or_environment(
 def test_json_summary_on_stdout(recorded: tuple[Path, dict[str, str]]) -> None:
     """--json prints one JSON object on stdout; progress stays on stderr."""
     project, env = recorded
-    done = subprocess.run(
-        [sys.executable, "-m", "invoke", "build-image", "--json", "--tag", "v3"],
-        cwd=project,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    done = run_cli("invoke", project, "build-image", "--json", "--tag", "v3", env=env)
     assert done.returncode == 0, done.stderr
     summary = json.loads(done.stdout)
     assert summary["image"] == "app:v3"

@@ -2,27 +2,17 @@
 
 from __future__ import annotations
 
-import os
 import subprocess
-import sys
 from pathlib import Path
 
 from docker.utils.build import PatternMatcher
 
 from securebuild_tasks.settings import HELP
+from tests.support.cli import run_cli, user_env
 
 
 def _init(cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("SECUREBUILD_")}
-    return subprocess.run(
-        [sys.executable, "-m", "securebuild_tasks", "init", *args],
-        cwd=cwd,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    return run_cli("securebuild_tasks", cwd, "init", *args, env=user_env())
 
 
 def test_init_writes_a_working_setup(tmp_path: Path) -> None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import shutil
 import subprocess
 import sys
@@ -10,18 +9,11 @@ from pathlib import Path
 
 import pytest
 
+from tests.support.cli import run_cli, user_env
+
 
 def _run(cwd: Path, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
-    base = {k: v for k, v in os.environ.items() if not k.startswith(("SECUREBUILD_", "SSH_"))}
-    return subprocess.run(
-        [sys.executable, "-m", "securebuild_tasks", *args],
-        cwd=cwd,
-        env={**base, **env},
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    return run_cli("securebuild_tasks", cwd, *args, env=user_env(**env))
 
 
 def test_module_lists_every_task_without_a_tasks_py(tmp_path: Path) -> None:

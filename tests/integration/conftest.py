@@ -9,7 +9,6 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
-import sys
 import tempfile
 import uuid
 from collections.abc import Iterator, Mapping
@@ -21,6 +20,7 @@ import pytest
 from securebuild_tasks.engine import Engine, detect_engine, ping
 from securebuild_tasks.errors import SecurebuildError
 from tests.conftest import need
+from tests.support.cli import run_cli, user_env
 from tests.support.realparts import (
     Agent,
     GitServer,
@@ -145,17 +145,13 @@ class Project:
         timeout: float = 600,
     ) -> subprocess.CompletedProcess[str]:
         """Run ``inv ARGS`` in the project like a user would; output is captured."""
-        full_env = {**self.env, **(env or {})}
-        full_env = {k: v for k, v in full_env.items() if v is not None}
-        return subprocess.run(
-            [sys.executable, "-m", "invoke", *args],
-            cwd=self.path,
-            env=full_env,
+        return run_cli(
+            "invoke",
+            self.path,
+            *args,
+            env={**self.env, **(env or {})},
             input=input.decode() if input is not None else None,
-            capture_output=True,
-            text=True,
             timeout=timeout,
-            check=False,
         )
 
 
@@ -171,9 +167,8 @@ def project(tmp_path: Path, lab: Lab, base_image: str, engine: Engine) -> Iterat
     (path / "tasks.py").write_text(USER_TASKS)
     (path / ".dockerignore").write_text("known_hosts\npip.conf\n.env\n")
     image = f"sbt-{uuid.uuid4().hex[:10]}"
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("SECUREBUILD_", "SSH_"))}
-    env.update(
-        {
+    env = user_env(
+        **{
             "SECUREBUILD_IMAGE": image,
             "SECUREBUILD_KNOWN_HOSTS": str(path / "known_hosts"),
             "SECUREBUILD_PIP_CONFIG": str(path / "pip.conf"),
