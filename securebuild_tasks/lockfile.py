@@ -196,19 +196,19 @@ def check_wheelhouse(wheelhouse: Path, lock: Requirements | None) -> list[Wheel]
             hint="recreate the wheelhouse with `inv vendor`",
         )
     if lock is not None:
-        names = {_wheel_name(w.file) for w in wheels}
-        missing = sorted({_normal(e.name) for e in lock.entries} - names)
+        from packaging.utils import InvalidWheelFilename, canonicalize_name, parse_wheel_filename
+
+        try:
+            names = {parse_wheel_filename(w.file)[0] for w in wheels}
+        except InvalidWheelFilename:
+            raise RequirementsError(
+                f"{MANIFEST} in {wheelhouse} lists a file that is not a wheel",
+                hint="recreate the wheelhouse with `inv vendor`",
+            ) from None
+        missing = sorted({canonicalize_name(e.name) for e in lock.entries} - names)
         if missing:
             raise RequirementsError(
                 f"wheelhouse {wheelhouse} lacks {', '.join(missing)}, which the lock needs",
                 hint="run `inv vendor` after `inv lock`",
             )
     return wheels
-
-
-def _normal(name: str) -> str:
-    return re.sub(r"[-_.]+", "_", name).lower()
-
-
-def _wheel_name(filename: str) -> str:
-    return _normal(filename.split("-", 1)[0])
