@@ -10,6 +10,10 @@ from pathlib import Path
 
 import pytest
 
+# The real parts (engine, base image, git server, index) shared by every test
+# package that needs them, started once per session.
+pytest_plugins = ["tests.support.fixtures"]
+
 IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
 
 

@@ -18,7 +18,7 @@ import pytest
 
 from securebuild_tasks.engine import Engine
 from tests.conftest import need
-from tests.integration.conftest import BASE_IMAGE, Lab, Project, securebuild_leftovers
+from tests.support.fixtures import BASE_IMAGE, Lab, Project, securebuild_leftovers
 from tests.support.leaks import (
     find_in_bytes,
     find_in_tree,

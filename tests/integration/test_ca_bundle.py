@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from securebuild_tasks.engine import Engine
-from tests.integration.conftest import BASE_IMAGE, Lab, Project
 from tests.integration.test_build_image import _assert_one_line_error, _import_private
+from tests.support.fixtures import BASE_IMAGE, Lab, Project
 from tests.support.leaks import image_leaks, pem_needles
 from tests.support.tls import TLSPackageIndex, make_ca_and_server_cert
 

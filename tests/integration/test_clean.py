@@ -12,8 +12,8 @@ import pytest
 
 from securebuild_tasks.clean import PRIVATE_STEP_MARK
 from securebuild_tasks.engine import Engine
-from tests.integration.conftest import Lab, Project
 from tests.integration.test_build_image import _assert_one_line_error
+from tests.support.fixtures import Lab, Project
 
 pytestmark = pytest.mark.engine
 

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.integration.conftest import Lab, Project, securebuild_leftovers
 from tests.integration.test_build_image import _assert_one_line_error
+from tests.support.fixtures import Lab, Project, securebuild_leftovers
 from tests.support.realparts import free_port, make_key
 
 pytestmark = pytest.mark.engine

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from securebuild_tasks.engine import Engine
-from tests.integration.conftest import Lab, Project
+from tests.support.fixtures import Lab, Project
 from tests.support.leaks import find_in_tree, image_leaks, key_needles
 from tests.support.realparts import make_key
 

@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 
 from securebuild_tasks.engine import Engine
-from tests.integration.conftest import Lab, Project, securebuild_leftovers
 from tests.integration.test_build_image import _assert_one_line_error
+from tests.support.fixtures import Lab, Project, securebuild_leftovers
 from tests.support.leaks import find_in_tree, key_needles
 from tests.support.realparts import GitServer, PackageIndex, run
 

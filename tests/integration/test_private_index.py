@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 from securebuild_tasks.engine import Engine
-from tests.integration.conftest import Lab, Project
 from tests.integration.test_build_image import _assert_one_line_error, _import_private
+from tests.support.fixtures import Lab, Project
 from tests.support.leaks import docker_output
 from tests.support.realparts import PrivateIndex
 

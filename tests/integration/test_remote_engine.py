@@ -18,7 +18,7 @@ import pytest
 
 from securebuild_tasks.engine import Engine
 from tests.conftest import need
-from tests.integration.conftest import Lab, Project
+from tests.support.fixtures import Lab, Project
 from tests.support.leaks import find_in_tree, key_needles
 
 pytestmark = pytest.mark.engine
