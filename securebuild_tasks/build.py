@@ -26,7 +26,7 @@ from types import FrameType
 from typing import IO
 
 from . import lockfile
-from .agent import private_workdir, reap_stale_workdirs
+from .agent import private_workdir, reap_stale_workdirs, write_private
 from .engine import CommandBuilder, Engine, detect_engine, inspect_image, ping, run_streaming
 from .errors import (
     BuildError,
@@ -37,6 +37,7 @@ from .errors import (
     SettingsError,
 )
 from .hostkeys import default_known_hosts, explain_ssh_failure, select_known_hosts
+from .index import IndexCredentials, index_credentials, index_netloc
 from .keys import ForwardedKey, choose_key_source
 from .requirements import Requirements, parse_requirements, read_requirements
 from .settings import Settings
@@ -71,6 +72,9 @@ class BuildPlan:
     tag: bool = True
     forward_key: bool = True
     network: str = ""
+    #: Where index_url's token comes from; it is read, and its .netrc written,
+    #: only in `execute`, after the engine answered.
+    index: IndexCredentials | None = None
 
 
 @dataclass(frozen=True)
@@ -109,7 +113,10 @@ def resolve_context(settings: Settings, cwd: Path) -> Path:
     return context
 
 
-def _secrets(settings: Settings, cwd: Path) -> dict[str, Path]:
+def _secrets(
+    settings: Settings, cwd: Path, index: IndexCredentials | None = None
+) -> dict[str, Path]:
+    """The user's secret files; with index credentials the .netrc is made per run."""
     found: dict[str, Path] = {}
     if settings.ca_bundle:
         found["ca_bundle"] = existing_file(settings.ca_bundle, cwd, "ca_bundle", "CA bundle")
@@ -119,6 +126,8 @@ def _secrets(settings: Settings, cwd: Path) -> dict[str, Path]:
         found["uv_config"] = existing_file(settings.uv_config, cwd, "uv_config", "uv config")
     if settings.netrc:
         found["netrc"] = existing_file(settings.netrc, cwd, "netrc", ".netrc")
+        if index is not None:
+            del found["netrc"]  # merged into the .netrc `execute` writes
     for secret_id, value in settings.secrets.items():
         found[secret_id] = existing_file(value, cwd, "secrets", f"secret {secret_id}")
     return found
@@ -149,6 +158,19 @@ def _build_args(dockerfile: Path, settings: Settings, **wanted: str) -> dict[str
     args = {name: value for name, value in wanted.items() if name in declared}
     args.update(settings.build_args)
     return args
+
+
+def _index_arg(dockerfile: Path, index: IndexCredentials | None) -> dict[str, str]:
+    """``INDEX_URL`` for a Dockerfile that can use it; refuse one that cannot."""
+    if index is None:
+        return {}
+    if "INDEX_URL" not in _declared_args(dockerfile):
+        raise SettingsError(
+            f"index_url is set but {dockerfile} declares no ARG INDEX_URL, so pip would not use it",
+            hint="declare `ARG INDEX_URL` and export it as PIP_INDEX_URL in the pip step, or use"
+            " the built-in template",
+        )
+    return {"INDEX_URL": index.url}
 
 
 def _sensitive_files(settings: Settings, cwd: Path) -> dict[str, Path]:
@@ -250,6 +272,7 @@ def plan_build(settings: Settings, cwd: Path) -> BuildPlan:
             forward_key=False,
             network="none",
         )
+    index = index_credentials(settings, cwd)
     args = _build_args(
         dockerfile,
         settings,
@@ -257,6 +280,7 @@ def plan_build(settings: Settings, cwd: Path) -> BuildPlan:
         REQUIREMENTS=requirements_file,
         WHEELHOUSE=settings.wheelhouse,
         SSH_IDENTITY="",
+        **_index_arg(dockerfile, index),
     )
     return BuildPlan(
         settings,
@@ -264,10 +288,11 @@ def plan_build(settings: Settings, cwd: Path) -> BuildPlan:
         dockerfile,
         requirements,
         args,
-        _secrets(settings, cwd),
+        _secrets(settings, cwd, index),
         generated_secrets={"known_hosts": pinned_hosts(settings, requirements)},
         target=settings.target,
         network=settings.network,
+        index=index,
     )
 
 
@@ -278,7 +303,8 @@ def plan_lock(settings: Settings, cwd: Path, output: Path) -> tuple[BuildPlan, l
     source = lockfile.find_input(context, settings.lock_input)
     requirements = _input_requirements(source)
     dockerfile = template_path()
-    secrets = _secrets(settings, cwd)
+    index = index_credentials(settings, cwd)
+    secrets = _secrets(settings, cwd, index)
     generated = {"known_hosts": pinned_hosts(settings, requirements)}
     if "uv_config" not in secrets and "pip_config" in secrets:
         translated = lockfile.uv_config_from_pip(secrets["pip_config"].read_text("utf-8"))
@@ -290,6 +316,7 @@ def plan_lock(settings: Settings, cwd: Path, output: Path) -> tuple[BuildPlan, l
         BASE_IMAGE=settings.base_image,
         LOCK_INPUT=source.relative,
         SSH_IDENTITY="",
+        **_index_arg(dockerfile, index),
     )
     plan = BuildPlan(
         settings,
@@ -303,6 +330,7 @@ def plan_lock(settings: Settings, cwd: Path, output: Path) -> tuple[BuildPlan, l
         output=output,
         tag=False,
         network=settings.network,
+        index=index,
     )
     return plan, source
 
@@ -336,12 +364,14 @@ def plan_vendor(settings: Settings, cwd: Path, output: Path) -> BuildPlan:
     check_context(settings, cwd, context)
     requirements, requirements_file, _ = requirements_for(settings, context)
     dockerfile = template_path()
+    index = index_credentials(settings, cwd)
     args = _build_args(
         dockerfile,
         settings,
         BASE_IMAGE=settings.base_image,
         REQUIREMENTS=requirements_file,
         SSH_IDENTITY="",
+        **_index_arg(dockerfile, index),
     )
     return BuildPlan(
         settings,
@@ -349,12 +379,13 @@ def plan_vendor(settings: Settings, cwd: Path, output: Path) -> BuildPlan:
         dockerfile,
         requirements,
         args,
-        _secrets(settings, cwd),
+        _secrets(settings, cwd, index),
         generated_secrets={"known_hosts": pinned_hosts(settings, requirements)},
         target="wheelhouse",
         output=output,
         tag=False,
         network=settings.network,
+        index=index,
     )
 
 
@@ -444,20 +475,23 @@ def execute(plan: BuildPlan, *, out: IO[str] | None = None) -> Executed:
     source = choose_key_source(plan.settings) if plan.forward_key else None
     if source is not None:
         source.check()
+    if plan.index is not None:
+        plan.index.check()
     engine = detect_engine(plan.settings.docker, plan.settings.builder)
     ping(engine)
     started = time.monotonic()
     with _signals_as_interrupt(), private_workdir() as workdir:
         secret_paths = dict(plan.secret_files)
         for secret_id, text in plan.generated_secrets.items():
-            path = workdir / f"{secret_id}.secret"
-            path.touch(mode=0o600)
-            path.write_text(text, encoding="utf-8")
-            secret_paths[secret_id] = path
+            secret_paths[secret_id] = write_private(workdir, f"{secret_id}.secret", text)
+        if plan.index is not None:
+            secret_paths["netrc"] = plan.index.write_netrc(workdir)
         forwarding = source.forward(workdir) if source else contextlib.nullcontext(None)
         with forwarding as key:
             what = plan.settings.image_ref if plan.tag else plan.target
             how = f"key {key.fingerprint} from {key.source}" if key else "no key, no network"
+            if plan.index is not None:
+                how += f", {plan.index.describe()}"
             out.write(f"securebuild: building {what} with {engine.mode} ({engine.docker}), {how}\n")
             out.flush()
             argv = build_command(engine, plan, key, secret_paths)
@@ -579,6 +613,13 @@ def _resolution_failure(output: str) -> str:
 
 
 def _explain(exc: BuildError, plan: BuildPlan) -> SecurebuildError:
+    if plan.index is not None and plan.index.refused():
+        return KeySourceError(
+            f"the package index {index_netloc(plan.index.url)} refused the credentials"
+            f" ({plan.index.describe()}, user {plan.settings.index_username})",
+            hint="store the right token with `inv store-token` or fix the environment variable,"
+            " and check securebuild.index_username",
+        )
     explained = explain_ssh_failure(exc.output, plan.requirements.ssh_hosts)
     if explained is None:
         if re.search(

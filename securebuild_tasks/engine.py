@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from .errors import BuildError, EngineError
+from .settings import INDEX_TOKEN_ENV
 
 #: docker CLI versions from 23 on route ``docker build`` through buildx.
 _LAST_CLASSIC_BUILDKIT_MAJOR = 22
@@ -38,8 +39,10 @@ class Engine:
         return [self.docker, "buildx", "build"] if self.mode == "buildx" else [self.docker, "build"]
 
     def child_env(self) -> dict[str, str]:
-        """Environment for the docker child: the user's, minus agent, plus BuildKit."""
-        env = {k: v for k, v in os.environ.items() if k != "SSH_AUTH_SOCK"}
+        """Environment for the docker child: the user's, minus agent and index token,
+        plus BuildKit."""
+        dropped = {"SSH_AUTH_SOCK", INDEX_TOKEN_ENV}
+        env = {k: v for k, v in os.environ.items() if k not in dropped}
         if self.mode == "classic":
             env["DOCKER_BUILDKIT"] = "1"
         return env

@@ -44,6 +44,11 @@ KEY_SOURCES = ("auto", "agent", "keyring", "file")
 BUILDERS = ("auto", "buildx", "classic")
 PROGRESS = ("auto", "plain", "tty")
 PASSPHRASE_SOURCES = ("auto", "keyring", "prompt")
+INDEX_TOKEN_SOURCES = ("auto", "environment", "keyring")
+
+#: Where a private index's token may come from besides the keyring. It is not a
+#: setting: settings are shown (`show-settings`), and a token must never be.
+INDEX_TOKEN_ENV = f"{ENV_PREFIX}INDEX_TOKEN"
 
 #: Secret ids the template itself uses; user secrets may not take them.
 RESERVED_SECRET_IDS = ("known_hosts", "ca_bundle", "pip_config", "uv_config", "netrc")
@@ -84,6 +89,10 @@ class Settings:
     pip_config: str = ""
     uv_config: str = ""
     netrc: str = ""
+    index_url: str = ""
+    index_username: str = "__token__"
+    index_token_source: str = "auto"  # noqa: S105 - names a source, holds no token
+    keyring_token: str = "index-token"  # noqa: S105 - an entry name, holds no token
     secrets: dict[str, str] = field(default_factory=dict)
     env_file: str = ".env"
 
@@ -126,6 +135,11 @@ HELP: dict[str, str] = {
     "pip_config": "pip.conf (index URLs, tokens) given to pip as a secret mount",
     "uv_config": "uv.toml for `inv lock` (secret mount); empty: made from pip_config",
     "netrc": ".netrc with index credentials, given to pip and uv as a secret mount",
+    "index_url": "private package index pip and uv use instead of PyPI (no credentials in it)",
+    "index_username": "user name sent to index_url with the token",
+    "index_token_source": "where index_url's token comes from: auto, environment"
+    " (SECUREBUILD_INDEX_TOKEN) or keyring",
+    "keyring_token": "keyring entry name of index_url's token (`inv store-token`)",
     "secrets": "extra BuildKit secrets, ID=PATH[,ID=PATH]",
     "env_file": ".env file read for SECUREBUILD_* values",
 }
@@ -202,6 +216,15 @@ def _prefixed(source: Mapping[str, str | None], origin: str) -> dict[str, str]:
     found: dict[str, str] = {}
     for key, value in source.items():
         if not key.upper().startswith(ENV_PREFIX) or value is None:
+            continue
+        if key.upper() == INDEX_TOKEN_ENV:
+            if origin != "the environment":
+                # A token in a project file is what index_url's keyring entry avoids.
+                raise SettingsError(
+                    f"{INDEX_TOKEN_ENV} is set in {origin}, a file in the project",
+                    hint="store the token with `inv store-token`, or export it in the"
+                    " environment of the build only",
+                )
             continue
         name = key[len(ENV_PREFIX) :].lower()
         _check_known(name, f"{key} in {origin}")
@@ -315,6 +338,7 @@ def _validate(s: Settings, origins: Mapping[str, str]) -> None:
         "builder": BUILDERS,
         "progress": PROGRESS,
         "passphrase_source": PASSPHRASE_SOURCES,
+        "index_token_source": INDEX_TOKEN_SOURCES,
     }
     for name, allowed in choices.items():
         if getattr(s, name) not in allowed:
@@ -350,6 +374,7 @@ def _validate(s: Settings, origins: Mapping[str, str]) -> None:
             "set SECUREBUILD_KEY_FILE=PATH or pass --key-file PATH",
         )
 
+    _validate_index(s, bad)
     for arg, value in s.build_args.items():
         if _URL_CREDENTIALS.search(value):
             raise bad(
@@ -380,6 +405,37 @@ def _validate(s: Settings, origins: Mapping[str, str]) -> None:
             )
         if not path:
             raise bad("secrets", f"gives no path for secret {secret_id!r}")
+
+
+def _validate_index(s: Settings, bad: Any) -> None:
+    """An index URL pip, uv and a .netrc line can all use, with no credentials in it."""
+    if not s.keyring_token:
+        raise bad("keyring_token", "must not be empty")
+    if not s.index_url:
+        return
+    from urllib.parse import urlsplit
+
+    if _URL_CREDENTIALS.search(s.index_url):
+        raise bad(
+            "index_url",
+            "has credentials in it; the URL reaches the build as a non-secret build arg",
+            f"give the URL alone and the token with `inv store-token` or {INDEX_TOKEN_ENV}",
+        )
+    try:
+        parts = urlsplit(s.index_url)
+        parts.port  # noqa: B018 - raises ValueError for a bad port
+        usable = parts.scheme in ("http", "https") and bool(parts.hostname)
+    except ValueError:
+        usable = False
+    if not usable or any(c.isspace() for c in s.index_url):
+        raise bad(
+            "index_url",
+            f"is not an http(s) URL with a host: {_show(s.index_url)}",
+            "use e.g. https://pypi.example.com/simple/",
+        )
+    user = s.index_username
+    if not user or any(c.isspace() or ord(c) < 32 for c in user) or user.startswith("#"):
+        raise bad("index_username", f"must be one word, not {_show(user)}")
 
 
 _BUILD_ARG_STAGE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")

@@ -25,6 +25,8 @@ def make_collection(name: str | None = None) -> Collection:
         init.init,
         keys.store_key,
         keys.forget_key,
+        keys.store_token,
+        keys.forget_token,
         settings.show_settings,
     )
     for obj in tasks:

@@ -13,6 +13,7 @@ from invoke.context import Context
 from invoke.exceptions import Exit
 
 from ..errors import SecurebuildError
+from ..index import adopt_env_token
 from ..settings import NAMESPACE, Settings, resolve
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -27,6 +28,8 @@ def _plain(value: Any) -> Any:
 
 def settings_for(ctx: Context, **flags: Any) -> Settings:
     """Resolve settings for a task: its flags over env, .env, config and defaults."""
+    # Before anything else runs, so no child process inherits the index token.
+    adopt_env_token()
     section = ctx.config.get(NAMESPACE) if hasattr(ctx.config, "get") else None
     config = _plain(section) if section is not None else {}
     return resolve(config, flags=flags, cwd=Path.cwd())

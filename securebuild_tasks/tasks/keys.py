@@ -10,7 +10,8 @@ from invoke.context import Context
 from invoke.tasks import task
 
 from ..errors import KeySourceError
-from ..keys import forget_key_entries, store_key_entries
+from ..index import check_token_text, read_token_input
+from ..keys import delete_secret, forget_key_entries, store_key_entries, store_secret
 from ._common import reports_errors, settings_for
 
 
@@ -70,3 +71,32 @@ def forget_key(c: Context) -> None:
         )
     for entry in removed:
         print(f"securebuild: removed {entry} from the keyring", file=sys.stderr)
+
+
+@task
+@reports_errors
+def store_token(c: Context) -> None:
+    """Store the private index's token (index_url) in the OS keyring.
+
+    The token is typed at a hidden prompt or piped on standard input, never
+    given as an argument: argv is readable by every user of the machine.
+    """
+    settings = settings_for(c)
+    where = f"{settings.keyring_service}/{settings.keyring_token}"
+    token = check_token_text(read_token_input(f"Token for {where}: "), "token given")
+    store_secret(settings, settings.keyring_token, token)
+    print(f"securebuild: stored {where} in the keyring", file=sys.stderr)
+
+
+@task
+@reports_errors
+def forget_token(c: Context) -> None:
+    """Remove the private index's token from the OS keyring."""
+    settings = settings_for(c)
+    where = f"{settings.keyring_service}/{settings.keyring_token}"
+    removed = delete_secret(settings, settings.keyring_token)
+    print(
+        f"securebuild: {'removed' if removed else 'nothing stored under'} {where}"
+        f"{' from the keyring' if removed else ''}",
+        file=sys.stderr,
+    )

@@ -8,12 +8,18 @@ back without an engine.
 from __future__ import annotations
 
 import json
+import signal
+import subprocess
+import sys
+import tempfile
+import time
 from pathlib import Path
 
 import pytest
 
 from tests.support.cli import run_cli, user_env
-from tests.support.leaks import key_needles
+from tests.support.fixtures import securebuild_leftovers
+from tests.support.leaks import find_in_tree, key_needles
 from tests.support.realparts import make_key
 
 RECORDER = """\
@@ -23,7 +29,13 @@ case "$1" in
   buildx) exit 1 ;;
   info) echo 20.10.24; exit 0 ;;
   image) echo '[{"Id": "sha256:0123456789abcdef0123", "Size": 1000000, "RepoTags": []}]'; exit 0 ;;
-  build) printf '%s\\n' "$@" > "$RECORD"; env > "$RECORD.env"; exit 0 ;;
+  build)
+    printf '%s\\n' "$@" > "$RECORD"; env > "$RECORD.env"
+    for arg in "$@"; do
+      case "$arg" in id=netrc,src=*) cp "${arg#id=netrc,src=}" "$RECORD.netrc" ;; esac
+    done
+    if [ -n "$HOLD" ]; then touch "$HOLD"; sleep 60; fi
+    exit 0 ;;
 esac
 exit 1
 """
@@ -117,3 +129,68 @@ def test_json_summary_on_stdout(recorded: tuple[Path, dict[str, str]]) -> None:
     assert summary["key_fingerprint"].startswith("SHA256:")
     assert summary["offline"] is False
     assert "securebuild: built app:v3" in done.stderr
+
+
+def test_index_token_reaches_docker_only_as_a_netrc_secret(
+    recorded: tuple[Path, dict[str, str]], tmp_path: Path
+) -> None:
+    """With index_url, SECUREBUILD_INDEX_TOKEN is in neither docker's argv nor its
+    environment; docker gets a .netrc secret holding it, and the file is gone after
+    the build. The URL travels as the INDEX_URL build arg."""
+    project, env = recorded
+    token = "tok-" + "9f3c" * 10
+    env = {
+        **env,
+        "SECUREBUILD_INDEX_URL": "https://pypi.example.com/simple/",
+        "SECUREBUILD_INDEX_TOKEN": token,
+    }
+    argv = _build(project, env)
+    child_env = Path(env["RECORD"] + ".env").read_text()
+    assert token not in "\n".join(argv)
+    assert token not in child_env
+    assert "SECUREBUILD_INDEX_TOKEN" not in child_env
+    assert argv[argv.index("--build-arg") + 1 :].count("INDEX_URL=https://pypi.example.com/simple/")
+    secret = next(a for a in argv if a.startswith("id=netrc,src="))
+    netrc = Path(env["RECORD"] + ".netrc").read_text()
+    assert netrc == f"machine pypi.example.com login __token__ password {token}\n"
+    assert not Path(secret.partition("src=")[2]).exists()
+    assert token not in json.dumps(argv)
+
+
+def test_interrupted_build_leaves_no_netrc(
+    recorded: tuple[Path, dict[str, str]], tmp_path: Path
+) -> None:
+    """SIGTERM while docker runs: exit non-zero, the .netrc with the token is removed."""
+    project, env = recorded
+    token = "tok-" + "77ab" * 10
+    hold = tmp_path / "holding"
+    env = {
+        **env,
+        "HOLD": str(hold),
+        "SECUREBUILD_INDEX_URL": "https://pypi.example.com/simple/",
+        "SECUREBUILD_INDEX_TOKEN": token,
+    }
+    process = subprocess.Popen(
+        [sys.executable, "-m", "invoke", "build-image"],
+        cwd=project,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while not hold.exists():
+            assert process.poll() is None, process.communicate()
+            assert time.monotonic() < deadline, "docker stand-in never started"
+            time.sleep(0.05)
+        assert token in Path(env["RECORD"] + ".netrc").read_text()
+        process.send_signal(signal.SIGTERM)
+        _, stderr = process.communicate(timeout=60)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    assert process.returncode != 0
+    assert "Traceback" not in stderr
+    assert securebuild_leftovers() == []
+    assert find_in_tree(Path(tempfile.gettempdir()), [token.encode()]) == []

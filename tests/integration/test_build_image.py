@@ -17,7 +17,6 @@ from pathlib import Path
 import pytest
 
 from securebuild_tasks.engine import Engine
-from tests.conftest import need
 from tests.support.fixtures import BASE_IMAGE, Lab, Project, securebuild_leftovers
 from tests.support.leaks import (
     find_in_bytes,
@@ -70,18 +69,6 @@ def _assert_one_line_error(
     assert last.startswith("securebuild: error: "), done.stderr[-2000:]
     for phrase in phrases:
         assert phrase in last, last
-
-
-@pytest.fixture(scope="session")
-def keyring_ready() -> None:
-    """A real keyring backend (the Secret Service in CI) must be usable."""
-    import keyring
-
-    backend = keyring.get_keyring()
-    need(
-        backend.priority >= 1,
-        f"no secure keyring backend ({type(backend).__name__}); run the tests with `inv test`",
-    )
 
 
 def test_agent_key_builds_and_leaks_nothing(

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import secrets
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -15,16 +13,6 @@ from tests.support.leaks import docker_output
 from tests.support.realparts import PrivateIndex
 
 pytestmark = pytest.mark.engine
-
-
-@pytest.fixture(scope="module")
-def private_index(lab: Lab) -> Iterator[PrivateIndex]:
-    """The lab's wheels behind HTTP Basic credentials, with a token made for this run."""
-    index = PrivateIndex(lab.index.wheels, "ci", f"tok-{secrets.token_hex(16)}").start()
-    try:
-        yield index
-    finally:
-        index.stop()
 
 
 @pytest.mark.parametrize("via", ["netrc", "pip_config"])

@@ -7,6 +7,7 @@ time budget) and talks only to 127.0.0.1.
 from __future__ import annotations
 
 import os
+import secrets
 import shutil
 import subprocess
 import tempfile
@@ -25,6 +26,7 @@ from tests.support.realparts import (
     Agent,
     GitServer,
     PackageIndex,
+    PrivateIndex,
     SSHKey,
     build_backend_wheels,
     make_key,
@@ -87,6 +89,18 @@ def data_root(engine: Engine) -> Path:
     return path
 
 
+@pytest.fixture(scope="session")
+def keyring_ready() -> None:
+    """A real keyring backend (the Secret Service in CI) must be usable."""
+    import keyring
+
+    backend = keyring.get_keyring()
+    need(
+        backend.priority >= 1,
+        f"no secure keyring backend ({type(backend).__name__}); run the tests with `inv test`",
+    )
+
+
 @dataclass
 class Lab:
     """The session's git server, package index and keys."""
@@ -123,6 +137,17 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
     finally:
         index.stop()
         server.stop()
+
+
+@pytest.fixture(scope="session")
+def private_index(lab: Lab, tmp_path_factory: pytest.TempPathFactory) -> Iterator[PrivateIndex]:
+    """The lab's wheels behind HTTP Basic credentials, with a token made for this run."""
+    root = tmp_path_factory.mktemp("private-index")
+    index = PrivateIndex(lab.index.wheels, "ci", f"tok-{secrets.token_hex(16)}", root).start()
+    try:
+        yield index
+    finally:
+        index.stop()
 
 
 @dataclass

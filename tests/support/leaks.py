@@ -97,8 +97,10 @@ def _grep(needles: list[bytes], args: list[str], stdin: Any = None) -> list[str]
     with tempfile.NamedTemporaryFile("wb", suffix=".needles") as patterns:
         patterns.write(b"\n".join(needles) + b"\n")
         patterns.flush()
+        # The pattern file may lie in the tree searched (the test's TMPDIR): skip it.
+        skip = ["--exclude", Path(patterns.name).name] if "-r" in args else []
         done = subprocess.run(
-            ["grep", "-a", "-F", "-f", patterns.name, *args],
+            ["grep", "-a", "-F", "-f", patterns.name, *skip, *args],
             stdin=stdin,
             capture_output=True,
             check=False,

@@ -362,9 +362,10 @@ def lab(root: Path, wheel_cache: Path) -> Iterator[tuple[GitServer, PackageIndex
 class PrivateIndex(PackageIndex):
     """A package index that answers only with HTTP Basic credentials, like a private one."""
 
-    def __init__(self, wheels: Path, user: str, token: str) -> None:
+    def __init__(self, wheels: Path, user: str, token: str, root: Path) -> None:
         super().__init__(wheels)
         self.user, self.token = user, token
+        self.root = root
 
     def server_argv(self) -> list[str]:
         """An HTTP file server that requires the credentials."""
@@ -373,9 +374,29 @@ class PrivateIndex(PackageIndex):
             "-c",
             AUTH_SERVER,
             str(self.port),
-            str(self.wheels),
+            str(self.root),
             f"{self.user}:{self.token}",
         ]
+
+    def start(self) -> PrivateIndex:
+        """Serve the wheels flat (``find-links``) and as a simple index under ``/simple/``."""
+        for wheel in self.wheels.glob("*.whl"):
+            (self.root / wheel.name).symlink_to(wheel)
+            project = wheel.name.split("-", 1)[0].lower().replace("_", "-").replace(".", "-")
+            (self.root / "simple" / project).mkdir(parents=True, exist_ok=True)
+            (self.root / "simple" / project / wheel.name).symlink_to(wheel)
+        super().start()
+        return self
+
+    def stop(self) -> None:
+        """Stop serving and remove the index tree."""
+        super().stop()
+        shutil.rmtree(self.root, ignore_errors=True)
+
+    @property
+    def simple_url(self) -> str:
+        """The index URL (PEP 503 layout), without credentials."""
+        return f"http://127.0.0.1:{self.port}/simple/"
 
     def netrc(self) -> str:
         """A .netrc line with the credentials."""

@@ -1,0 +1,118 @@
+"""Tests for securebuild_tasks.index and the index settings: no token in settings,
+messages or a .netrc that mixes up two sets of credentials."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from securebuild_tasks import index
+from securebuild_tasks.errors import KeySourceError, SettingsError
+from securebuild_tasks.settings import INDEX_TOKEN_ENV, describe, resolve
+
+TOKEN = "tok-" + "5e" * 20
+URL = "https://pypi.example.com:8443/simple/"
+
+
+@pytest.fixture(autouse=True)
+def no_adopted_token(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each test starts with no token taken from the environment."""
+    monkeypatch.setattr(index, "_taken", {})
+    monkeypatch.delenv(INDEX_TOKEN_ENV, raising=False)
+
+
+def test_token_variable_is_no_setting_and_is_never_shown(tmp_path: Path) -> None:
+    """SECUREBUILD_INDEX_TOKEN in the environment is accepted but is no setting."""
+    settings = resolve(
+        {}, environ={INDEX_TOKEN_ENV: TOKEN, "SECUREBUILD_INDEX_URL": URL}, cwd=tmp_path
+    )
+    assert settings.index_url == URL
+    assert TOKEN not in repr(settings)
+    assert all(TOKEN not in value for _, value, _ in describe(settings))
+
+
+def test_token_in_a_dotenv_file_is_refused(tmp_path: Path) -> None:
+    """A token in the project's .env is refused, without echoing it."""
+    (tmp_path / ".env").write_text(f"{INDEX_TOKEN_ENV}={TOKEN}\n")
+    with pytest.raises(SettingsError) as caught:
+        resolve({}, environ={}, cwd=tmp_path)
+    assert INDEX_TOKEN_ENV in caught.value.line()
+    assert TOKEN not in caught.value.line()
+
+
+@pytest.mark.parametrize(
+    ("url", "phrase"),
+    [
+        (f"https://ci:{TOKEN}@pypi.example.com/simple/", "credentials"),
+        (f"https://{TOKEN}@pypi.example.com/simple/", "credentials"),
+        ("ftp://pypi.example.com/simple/", "not an http(s) URL"),
+        ("pypi.example.com/simple/", "not an http(s) URL"),
+        ("https://pypi.example.com:99999/", "not an http(s) URL"),
+    ],
+)
+def test_bad_index_urls_are_refused(url: str, phrase: str, tmp_path: Path) -> None:
+    """An index URL with credentials, or one pip cannot use, stops with one line."""
+    with pytest.raises(SettingsError) as caught:
+        resolve({}, environ={"SECUREBUILD_INDEX_URL": url}, cwd=tmp_path)
+    assert phrase in caught.value.line()
+    assert TOKEN not in caught.value.line()
+
+
+def test_env_token_is_taken_out_of_the_environment(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """Resolving index credentials removes the variable from os.environ (children
+    inherit os.environ) and still finds the token afterwards."""
+    monkeypatch.setenv(INDEX_TOKEN_ENV, TOKEN)
+    settings = resolve({}, environ={"SECUREBUILD_INDEX_URL": URL}, cwd=tmp_path)
+    creds = index.index_credentials(settings, tmp_path)
+    assert INDEX_TOKEN_ENV not in os.environ
+    assert creds is not None
+    assert creds.source == "environment"
+    path = creds.write_netrc(tmp_path)
+    assert path.read_text() == f"machine pypi.example.com login __token__ password {TOKEN}\n"
+    assert path.stat().st_mode & 0o777 == 0o600
+
+
+def test_user_netrc_is_merged_unless_it_names_the_index_host(tmp_path: Path) -> None:
+    """Another host's entry is kept; an entry for the index's host is refused."""
+    own = tmp_path / "netrc"
+    own.write_text("machine git.example.com login me password other")
+    environ = {
+        "SECUREBUILD_INDEX_URL": URL,
+        "SECUREBUILD_NETRC": str(own),
+        "SECUREBUILD_INDEX_TOKEN_SOURCE": "environment",
+        INDEX_TOKEN_ENV: TOKEN,
+    }
+    index._taken[INDEX_TOKEN_ENV] = TOKEN
+    creds = index.index_credentials(resolve({}, environ=environ, cwd=tmp_path), tmp_path)
+    assert creds is not None
+    work = tmp_path / "work"
+    work.mkdir()
+    merged = creds.write_netrc(work).read_text()
+    assert merged.splitlines() == [
+        "machine git.example.com login me password other",
+        f"machine pypi.example.com login __token__ password {TOKEN}",
+    ]
+    own.write_text("machine pypi.example.com login me password other\n")
+    with pytest.raises(SettingsError) as caught:
+        creds.check()
+    assert "pypi.example.com" in caught.value.line()
+
+
+def test_missing_or_unusable_tokens_name_the_source_not_the_token(tmp_path: Path) -> None:
+    """No variable with index_token_source=environment, or a token a .netrc cannot
+    carry: one line naming where the token was looked for."""
+    environ = {"SECUREBUILD_INDEX_URL": URL, "SECUREBUILD_INDEX_TOKEN_SOURCE": "environment"}
+    creds = index.index_credentials(resolve({}, environ=environ, cwd=tmp_path), tmp_path)
+    assert creds is not None
+    with pytest.raises(KeySourceError, match=INDEX_TOKEN_ENV):
+        creds.check()
+    spaced = f"{TOKEN} trailing-word"
+    index._taken[INDEX_TOKEN_ENV] = spaced
+    with pytest.raises(KeySourceError) as caught:
+        creds.check()
+    assert "whitespace" in caught.value.line()
+    assert TOKEN not in caught.value.line()
