@@ -22,7 +22,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from types import TracebackType
 
-from .errors import AgentError
+from .errors import AgentError, SecurebuildError
 
 WORKDIR_PREFIX = "securebuild-"
 _OWNER_FILE = "owner"
@@ -36,16 +36,46 @@ def _base_tempdir() -> Path:
     return Path(tempfile.gettempdir())
 
 
+def _unwritable(where: Path, exc: OSError) -> SecurebuildError:
+    """A full or read-only temp directory, said in one line (never a traceback)."""
+    return SecurebuildError(
+        f"cannot write to the temp directory {where}: {exc.strerror or exc.__class__.__name__}",
+        hint="free some space there, or point TMPDIR at another directory",
+    )
+
+
 @contextlib.contextmanager
 def private_workdir() -> Iterator[Path]:
     """Yield a fresh 0700 directory owned by this process; remove it afterwards."""
-    path = Path(tempfile.mkdtemp(prefix=WORKDIR_PREFIX, dir=_base_tempdir()))
+    base = _base_tempdir()
+    try:
+        path = Path(tempfile.mkdtemp(prefix=WORKDIR_PREFIX, dir=base))
+    except OSError as exc:
+        raise _unwritable(base, exc) from None
     try:
         os.chmod(path, 0o700)
-        (path / _OWNER_FILE).write_text(f"{os.getpid()}\n", encoding="ascii")
+        try:
+            (path / _OWNER_FILE).write_text(f"{os.getpid()}\n", encoding="ascii")
+        except OSError as exc:
+            raise _unwritable(base, exc) from None
         yield path
     finally:
         shutil.rmtree(path, ignore_errors=True)
+
+
+def write_private(workdir: Path, name: str, text: str) -> Path:
+    """Write ``text`` to a new 0600 file ``name`` in the work directory.
+
+    A temp directory that is full or read-only ends the run with one line; the
+    half-written file goes with the work directory.
+    """
+    path = workdir / name
+    try:
+        path.touch(mode=0o600)
+        path.write_text(text, encoding="utf-8")
+    except OSError as exc:
+        raise _unwritable(workdir.parent, exc) from None
+    return path
 
 
 def reap_stale_workdirs(*, dry_run: bool = False, only: Path | None = None) -> list[Path]:
