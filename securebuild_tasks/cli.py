@@ -16,7 +16,7 @@ from invoke.program import Program
 
 from . import __version__
 from .tasks import make_collection
-from .tasks._common import silence_stdout
+from .tasks._common import config_file_error, silence_stdout
 
 
 class SecurebuildConfig(Config):
@@ -63,3 +63,9 @@ def main() -> None:
         # printing does not handle that, so stop quietly here.
         silence_stdout()
         sys.exit(1)
+    except Exception as exc:
+        line = config_file_error(exc)
+        if line is None:
+            raise
+        sys.stderr.write(line.replace("\n", " ") + "\n")
+        sys.exit(2)

@@ -236,16 +236,23 @@ def _read_env_file(env_file: Any, cwd: str | os.PathLike[str] | None) -> dict[st
     """Read ``SECUREBUILD_*`` values of a .env file; a missing file is no error."""
     if not isinstance(env_file, str) or not env_file:
         return {}
-    path = Path(env_file).expanduser()
+    try:
+        path = Path(env_file).expanduser()
+    except RuntimeError:  # "~name/..." where no user has that name
+        raise SettingsError(
+            f"the .env file {_show(env_file)} is in the home of a user who does not exist",
+            hint="fix SECUREBUILD_ENV_FILE or --env-file",
+        ) from None
     if not path.is_absolute():
         path = Path(cwd or Path.cwd()) / path
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
         return {}
-    except (OSError, UnicodeDecodeError) as exc:
+    except (OSError, ValueError) as exc:  # ValueError: undecodable, or a NUL in the path
+        shown = str(path) if str(path).isprintable() else repr(str(path))  # stays one line
         raise SettingsError(
-            f"cannot read the .env file {path}: {exc.__class__.__name__}",
+            f"cannot read the .env file {shown}: {exc.__class__.__name__}",
             hint="fix its permissions or encoding (UTF-8), or set SECUREBUILD_ENV_FILE",
         ) from None
 

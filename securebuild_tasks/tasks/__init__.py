@@ -10,6 +10,7 @@ from invoke.tasks import Task
 from ..settings import NAMESPACE, defaults
 from . import audit, deps, doctor, image, init, keys, settings
 from . import clean as clean_tasks
+from ._common import install_config_error_hook
 
 
 def make_collection(name: str | None = None) -> Collection:
@@ -50,6 +51,10 @@ def add_to(collection: Collection) -> Collection:
     collection.configure({NAMESPACE: {**defaults(), **existing}})
     return collection
 
+
+# `inv` loads invoke.yaml after importing the user's tasks.py (which imports
+# this): a broken file is then reported as one line, not a traceback.
+install_config_error_hook()
 
 #: The collection, named ``securebuild``: ``Collection(securebuild_tasks.ns)``
 #: gives ``inv securebuild.build-image``; `add_to` puts the tasks at the top.

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import json
 import os
 import sys
 from collections.abc import Callable, Mapping
@@ -56,3 +57,62 @@ def reports_errors(func: F) -> F:
             raise Exit(code=1) from None
 
     return wrapper  # type: ignore[return-value]  # functools.wraps keeps the signature
+
+
+def config_file_error(exc: BaseException) -> str | None:
+    """One line for an invoke config file that could not be read or merged, else None.
+
+    invoke loads ``invoke.yaml`` / ``securebuild.yaml`` itself, before any task
+    runs, and lets a YAML syntax error or a ``securebuild:`` section that is no
+    mapping escape as a traceback. The file is named from invoke's own loader
+    frame, so the line says which file to fix.
+    """
+    filepath = None
+    tb = exc.__traceback__
+    while tb is not None:
+        frame = tb.tb_frame
+        local = frame.f_locals
+        if frame.f_code.co_name == "_load_file" and "filepath" in local:
+            filepath = str(local["filepath"])  # reading it failed
+        elif frame.f_code.co_name == "_merge_file" and "self" in local and "name" in local:
+            filepath = str(getattr(local["self"], f"_{local['name']}_path", None) or "")
+            filepath = filepath or None  # merging what was read from it failed
+        tb = tb.tb_next
+    if filepath is None:
+        return None
+    problem = getattr(exc, "problem", None)
+    mark = getattr(exc, "problem_mark", None)
+    if problem and mark is not None:
+        why = f"{problem} (line {mark.line + 1}, column {mark.column + 1})"
+        return f"securebuild: error: cannot parse {filepath}: {why}: fix its YAML syntax"
+    if isinstance(exc, json.JSONDecodeError):  # invoke.json
+        return f"securebuild: error: cannot parse {filepath}: {exc}: fix its JSON syntax"
+    return (
+        f"securebuild: error: {filepath} cannot be used as configuration ({type(exc).__name__}):"
+        f" it must be a mapping whose {NAMESPACE}: section maps setting names to values"
+    )
+
+
+def install_config_error_hook() -> None:
+    """Report invoke config file errors as one line under ``inv`` too.
+
+    ``inv`` is invoke's own program, so the only place left to catch its config
+    loading errors is the interpreter's last resort. Every other exception goes
+    to the hook that was there before, unchanged.
+    """
+    previous = sys.excepthook
+    if getattr(previous, "_securebuild", False):
+        return
+
+    def hook(kind: type[BaseException], exc: BaseException, tb: Any) -> None:
+        line = config_file_error(exc)
+        if line is None:
+            previous(kind, exc, tb)
+            return
+        sys.stdout.flush()
+        sys.stderr.write(line.replace("\n", " ") + "\n")
+        sys.stderr.flush()
+        os._exit(2)
+
+    hook._securebuild = True  # type: ignore[attr-defined]
+    sys.excepthook = hook
