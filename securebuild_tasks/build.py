@@ -30,6 +30,7 @@ from .agent import private_workdir, reap_stale_workdirs, write_private
 from .engine import CommandBuilder, Engine, detect_engine, inspect_image, ping, run_streaming
 from .errors import (
     BuildError,
+    EngineError,
     HostKeyError,
     KeySourceError,
     RequirementsError,
@@ -395,7 +396,7 @@ def build_command(
     """The docker argv for ``plan``: a key travels only as ``--ssh default=SOCKET``."""
     s = plan.settings
     progress = "plain" if s.progress == "auto" else s.progress
-    secrets = [f"id={sid},src={path}" for sid, path in secret_paths.items()]
+    secrets = [csv_option(f"id={sid}", f"src={path}") for sid, path in secret_paths.items()]
     build_args = dict(plan.build_args)
     if "SSH_IDENTITY" in build_args:
         # The plan kept it because the Dockerfile declares it; the value is known now.
@@ -415,12 +416,26 @@ def build_command(
         .option("--ssh", f"default={key.socket}" if key else "")
         .repeated("--secret", secrets)
         .repeated("--build-arg", [f"{k}={v}" for k, v in build_args.items()])
-        .option("--output", f"type=local,dest={plan.output}" if plan.output else "")
+        .option("--output", csv_option("type=local", f"dest={plan.output}") if plan.output else "")
         .flag("--no-cache", s.no_cache)
         .flag("--load", engine.mode == "buildx" and plan.tag)
         .add(str(plan.context))
     )
     return command.argv
+
+
+def csv_option(*fields: str) -> str:
+    """``--secret`` / ``--output`` values: docker reads them as one CSV record.
+
+    A path with a comma, a quote or a newline (a project under "my, project")
+    must be quoted, or docker misreads it, or takes part of it as another field.
+    """
+    import csv
+    import io
+
+    line = io.StringIO()
+    csv.writer(line, lineterminator="").writerow(fields)
+    return line.getvalue()
 
 
 def project_id(context: Path) -> str:
@@ -612,7 +627,22 @@ def _resolution_failure(output: str) -> str:
     return ""
 
 
+# The docker CLI's own ssh to an ssh:// engine failed (not ssh inside the build).
+_ENGINE_SSH = re.compile(
+    r"command \[ssh [^\]]*docker system dial-stdio\] has exited[^\n]*?(?:stderr=([^\n]*))?$",
+    re.MULTILINE,
+)
+
+
 def _explain(exc: BuildError, plan: BuildPlan) -> SecurebuildError:
+    if match := _ENGINE_SSH.search(exc.output):
+        said = (match.group(1) or "").strip()
+        return EngineError(
+            "the docker CLI could not reach the engine over ssh"
+            + (f" (ssh said: {said})" if said else ""),
+            hint="check that `docker info` works with the same DOCKER_HOST: the engine host's"
+            " key in known_hosts, your login key in ssh-agent or ~/.ssh/config",
+        )
     if plan.index is not None and plan.index.refused():
         return KeySourceError(
             f"the package index {index_netloc(plan.index.url)} refused the credentials"

@@ -39,9 +39,19 @@ class Engine:
         return [self.docker, "buildx", "build"] if self.mode == "buildx" else [self.docker, "build"]
 
     def child_env(self) -> dict[str, str]:
-        """Environment for the docker child: the user's, minus agent and index token,
-        plus BuildKit."""
-        dropped = {"SSH_AUTH_SOCK", INDEX_TOKEN_ENV}
+        """Environment for the docker child: the user's, minus index token, plus BuildKit.
+
+        The user's agent is dropped too (the build gets its key through ``--ssh``
+        alone), except for an ``ssh://`` engine: the CLI's own ssh to the engine
+        host authenticates with it, as it does when the user runs docker.
+        """
+        dropped = {INDEX_TOKEN_ENV}
+        try:
+            over_ssh = endpoint(self.docker).startswith("ssh://")
+        except EngineError:
+            over_ssh = False
+        if not over_ssh:
+            dropped.add("SSH_AUTH_SOCK")
         env = {k: v for k, v in os.environ.items() if k not in dropped}
         if self.mode == "classic":
             env["DOCKER_BUILDKIT"] = "1"
@@ -207,9 +217,12 @@ def sdk_client(docker_cli: str) -> Any:
     import docker
 
     host = endpoint(docker_cli)
+    # use_ssh_client: the SDK runs the system's ssh like the CLI does (its config,
+    # agent and known_hosts), instead of paramiko's own client and host key policy.
+    over_ssh = host.startswith("ssh://")
     if not host or os.environ.get("DOCKER_HOST"):
-        return docker.from_env(timeout=30)
-    return docker.DockerClient(base_url=host, timeout=30, use_ssh_client=host.startswith("ssh://"))
+        return docker.from_env(timeout=30, use_ssh_client=over_ssh)
+    return docker.DockerClient(base_url=host, timeout=30, use_ssh_client=over_ssh)
 
 
 def ping(engine: Engine) -> None:

@@ -7,19 +7,21 @@ other engine's storage.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from securebuild_tasks.engine import Engine
+from securebuild_tasks.engine import Engine, sdk_client
 from tests.conftest import need
+from tests.support.faults import second_dockerd
 from tests.support.fixtures import Lab, Project
 from tests.support.leaks import find_in_tree, key_needles
+from tests.support.realparts import Agent, GitServer, make_key
 
 pytestmark = pytest.mark.engine
 
@@ -29,54 +31,8 @@ def second_engine(engine: Engine, base_image: str) -> Iterator[tuple[str, Path]]
     """A second dockerd (own socket, data root and exec root) with the base image loaded."""
     dockerd = shutil.which("dockerd") or "/usr/sbin/dockerd"
     need(os.geteuid() == 0 and Path(dockerd).exists(), "a second dockerd needs root and dockerd")
-    root = Path("/tmp") / f"sbt-dockerd-{os.getpid()}"  # short: socket paths are limited
-    root.mkdir(exist_ok=True)
-    host = f"unix://{root}/docker.sock"
-    log = (root / "dockerd.log").open("wb")
-    process = subprocess.Popen(
-        [
-            dockerd,
-            "--host",
-            host,
-            "--data-root",
-            str(root / "data"),
-            "--exec-root",
-            str(root / "exec"),
-            "--pidfile",
-            str(root / "docker.pid"),
-            "--bridge=none",
-            "--iptables=false",
-            "--ip-masq=false",
-        ],
-        stdout=log,
-        stderr=log,
-        stdin=subprocess.DEVNULL,
-        start_new_session=True,
-    )
-    try:
-        env = {**os.environ, "DOCKER_HOST": host}
-        deadline = time.monotonic() + 60
-        while (
-            subprocess.run(
-                [engine.docker, "info"], env=env, capture_output=True, check=False
-            ).returncode
-            != 0
-        ):
-            assert process.poll() is None, (root / "dockerd.log").read_text()[-2000:]
-            assert time.monotonic() < deadline, "the second dockerd did not start"
-            time.sleep(0.5)
-        saved = subprocess.Popen([engine.docker, "save", base_image], stdout=subprocess.PIPE)
-        subprocess.run(
-            [engine.docker, "load"], stdin=saved.stdout, env=env, capture_output=True, check=True
-        )
-        saved.wait()
-        yield host, root / "data"
-    finally:
-        process.terminate()
-        process.wait(timeout=30)
-        log.close()
-        subprocess.run(["umount", "-R", str(root / "exec")], capture_output=True, check=False)
-        shutil.rmtree(root, ignore_errors=True)
+    with second_dockerd(engine.docker, [base_image]) as daemon:
+        yield daemon.host, daemon.data_root
 
 
 def _exists(docker: str, image: str, **env: str) -> bool:
@@ -121,3 +77,82 @@ def test_docker_host_and_context_reach_the_other_engine(
     assert _exists(engine.docker, image, DOCKER_HOST=host)
     assert not _exists(engine.docker, image)
     assert find_in_tree(data_root, key_needles(lab.deploy.private_bytes)) == []
+
+
+def test_ssh_docker_host_builds_on_the_engine_behind_sshd(
+    project: Project,
+    lab: Lab,
+    engine: Engine,
+    agent: Agent,
+    second_engine: tuple[str, Path],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """DOCKER_HOST=ssh://root@127.0.0.1:PORT reaches the second dockerd through a real
+    sshd (strict host key checking against a pinned known_hosts, the login key in the
+    user's agent): the SDK answers over ssh, the build lands there, and that engine's
+    data root holds no byte of the forwarded deploy key."""
+    host, data_root = second_engine
+    # sshd sets DOCKER_HOST for the session, so `docker system dial-stdio` on the
+    # "remote" side talks to the second dockerd, not the shared one.
+    sshd = GitServer(tmp_path / "sshd", extra_config=(f"SetEnv DOCKER_HOST={host}",)).start()
+    try:
+        login = make_key(tmp_path / "login", "engine-login")
+        sshd.authorize(login)
+        agent.add(login)
+        known_hosts = tmp_path / "known_hosts"
+        known_hosts.write_text(sshd.known_hosts_line())
+        config = tmp_path / "ssh_config"
+        config.write_text(
+            "Host 127.0.0.1\n"
+            "  StrictHostKeyChecking yes\n"
+            f"  UserKnownHostsFile {known_hosts}\n"
+            "  GlobalKnownHostsFile /dev/null\n"
+            "  IdentitiesOnly no\n"
+            "  BatchMode yes\n"
+        )
+        # ssh finds ~/.ssh/config through the passwd entry, not $HOME: a wrapper
+        # first on PATH gives both docker clients (CLI and SDK) this config.
+        bin_dir = tmp_path / "bin"
+        bin_dir.mkdir()
+        wrapper = bin_dir / "ssh"
+        wrapper.write_text(f'#!/bin/sh\nexec {shutil.which("ssh")} -F {config} "$@"\n')
+        wrapper.chmod(0o755)
+        ssh_host = f"ssh://{sshd.user}@127.0.0.1:{sshd.port}"
+        env = {
+            "DOCKER_HOST": ssh_host,
+            "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}",
+            "SSH_AUTH_SOCK": str(agent.socket),
+            "SECUREBUILD_KEY_SOURCE": "file",
+            "SECUREBUILD_KEY_FILE": str(lab.deploy.private),
+        }
+        with monkeypatch.context() as patched:
+            for name, value in env.items():
+                patched.setenv(name, value)
+            client = sdk_client(engine.docker)
+            try:
+                assert client.ping() is True
+                assert client.info()["DockerRootDir"] == data_root.as_posix()
+            finally:
+                client.close()
+            # The system's ssh with the user's config: a host key that is not the
+            # pinned one is refused.
+            known_hosts.write_text(sshd.known_hosts_line(lab.server.host_key))
+            with pytest.raises(Exception):  # noqa: B017, PT011 - any refusal will do
+                refused = sdk_client(engine.docker)
+                try:
+                    refused.ping()
+                finally:
+                    refused.close()
+            known_hosts.write_text(sshd.known_hosts_line())
+
+        project.requirements(f"privpkg @ git+{lab.private_url}@v1.0.0\n# over ssh\n")
+        done = project.inv("build-image", "--json", env=env)
+        assert done.returncode == 0, done.stderr[-3000:]
+        assert json.loads(done.stdout)["key_source"] == "file"
+        assert _exists(engine.docker, project.image, DOCKER_HOST=host)
+        assert not _exists(engine.docker, project.image)
+        assert "Accepted publickey for" in sshd.log.read_text()
+        assert find_in_tree(data_root, key_needles(lab.deploy.private_bytes)) == []
+    finally:
+        sshd.stop()

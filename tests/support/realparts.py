@@ -94,8 +94,9 @@ class GitServer:
     so neither system users nor the user's ~/.ssh are touched.
     """
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, extra_config: tuple[str, ...] = ()) -> None:
         self.root = root
+        self.extra_config = extra_config
         self.port = free_port()
         self.user = getpass.getuser()
         self.repos = root / "repos"
@@ -129,6 +130,7 @@ class GitServer:
                     "PermitRootLogin prohibit-password",
                     "StrictModes no",
                     "LogLevel VERBOSE",
+                    *self.extra_config,
                     "",
                 ]
             )
