@@ -11,39 +11,10 @@ import pytest
 from securebuild_tasks.engine import Engine
 from tests.support.fixtures import Lab, Project
 from tests.support.leaks import find_in_tree, image_leaks, key_needles
+from tests.support.old_recipe import build_old_way
 from tests.support.realparts import make_key
 
 pytestmark = pytest.mark.engine
-
-OLD_RECIPE = """\
-ARG BASE_IMAGE
-FROM ${BASE_IMAGE} AS intermediate
-ARG SSH_PRIVATE_KEY
-RUN mkdir -p /root/.ssh && echo "${SSH_PRIVATE_KEY}" > /root/.ssh/id_rsa
-"""
-
-
-def build_old_way(engine: Engine, base_image: str, key: bytes, workdir: Path, image: str) -> None:
-    """The old recipe on purpose: key in argv and a build arg, classic builder."""
-    (workdir / "Dockerfile").write_text(OLD_RECIPE)
-    subprocess.run(
-        [
-            engine.docker,
-            "build",
-            "--network",
-            "host",
-            "-t",
-            image,
-            "--build-arg",
-            f"BASE_IMAGE={base_image}",
-            "--build-arg",
-            f"SSH_PRIVATE_KEY={key.decode()}",
-            str(workdir),
-        ],
-        env={**os.environ, "DOCKER_BUILDKIT": "0"},
-        capture_output=True,
-        check=True,
-    )
 
 
 def test_old_recipe_is_caught(

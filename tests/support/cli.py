@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -35,3 +36,57 @@ def run_cli(
         timeout=timeout,
         check=False,
     )
+
+
+def run_in_pty(
+    module: str,
+    cwd: Path,
+    *args: str,
+    env: Mapping[str, str],
+    timeout: float = 600,
+    columns: int = 120,
+) -> tuple[int, bytes]:
+    """``python -m MODULE ARGS`` with a real pseudo-terminal as stdin, stdout and stderr.
+
+    Programs then behave as in a user's terminal (docker renders BuildKit's tty
+    progress). Returns the exit code and everything written to the terminal.
+    """
+    import fcntl  # POSIX only, like pseudo-terminals
+    import pty
+    import select
+    import struct
+    import termios
+
+    master, slave = pty.openpty()
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 40, columns, 0, 0))
+    process = subprocess.Popen(
+        [sys.executable, "-m", module, *args],
+        cwd=cwd,
+        env=dict(env),
+        stdin=slave,
+        stdout=slave,
+        stderr=slave,
+        start_new_session=True,
+    )
+    os.close(slave)
+    chunks: list[bytes] = []
+    deadline = time.monotonic() + timeout
+    try:
+        while time.monotonic() < deadline:
+            ready, _, _ = select.select([master], [], [], 1.0)
+            if not ready:
+                continue
+            try:
+                data = os.read(master, 65536)
+            except OSError:  # EIO: every writer has closed the terminal
+                break
+            if not data:
+                break
+            chunks.append(data)
+        code = process.wait(timeout=max(1.0, deadline - time.monotonic()))
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+        os.close(master)
+    return code, b"".join(chunks)

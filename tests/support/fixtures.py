@@ -10,6 +10,7 @@ import os
 import secrets
 import shutil
 import subprocess
+import sys
 import tempfile
 import uuid
 from collections.abc import Iterator, Mapping
@@ -179,6 +180,21 @@ class Project:
             timeout=timeout,
         )
 
+    def start(self, *args: str, env: Mapping[str, str] | None = None) -> subprocess.Popen[bytes]:
+        """Start ``inv ARGS`` in the background, in a session of its own (output merged).
+
+        The caller ends it; ``os.killpg(pid, SIGINT)`` is what a terminal's Ctrl-C does.
+        """
+        return subprocess.Popen(
+            [sys.executable, "-m", "invoke", *args],
+            cwd=self.path,
+            env={**self.env, **(env or {})},
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+
 
 @pytest.fixture
 def project(tmp_path: Path, lab: Lab, base_image: str, engine: Engine) -> Iterator[Project]:
@@ -209,6 +225,17 @@ def project(tmp_path: Path, lab: Lab, base_image: str, engine: Engine) -> Iterat
     subprocess.run(
         [engine.docker, "image", "rm", "-f", f"{image}:latest"], capture_output=True, check=False
     )
+
+
+def own_slow_package(lab: Lab, prefix: str) -> tuple[str, str]:
+    """A package of the test's own whose setup.py sleeps: (name, URL on the lab server).
+
+    Its unique name shows up in the build's process argv and working
+    directories, so a test can tell this build's private step from any other
+    running on the shared engine.
+    """
+    name = f"{prefix}{uuid.uuid4().hex[:8]}"
+    return name, lab.server.create_package(name, "v0.1.0", "0.1.0", setup_py=SLOW_SETUP)
 
 
 @pytest.fixture

@@ -178,3 +178,21 @@ def _added_layers(saved: IO[bytes], base_layers: set[str]) -> bytes:
             if f"sha256:{digest.hexdigest()}" not in base_layers:
                 added.append(b"".join(chunks))
     return b"".join(added)
+
+
+def image_config(docker: str, image: str) -> bytes:
+    """The image's config exactly as stored (from `docker save`), not as inspect shows it.
+
+    Fields the engine does not parse, such as BuildKit's inline cache
+    (``moby.buildkit.cache.v0``), appear only here.
+    """
+    with tempfile.TemporaryFile() as saved:
+        subprocess.run([docker, "save", image], stdout=saved, check=True)
+        saved.seek(0)
+        with tarfile.open(fileobj=saved) as archive:
+            manifest = archive.extractfile("manifest.json")
+            assert manifest is not None
+            config_name = json.loads(manifest.read())[0]["Config"]
+            config = archive.extractfile(config_name)
+            assert config is not None
+            return config.read()
