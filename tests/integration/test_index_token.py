@@ -107,3 +107,22 @@ def test_wrong_index_token_fails_with_one_line(
     assert private_index.token not in done.stderr + done.stdout
     assert securebuild_leftovers() == []
     assert find_in_tree(Path(tempfile.gettempdir()), [wrong.encode()]) == []
+
+
+def test_lock_resolves_through_the_index_with_the_token(
+    project: Project, lab: Lab, private_index: PrivateIndex
+) -> None:
+    """`inv lock` (uv inside the image) reaches the index through index_url with the
+    token from the environment; the lock pins six from it with a hash, and the token
+    is in neither the lock nor the output."""
+    env = {**_index_env(lab, private_index), "SECUREBUILD_INDEX_TOKEN": private_index.token}
+    (project.path / "requirements.in").write_text(
+        f"# {project.image}\nprivpkg @ git+{lab.private_url}@v1.0.0\nsix\n"
+    )
+    done = project.inv("lock", env=env)
+    assert done.returncode == 0, done.stderr[-3000:]
+    lock = (project.path / "requirements.lock").read_text()
+    assert "six==" in lock
+    assert "--hash=sha256:" in lock
+    assert private_index.token not in lock + done.stdout + done.stderr
+    assert securebuild_leftovers() == []
