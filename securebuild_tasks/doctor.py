@@ -26,6 +26,7 @@ from .build import (
 )
 from .engine import Engine, detect_engine, ping
 from .errors import SecurebuildError
+from .index import index_credentials, index_netloc
 from .keys import FileKeySource, choose_key_source, keyring_backend
 from .requirements import Requirements
 from .settings import Settings
@@ -98,6 +99,8 @@ def run_checks(settings: Settings, cwd: Path) -> list[Check]:
         checks.append(_attempt("known_hosts", lambda: _known_hosts(settings, requirements["r"])))
     if settings.ca_bundle:
         checks.append(_attempt("CA bundle", lambda: _ca_bundle(settings, cwd)))
+    if settings.index_url:
+        checks.append(_attempt("index token", lambda: _index_token(settings, cwd)))
     checks.append(_attempt("build context", lambda: _build_context(settings, cwd)))
     checks.append(_attempt("Dockerfile", lambda: _dockerfile(settings, cwd, requirements)))
     return checks
@@ -144,6 +147,15 @@ def _ca_bundle(settings: Settings, cwd: Path) -> str:
             hint="give the PEM file of your proxy's CA (-----BEGIN CERTIFICATE-----)",
         )
     return f"{path} ({count} certificates)"
+
+
+def _index_token(settings: Settings, cwd: Path) -> str:
+    """The token is there and a .netrc can carry it (it is not sent anywhere)."""
+    credentials = index_credentials(settings, cwd)
+    if credentials is None:  # pragma: no cover - only called with index_url set
+        return "no index_url"
+    credentials.check()
+    return f"{credentials.describe()} for {index_netloc(settings.index_url)}"
 
 
 def _build_context(settings: Settings, cwd: Path) -> str:

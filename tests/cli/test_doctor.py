@@ -62,3 +62,34 @@ def test_doctor_finds_each_problem_then_passes(tmp_path: Path) -> None:
     fixed = _doctor(project, env)
     assert fixed.returncode == 0, fixed.stdout + fixed.stderr
     assert all(line.startswith("ok") for line in fixed.stdout.splitlines())
+
+
+def test_doctor_checks_the_index_token_without_showing_it(tmp_path: Path) -> None:
+    """With index_url, a missing token is a FAIL naming where it was looked for; with
+    SECUREBUILD_INDEX_TOKEN set it is ok, and the token is never printed."""
+    project = tmp_path / "project"
+    project.mkdir()
+    (project / "requirements.txt").write_text("six==1.16.0\n")
+    docker = tmp_path / "bin" / "docker"
+    docker.parent.mkdir()
+    docker.write_text(RECORDER)
+    docker.chmod(0o755)
+    key = make_key(tmp_path / "keys", "deploy")
+    env = user_env(
+        DOCKER_HOST="unix:///nonexistent/docker.sock",
+        SECUREBUILD_DOCKER=str(docker),
+        SECUREBUILD_KEY_FILE=str(key.private),
+        SECUREBUILD_INDEX_URL="https://pypi.example.com/simple/",
+        SECUREBUILD_INDEX_TOKEN_SOURCE="environment",
+    )
+    missing = _doctor(project, env)
+    assert missing.returncode == 1
+    assert "FAIL  index token: " in missing.stdout
+    assert "SECUREBUILD_INDEX_TOKEN is not set" in missing.stdout
+
+    token = "tok-" + "d0c7" * 10
+    found = _doctor(project, {**env, "SECUREBUILD_INDEX_TOKEN": token})
+    assert "ok    index token: index token from SECUREBUILD_INDEX_TOKEN for pypi.example.com" in (
+        found.stdout
+    )
+    assert token not in found.stdout + found.stderr
