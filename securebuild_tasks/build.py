@@ -519,8 +519,24 @@ def execute(plan: BuildPlan, *, out: IO[str] | None = None) -> Executed:
                     on_interrupt=key.revoke if key else None,
                 )
             except BuildError as exc:
+                _engine_still_there(engine)
                 raise _explain(exc, plan) from None
     return Executed(engine, key, time.monotonic() - started)
+
+
+def _engine_still_there(engine: Engine) -> None:
+    """After a failed build: if the daemon is gone, say so rather than "build failed".
+
+    A daemon stopped mid-build leaves the client with a bare "unexpected EOF";
+    the next step is to look at the engine, not at the Dockerfile.
+    """
+    try:
+        ping(engine)
+    except EngineError as gone:
+        raise EngineError(
+            f"the Docker engine stopped answering during the build ({gone.message})",
+            hint="check the daemon (`docker info`, its logs), then run the build again",
+        ) from None
 
 
 def build_image(settings: Settings, *, cwd: Path, out: IO[str] | None = None) -> BuildResult:

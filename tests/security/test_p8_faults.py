@@ -12,6 +12,7 @@ session's stays up; "nothing left" is the tool's work directories and agents
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import tempfile
 from collections.abc import Iterator
@@ -89,7 +90,9 @@ def test_sshd_killed_during_the_fetch(
     _held(run, holding)
     holding.kill()
     done = run.finish()
-    _assert_one_line_error(done, 6, "docker build failed")
+    # pip reports a dropped connection as a failed build; uv retries, and then
+    # finds the port closed ("git host ... is unreachable"). Both are exit 6.
+    _assert_one_line_error(done, 6)
     _assert_clean(done, key)
 
 
@@ -102,14 +105,16 @@ def test_engine_stopped_during_the_build(
     tmp_path: Path,
 ) -> None:
     """A second dockerd builds and is stopped while the private step fetches: one
-    line, a non-zero exit, no agent or work dir left, the main engine untouched."""
-    need(os.geteuid() == 0, "a second dockerd needs root")
+    line saying the engine went away (exit 5, not "build failed"), no agent or
+    work dir left, the main engine untouched."""
+    dockerd = shutil.which("dockerd") or "/usr/sbin/dockerd"
+    need(os.geteuid() == 0 and Path(dockerd).exists(), "a second dockerd needs root and dockerd")
     with second_dockerd(engine.docker, [base_image]) as daemon:
         run = _start(project, tmp_path, {**_file_key(key), "DOCKER_HOST": daemon.host})
         _held(run, holding)
         daemon.stop()
         done = run.finish()
-    _assert_one_line_error(done, 6)
+    _assert_one_line_error(done, 5, "engine stopped answering during the build")
     _assert_clean(done, key)
 
 
