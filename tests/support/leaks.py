@@ -105,14 +105,21 @@ def _grep(needles: list[bytes], args: list[str], stdin: Any = None) -> list[str]
             capture_output=True,
             check=False,
         )
-    if done.returncode not in (0, 1):
-        raise RuntimeError(f"grep failed: {done.stderr.decode(errors='replace')}")
-    return [line for line in done.stdout.decode(errors="replace").splitlines() if line]
+    found = [line for line in done.stdout.decode(errors="replace").splitlines() if line]
+    if done.returncode in (0, 1):
+        return found
+    # A live daemon's data root changes while it is read (builds of others run on
+    # the same engine): a file that vanished between listing and reading is gone,
+    # not unsearched. Any other error still fails the search.
+    errors = done.stderr.decode(errors="replace").splitlines()
+    if "-r" in args and errors and all(e.endswith("No such file or directory") for e in errors):
+        return found
+    raise RuntimeError(f"grep failed: {done.stderr.decode(errors='replace')}")
 
 
 def find_in_tree(root: Path, needles: list[bytes]) -> list[str]:
     """Files under ``root`` holding any text needle."""
-    return _grep(needles, ["-r", "-l", "--no-messages", str(root)])
+    return _grep(needles, ["-r", "-l", str(root)])
 
 
 def docker_output(docker: str, *args: str) -> bytes:
