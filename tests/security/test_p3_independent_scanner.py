@@ -11,8 +11,8 @@ shared by both images and takes the longest.
 
 from __future__ import annotations
 
-import os
 import subprocess
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -21,7 +21,7 @@ import pytest
 from securebuild_tasks.engine import Engine
 from tests.conftest import need
 from tests.support.fixtures import Lab, Project
-from tests.support.leaks import docker_output, key_needles
+from tests.support.leaks import _base_layers, docker_output, key_needles
 from tests.support.old_recipe import build_old_way
 from tests.support.realparts import SSHKey, make_key
 from tests.support.scanner import (
@@ -77,6 +77,7 @@ class LayerScans:
         (text / "config.json").write_bytes(saved.config.read_bytes())
         (text / "inspect.json").write_bytes(docker_output(engine.docker, "image", "inspect", image))
         found["history and config"] = scan_tree(text, self.needles_file)
+        subprocess.run(["rm", "-rf", str(work)], check=True)  # a saved image is large
         return found
 
 
@@ -89,13 +90,6 @@ def scans(tmp_path_factory: pytest.TempPathFactory, scanner_key: SSHKey) -> Iter
     subprocess.run(["rm", "-rf", str(root)], check=False)
 
 
-def _base_layers(engine: Engine, base_image: str) -> set[str]:
-    import json
-
-    info = json.loads(docker_output(engine.docker, "image", "inspect", base_image))
-    return set(info[0]["RootFS"]["Layers"])
-
-
 def _added(found: dict[str, list[Finding]], base: set[str]) -> dict[str, list[Finding]]:
     """Findings outside the base image's own layers (base images may ship test keys)."""
     return {where: hits for where, hits in found.items() if where.split()[-1] not in base}
@@ -105,7 +99,7 @@ def test_detect_secrets_finds_the_old_recipe(
     tmp_path: Path, engine: Engine, base_image: str, scanner_key: SSHKey, scans: LayerScans
 ) -> None:
     """The key written to /root/.ssh/id_rsa and passed as a build arg is found by detect-secrets."""
-    image = f"sbt-old-recipe-scan-{os.getpid()}"
+    image = f"sbt-old-recipe-scan-{uuid.uuid4().hex[:10]}"
     build_old_way(engine, base_image, scanner_key.private_bytes, tmp_path, image)
     try:
         found = scans.image(engine, image)
@@ -113,7 +107,7 @@ def test_detect_secrets_finds_the_old_recipe(
         subprocess.run(
             [engine.docker, "image", "rm", "-f", image], capture_output=True, check=False
         )
-    added = _added(found, _base_layers(engine, base_image))
+    added = _added(found, _base_layers(engine.docker, base_image))
     in_layers = {
         (h.path, h.kind) for where, hits in added.items() if where.startswith("layer") for h in hits
     }
@@ -135,9 +129,10 @@ def test_detect_secrets_finds_nothing_in_our_image(
     )
     assert done.returncode == 0, done.stderr[-3000:]
     found = scans.image(engine, project.image)
+    base = _base_layers(engine.docker, base_image)
     layers = [where for where in found if where.startswith("layer")]
-    assert len(layers) > len(_base_layers(engine, base_image))  # the build added layers, scanned
+    assert len(layers) > len(base)  # the build's own layers were there, and scanned
     key_hits = {where: [h for h in hits if h.kind == KEY_BYTES] for where, hits in found.items()}
     assert {where: hits for where, hits in key_hits.items() if hits} == {}
-    added = _added(found, _base_layers(engine, base_image))
+    added = _added(found, base)
     assert {where: hits for where, hits in added.items() if hits} == {}
