@@ -14,6 +14,7 @@ from __future__ import annotations
 import os
 import re
 import signal
+import subprocess
 import time
 from pathlib import Path
 
@@ -55,6 +56,16 @@ def test_no_key_bytes_in_any_process_during_a_build(
     key = make_key(tmp_path / "keys", "p2-key")
     lab.server.authorize(key)
     needles = key_needles(key.private_bytes) + raw_needles(key.private_bytes)
+    # The sampler can fail: a process holding the key in its environment is caught.
+    decoy = subprocess.Popen(["sleep", "60"], env={"DECOY": key.private_bytes.decode()})
+    try:
+        wait_for(lambda: getattr(snapshot(decoy.pid), "name", "") == "sleep", "the decoy's exec")
+        decoy_snap = snapshot(decoy.pid)
+        assert decoy_snap is not None
+        assert _leaks(decoy_snap, needles) == [f"{decoy.pid} sleep environ"]
+    finally:
+        decoy.kill()
+        decoy.wait()
     package, url = own_slow_package(lab, "p2slow")  # names this build's own processes
     project.requirements(f"{package} @ git+{url}@v0.1.0\n")
     before = workdirs()
