@@ -281,20 +281,35 @@ def plan_build(settings: Settings, cwd: Path) -> BuildPlan:
         REQUIREMENTS=requirements_file,
         WHEELHOUSE=settings.wheelhouse,
         SSH_IDENTITY="",
+        # No wheelhouse folder in the context: nothing to prune from /app, so an
+        # app change costs one COPY rather than a container run.
+        APP_SOURCE="app-pruned" if wheelhouse is not None and wheelhouse.exists() else "app-plain",
         **_index_arg(dockerfile, index),
     )
+    secrets = _secrets(settings, cwd, index)
     return BuildPlan(
         settings,
         context,
         dockerfile,
         requirements,
         args,
-        _secrets(settings, cwd, index),
-        generated_secrets={"known_hosts": pinned_hosts(settings, requirements)},
+        secrets,
+        generated_secrets={
+            "known_hosts": pinned_hosts(settings, requirements),
+            **_uv_config(secrets),
+        },
         target=settings.target,
         network=settings.network,
         index=index,
     )
+
+
+def _uv_config(secrets: dict[str, Path]) -> dict[str, str]:
+    """uv reads no pip.conf: a uv.toml made from its index settings, unless one is given."""
+    if "uv_config" in secrets or "pip_config" not in secrets:
+        return {}
+    translated = lockfile.uv_config_from_pip(secrets["pip_config"].read_text("utf-8"))
+    return {"uv_config": translated} if translated else {}
 
 
 def plan_lock(settings: Settings, cwd: Path, output: Path) -> tuple[BuildPlan, lockfile.LockInput]:
@@ -306,11 +321,7 @@ def plan_lock(settings: Settings, cwd: Path, output: Path) -> tuple[BuildPlan, l
     dockerfile = template_path()
     index = index_credentials(settings, cwd)
     secrets = _secrets(settings, cwd, index)
-    generated = {"known_hosts": pinned_hosts(settings, requirements)}
-    if "uv_config" not in secrets and "pip_config" in secrets:
-        translated = lockfile.uv_config_from_pip(secrets["pip_config"].read_text("utf-8"))
-        if translated:
-            generated["uv_config"] = translated
+    generated = {"known_hosts": pinned_hosts(settings, requirements), **_uv_config(secrets)}
     args = _build_args(
         dockerfile,
         settings,
@@ -635,6 +646,28 @@ _RESOLUTION = (
 )
 
 
+#: pip's and uv's words for a file that does not match its pinned hash.
+_HASH_MISMATCH = ("THESE PACKAGES DO NOT MATCH THE HASHES", "cause: Hash mismatch for")
+
+# uv: an index or find-links page that wants credentials it was not given.
+_INDEX_REFUSAL = re.compile(
+    r"HTTP status client error \((40[13])[^)]*\) for url \(([^)\s]+)\)"
+)
+
+
+def _index_refusal(output: str) -> str:
+    """Which index refused the build's requests, by host and port (never credentials)."""
+    match = _INDEX_REFUSAL.search(output)
+    if not match:
+        return ""
+    from urllib.parse import urlsplit
+
+    url = urlsplit(match.group(2))
+    where = f"{url.hostname}:{url.port}" if url.port else str(url.hostname)
+    reason = "401 Unauthorized" if match.group(1) == "401" else "403 Forbidden"
+    return f"the package index {where} refused the build's requests ({reason})"
+
+
 def _resolution_failure(output: str) -> str:
     """The line of pip's, uv's or git's output that says what cannot be resolved."""
     for pattern in _RESOLUTION:
@@ -683,7 +716,13 @@ def _explain(exc: BuildError, plan: BuildPlan) -> SecurebuildError:
                 resolution,
                 hint="fix the requirement (name, version, tag or pins), then run again",
             )
-        if "THESE PACKAGES DO NOT MATCH THE HASHES" in exc.output:
+        if refusal := _index_refusal(exc.output):
+            return KeySourceError(
+                refusal,
+                hint="give the index's credentials as securebuild.netrc, securebuild.index_url"
+                " with a token (`inv store-token`), or in the pip_config / uv_config file",
+            )
+        if any(sign in exc.output for sign in _HASH_MISMATCH):
             return RequirementsError(
                 "a package does not match the hash in the lock or wheelhouse (tampered?)",
                 hint="see the build output above; run `inv lock` / `inv vendor` from a trusted"

@@ -99,7 +99,9 @@ def test_wrong_index_token_fails_with_one_line(
     exit code 3, and no .netrc left behind."""
     wrong = f"tok-wrong-{private_index.token[-8:]}x"
     env = {**_index_env(lab, private_index), "SECUREBUILD_INDEX_TOKEN": wrong}
-    project.requirements(f"privpkg @ git+{lab.private_url}@v1.0.0\n# wrong token\n")
+    # six is resolved on the index at every build (the private package's own
+    # wheel may come from the installer's cache without asking the index).
+    project.requirements(f"privpkg @ git+{lab.private_url}@v1.0.0\nsix\n# wrong token\n")
     done = project.inv("build-image", env=env)
     _assert_one_line_error(done, 3, f"127.0.0.1:{private_index.port}", "refused the credentials")
     last = done.stderr.strip().splitlines()[-1]

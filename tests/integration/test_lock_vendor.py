@@ -7,6 +7,7 @@ import os
 import re
 import shutil
 import subprocess
+import zipfile
 from pathlib import Path
 
 import pytest
@@ -141,18 +142,29 @@ def test_tampered_index_hash_fails_the_build(project: Project, lab: Lab) -> None
 
 
 def test_tampered_index_file_fails_the_build(project: Project, lab: Lab, tmp_path: Path) -> None:
-    """A file on the index that changes after locking fails the build, hash-checked."""
+    """A file on the index that changes after locking fails the build, hash-checked.
+
+    The tampered file is served from another address than the genuine one was:
+    the installer's cache holds the genuine file under its old address (and
+    would rightly install it, since it matches the lock).
+    """
     wheels = tmp_path / "index"
     shutil.copytree(lab.index.wheels, wheels)
     index = PackageIndex(wheels).start()
     try:
         (project.path / "pip.conf").write_text(index.pip_config())
         _lock(project, lab, "six\n")
-        six = next(wheels.glob("six-*.whl"))
-        six.write_bytes(six.read_bytes() + b"tampered")  # same name, other content
-        done = project.inv("build-image", env=_key_env(lab))
     finally:
         index.stop()
+    six = next(wheels.glob("six-*.whl"))
+    with zipfile.ZipFile(six, "a") as wheel:  # same name, a valid wheel, other content
+        wheel.writestr("six_payload.py", "print('tampered')\n")
+    moved = PackageIndex(wheels).start()
+    try:
+        (project.path / "pip.conf").write_text(moved.pip_config())
+        done = project.inv("build-image", env=_key_env(lab))
+    finally:
+        moved.stop()
     _assert_one_line_error(done, 2, "does not match the hash")
 
 

@@ -30,7 +30,7 @@ def test_index_token_stays_out_of_the_image(
     plain = f"[global]\nno-index = true\nfind-links = http://127.0.0.1:{private_index.port}/\n"
     (project.path / "pip.conf").write_text(plain)
     refused = project.inv("build-image", env=env)
-    _assert_one_line_error(refused, 2, "cannot be resolved")
+    _assert_one_line_error(refused, 3, f"index 127.0.0.1:{private_index.port} refused")
 
     project.requirements(f"privpkg @ git+{lab.private_url}@v1.0.0\n# with credentials\n")
     if via == "netrc":
