@@ -406,6 +406,13 @@ def build_command(
 ) -> list[str]:
     """The docker argv for ``plan``: a key travels only as ``--ssh default=SOCKET``."""
     s = plan.settings
+    if key is not None and "," in key.socket:
+        # docker splits --ssh paths at commas and has no way to quote one.
+        raise SettingsError(
+            f"the agent socket {key.socket} has a comma in its path, which docker's --ssh"
+            " option cannot carry",
+            hint="use a TMPDIR (or SSH_AUTH_SOCK, securebuild.agent_socket) without a comma",
+        )
     progress = "plain" if s.progress == "auto" else s.progress
     secrets = [csv_option(f"id={sid}", f"src={path}") for sid, path in secret_paths.items()]
     build_args = dict(plan.build_args)

@@ -242,3 +242,29 @@ def test_shell_syntax_in_paths_and_requirements_reaches_no_shell(
     ).stdout
     assert in_image == ""
     assert securebuild_leftovers() == []
+
+
+@pytest.mark.engine
+def test_comma_in_the_agent_socket_path_is_one_line(
+    project: Project, lab: Lab, tmp_path: Path
+) -> None:
+    """docker splits `--ssh default=PATH` at commas (it would stat half a path);
+    a TMPDIR with a comma, where the ephemeral agent lives, is refused in one
+    line, and the agent and its directory are gone."""
+    odd = tmp_path / "temp,dir"
+    odd.mkdir()
+    done = project.inv(
+        "build-image",
+        env={
+            "SECUREBUILD_KEY_SOURCE": "file",
+            "SECUREBUILD_KEY_FILE": str(lab.deploy.private),
+            "TMPDIR": str(odd),
+        },
+    )
+    line = done.stderr.strip().splitlines()[-1]
+    assert done.returncode == 2, done.stderr[-2000:]
+    assert line.startswith("securebuild: error: "), line
+    assert "has a comma" in line
+    assert "Traceback" not in done.stderr
+    assert sorted(odd.iterdir()) == []
+    assert securebuild_leftovers() == []
