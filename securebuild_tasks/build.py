@@ -198,6 +198,17 @@ def check_context(settings: Settings, cwd: Path, context: Path) -> None:
     `.dockerignore` is read with the docker SDK's own matcher, so what counts
     as excluded is what Docker itself excludes.
     """
+    root = context.resolve()
+    inside: dict[str, tuple[Path, Path]] = {}
+    for name, path in _sensitive_files(settings, cwd).items():
+        if not path.exists():
+            continue
+        try:
+            inside[name] = (path, path.resolve().relative_to(root))
+        except ValueError:
+            continue  # outside the context: never sent
+    if not inside:
+        return  # the common case, and no docker SDK import for it
     from docker.utils.build import PatternMatcher
 
     ignore = context / ".dockerignore"
@@ -206,15 +217,10 @@ def check_context(settings: Settings, cwd: Path, context: Path) -> None:
         lines = ignore.read_text(encoding="utf-8", errors="replace").splitlines()
         patterns = [line.strip() for line in lines if line.strip() and not line.startswith("#")]
     matcher = PatternMatcher(patterns)
-    root = context.resolve()
-    for name, path in _sensitive_files(settings, cwd).items():
-        try:
-            relative = path.resolve().relative_to(root)
-        except ValueError:
-            continue  # outside the context: never sent
+    for name, (path, relative) in inside.items():
         # types-docker says PathLike, but docker-py matches the slash-separated string.
         excluded = matcher.matches(relative.as_posix())  # type: ignore[arg-type]
-        if path.exists() and not excluded:
+        if not excluded:
             raise SettingsError(
                 f"{name} {path} is inside the build context and not in .dockerignore, so it"
                 " would be sent to the builder and could be copied into the image",
@@ -657,9 +663,7 @@ _RESOLUTION = (
 _HASH_MISMATCH = ("THESE PACKAGES DO NOT MATCH THE HASHES", "cause: Hash mismatch for")
 
 # uv: an index or find-links page that wants credentials it was not given.
-_INDEX_REFUSAL = re.compile(
-    r"HTTP status client error \((40[13])[^)]*\) for url \(([^)\s]+)\)"
-)
+_INDEX_REFUSAL = re.compile(r"HTTP status client error \((40[13])[^)]*\) for url \(([^)\s]+)\)")
 
 
 def _index_refusal(output: str) -> str:

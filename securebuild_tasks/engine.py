@@ -1,14 +1,21 @@
 """The Docker engine adapter: which client can run BuildKit, and running builds.
 
-The docker SDK serves what the engine API serves (ping, image inspect). The SDK
-cannot drive BuildKit (no ``--ssh``, no secret mounts), so builds go through the
-docker CLI, always as an argument list built by `CommandBuilder` and run by
-`run_streaming`: no shell ever sees a user value.
+The docker SDK cannot drive BuildKit (no ``--ssh``, no secret mounts), so
+builds go through the docker CLI, always as an argument list built by
+`CommandBuilder` and run by `run_streaming`: no shell ever sees a user value.
+
+The SDK serves what the engine API serves where the tool lists, removes or
+diagnoses (`clean`, `doctor`, a failed ping). A build's own path stays on the
+CLI it needs anyway: importing the SDK takes longer than a whole cached
+rebuild (see benchmarks/), so one ``docker version`` call both finds the
+client and proves the daemon answers, and the image is inspected by the CLI
+that built it.
 """
 
 from __future__ import annotations
 
 import collections
+import json
 import os
 import re
 import shutil
@@ -33,6 +40,9 @@ class Engine:
     docker: str
     mode: str  # "buildx" or "classic"
     client_version: str
+    #: The daemon's version when it answered while the client was detected
+    #: (then `ping` needs no second call), else empty.
+    server_version: str = field(default="", compare=False)
 
     def build_prefix(self) -> list[str]:
         """The argv start of a build with this client."""
@@ -127,6 +137,42 @@ def _probe(argv: list[str]) -> tuple[int, str]:
     return done.returncode, (done.stdout or done.stderr).strip()
 
 
+def _probe_together(argvs: list[list[str]]) -> list[tuple[int, str]]:
+    """Run a few short docker CLI queries at once: each costs the CLI's start-up time."""
+    started: list[subprocess.Popen[str] | OSError] = []
+    for argv in argvs:
+        try:
+            started.append(
+                subprocess.Popen(
+                    argv,
+                    stdout=subprocess.PIPE,
+                    stderr=subprocess.PIPE,
+                    stdin=subprocess.DEVNULL,
+                    text=True,
+                )
+            )
+        except OSError as exc:
+            started.append(exc)
+    results: list[tuple[int, str]] = []
+    for process in started:
+        if isinstance(process, OSError):
+            results.append((127, process.__class__.__name__))
+            continue
+        try:
+            out, err = process.communicate(timeout=30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.communicate()
+            results.append((127, "TimeoutExpired"))
+            continue
+        results.append((process.returncode, (out or err).strip()))
+    return results
+
+
+#: Client version, and the server's when the daemon answers (empty otherwise).
+_VERSION_FORMAT = "{{.Client.Version}}|{{if .Server}}{{.Server.Version}}{{end}}"
+
+
 def detect_engine(docker: str = "", builder: str = "auto") -> Engine:
     """Find a docker client that can run BuildKit builds with ``--ssh``.
 
@@ -136,17 +182,21 @@ def detect_engine(docker: str = "", builder: str = "auto") -> Engine:
     """
     refusals: list[str] = []
     for candidate in _docker_candidates(docker):
-        code, version = _probe([candidate, "version", "--format", "{{.Client.Version}}"])
-        if code != 0 and not version:
+        queries = [[candidate, "version", "--format", _VERSION_FORMAT]]
+        if builder in ("auto", "buildx"):
+            queries.append([candidate, "buildx", "version"])
+        (code, out), *buildx = _probe_together(queries)
+        if code != 0 and not out:
             refusals.append(f"{candidate} does not run")
             continue
-        version = version.splitlines()[0] if version else "unknown"
-        if builder in ("auto", "buildx"):
-            code, _ = _probe([candidate, "buildx", "version"])
-            if code == 0:
-                return Engine(candidate, "buildx", version)
+        first = out.splitlines()[0] if out else ""
+        version, separator, server = first.partition("|")
+        version = version.strip() or "unknown"
+        server = server.strip() if separator else ""
+        if buildx and buildx[0][0] == 0:
+            return Engine(candidate, "buildx", version, server)
         if builder in ("auto", "classic") and _classic_buildkit(version):
-            return Engine(candidate, "classic", version)
+            return Engine(candidate, "classic", version, server)
         refusals.append(
             f"{candidate} {version} has no buildx plugin" + _classic_refusal(version, builder)
         )
@@ -195,6 +245,8 @@ def endpoint(docker_cli: str) -> str:
     """
     if os.environ.get("DOCKER_HOST"):
         return os.environ["DOCKER_HOST"]
+    if _context_name() == "default":
+        return ""  # the default context is DOCKER_HOST or the default socket
     code, out = _probe(
         [
             docker_cli,
@@ -212,6 +264,23 @@ def endpoint(docker_cli: str) -> str:
     return host
 
 
+def _context_name() -> str:
+    """The docker context the CLI uses: DOCKER_CONTEXT, else the config's currentContext.
+
+    Read from the CLI's own config file, so the common case (no context chosen)
+    costs no ``docker context inspect`` call.
+    """
+    if os.environ.get("DOCKER_CONTEXT"):
+        return os.environ["DOCKER_CONTEXT"]
+    config_dir = Path(os.environ.get("DOCKER_CONFIG") or Path.home() / ".docker")
+    try:
+        config = json.loads((config_dir / "config.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return "default"
+    name = config.get("currentContext") if isinstance(config, dict) else None
+    return name if isinstance(name, str) and name else "default"
+
+
 def sdk_client(docker_cli: str) -> Any:
     """A docker SDK client for the daemon ``docker_cli`` talks to."""
     import docker
@@ -227,6 +296,8 @@ def sdk_client(docker_cli: str) -> Any:
 
 def ping(engine: Engine) -> None:
     """Check that the daemon answers; raise `EngineError` saying where it looked."""
+    if engine.server_version:
+        return  # it answered `docker version` while the client was detected
     try:
         where = endpoint(engine.docker) or "the default socket"
     except _NoSDK as tls:
@@ -260,31 +331,20 @@ class ImageInfo:
 
 
 def inspect_image(ref: str, engine_docker: str = "docker") -> ImageInfo:
-    """Return id and size of ``ref`` through the engine API (the CLI where it cannot)."""
-    import docker.errors
-
+    """Return id and size of a freshly built ``ref``, asking the CLI that built it."""
     try:
-        client = sdk_client(engine_docker)
-        try:
-            attrs = client.api.inspect_image(ref)
-        finally:
-            client.close()
-    except docker.errors.ImageNotFound:
+        attrs = inspect_with_cli(engine_docker, ref)
+    except EngineError:
         raise EngineError(
             f"image {ref} was not found after the build",
             hint="check that the build loads into the daemon (buildx: a docker or"
             " docker-container builder with --load)",
         ) from None
-    except (docker.errors.DockerException, _NoSDK):
-        # An endpoint the SDK cannot reach as the CLI does: ask the CLI that built it.
-        attrs = inspect_with_cli(engine_docker, ref)
     return ImageInfo(attrs["Id"], int(attrs.get("Size", 0)), tuple(attrs.get("RepoTags") or ()))
 
 
 def inspect_with_cli(docker: str, ref: str) -> dict[str, Any]:
     """``docker image inspect`` through the CLI (which reads docker contexts)."""
-    import json
-
     done = subprocess.run(
         [docker, "image", "inspect", ref],
         capture_output=True,
