@@ -35,6 +35,15 @@ def second_engine(engine: Engine, base_image: str) -> Iterator[tuple[str, Path]]
         yield daemon.host, daemon.data_root
 
 
+def _ping_once(docker: str) -> None:
+    """Ping the engine through a fresh SDK client, closing it either way."""
+    client = sdk_client(docker)
+    try:
+        client.ping()
+    finally:
+        client.close()
+
+
 def _exists(docker: str, image: str, **env: str) -> bool:
     done = subprocess.run(
         [docker, "image", "inspect", image],
@@ -139,11 +148,7 @@ def test_ssh_docker_host_builds_on_the_engine_behind_sshd(
             # pinned one is refused.
             known_hosts.write_text(sshd.known_hosts_line(lab.server.host_key))
             with pytest.raises(Exception):  # noqa: B017, PT011 - any refusal will do
-                refused = sdk_client(engine.docker)
-                try:
-                    refused.ping()
-                finally:
-                    refused.close()
+                _ping_once(engine.docker)
             known_hosts.write_text(sshd.known_hosts_line())
 
         project.requirements(f"privpkg @ git+{lab.private_url}@v1.0.0\n# over ssh\n")
