@@ -543,16 +543,25 @@ def execute(plan: BuildPlan, *, out: IO[str] | None = None) -> Executed:
                     on_interrupt=key.revoke if key else None,
                 )
             except BuildError as exc:
-                _engine_still_there(engine)
+                _engine_still_there(engine, exc)
                 raise _explain(exc, plan) from None
     return Executed(engine, key, time.monotonic() - started)
 
 
-def _engine_still_there(engine: Engine) -> None:
+#: What the docker client prints last when its connection to the engine broke
+#: (the daemon stopped or restarted), rather than the build failing.
+_CONNECTION_LOST = re.compile(
+    r"\A(unexpected EOF|error reading from server: EOF|.*rpc error: code = Unavailable.*)\Z"
+)
+
+
+def _engine_still_there(engine: Engine, exc: BuildError) -> None:
     """After a failed build: if the daemon is gone, say so rather than "build failed".
 
     A daemon stopped mid-build leaves the client with a bare "unexpected EOF";
-    the next step is to look at the engine, not at the Dockerfile.
+    the next step is to look at the engine, not at the Dockerfile. A daemon
+    shutting down may still answer a ping for a moment, so the client's own
+    last word counts too.
     """
     try:
         ping(engine)
@@ -561,6 +570,13 @@ def _engine_still_there(engine: Engine) -> None:
             f"the Docker engine stopped answering during the build ({gone.message})",
             hint="check the daemon (`docker info`, its logs), then run the build again",
         ) from None
+    lines = [line.strip() for line in exc.output.splitlines() if line.strip()]
+    if lines and _CONNECTION_LOST.match(lines[-1]):
+        raise EngineError(
+            f"the connection to the Docker engine broke during the build ({lines[-1]})",
+            hint="check the daemon (`docker info`, its logs): was it stopped or restarted?"
+            " Then run the build again",
+        )
 
 
 def build_image(settings: Settings, *, cwd: Path, out: IO[str] | None = None) -> BuildResult:
