@@ -32,8 +32,14 @@ start_dockerd() {
     echo "ci: starting dockerd"
     mkdir -p /var/log
     # No bridge: the lab has no iptables; builds then use --network host.
-    nohup dockerd --bridge=none --iptables=false --ip-masq=false \
-        >/var/log/securebuild-dockerd.log 2>&1 &
+    # Restarted if it dies: dockerd 20.10's BuildKit can panic ("failed to get
+    # edge", moby/moby#42414) when concurrent builds share steps; one test may
+    # then fail, but the rest of the run keeps an engine.
+    nohup sh -c 'while :; do
+            dockerd --bridge=none --iptables=false --ip-masq=false
+            echo "ci: dockerd exited ($?); restarting" >&2
+            sleep 1
+        done' >>/var/log/securebuild-dockerd.log 2>&1 &
     for _ in $(seq 1 60); do
         /usr/bin/docker info >/dev/null 2>&1 && return
         sleep 1
