@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from .agent import write_private
 from .errors import KeySourceError, SettingsError
 from .settings import INDEX_TOKEN_ENV, Settings
 
@@ -147,11 +148,7 @@ class IndexCredentials:
         text = self._user_netrc_text()
         user = self.settings.index_username
         line = f"machine {self.host} login {user} password {self.token()}\n"
-        path = workdir / "netrc.secret"
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text + line)
-        return path
+        return write_private(workdir, "netrc.secret", text + line)
 
     def refused(self) -> bool:
         """Whether the index answers the token with 401 or 403 (asked after a failed build).
