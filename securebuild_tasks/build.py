@@ -428,8 +428,14 @@ def build_command(
             del build_args["SSH_IDENTITY"]
         else:
             build_args["SSH_IDENTITY"] = key.fingerprint
+    buildx = engine.mode == "buildx"
+    named = s.buildx_builder if buildx else ""
     command = (
         CommandBuilder(*engine.build_prefix())
+        .option("--builder", named)
+        # A named builder is usually a docker-container one, which grants host
+        # networking only when the build asks (and its buildkitd allows it).
+        .option("--allow", "network.host" if named and plan.network == "host" else "")
         .option("--progress", progress)
         .option("--file", str(plan.dockerfile))
         .option("--tag", s.image_ref if plan.tag else "")
@@ -517,6 +523,12 @@ def execute(plan: BuildPlan, *, out: IO[str] | None = None) -> Executed:
     if plan.index is not None:
         plan.index.check()
     engine = detect_engine(plan.settings.docker, plan.settings.builder)
+    if plan.settings.buildx_builder and engine.mode != "buildx":
+        raise SettingsError(
+            f"setting buildx_builder names a buildx builder ({plan.settings.buildx_builder}),"
+            f" but {engine.docker} {engine.client_version} has no buildx plugin",
+            hint="install the docker buildx plugin, or leave buildx_builder empty",
+        )
     ping(engine)
     started = time.monotonic()
     with _signals_as_interrupt(), private_workdir() as workdir:

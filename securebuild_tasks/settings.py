@@ -72,8 +72,10 @@ class Settings:
     base_image: str = "python:3.12-slim"
     build_args: dict[str, str] = field(default_factory=dict)
     no_cache: bool = False
+    audit: bool = False
     docker: str = ""
     builder: str = "auto"
+    buildx_builder: str = ""
     progress: str = "auto"
     key_source: str = "auto"
     agent_socket: str = ""
@@ -118,8 +120,11 @@ HELP: dict[str, str] = {
     "base_image": "base image for the built-in template (a non-secret build arg)",
     "build_args": "extra non-secret build args, NAME=VALUE[,NAME=VALUE]",
     "no_cache": "build without BuildKit's cache (private packages are fetched again)",
+    "audit": "audit every built image for private-key material (as build-image --audit)",
     "docker": "docker binary to use; empty: the first on PATH that can run BuildKit",
     "builder": "auto, buildx (docker buildx build) or classic (DOCKER_BUILDKIT=1 docker build)",
+    "buildx_builder": "a named buildx builder to build on (docker buildx build --builder NAME);"
+    " empty: the current one",
     "progress": "build output: auto, plain or tty",
     "key_source": "where the SSH key comes from: auto, agent, keyring or file",
     "agent_socket": "ssh-agent socket; empty: $SSH_AUTH_SOCK",
@@ -357,12 +362,19 @@ def _validate(s: Settings, origins: Mapping[str, str]) -> None:
         ("network", _NETWORK, True, "a docker network name such as host or none"),
         ("platform", _PLATFORM, True, "os/arch[/variant], e.g. linux/amd64"),
         ("target", _BUILD_ARG_STAGE, True, "the name of a stage in the Dockerfile"),
+        ("buildx_builder", _NETWORK, True, "a builder name from `docker buildx ls`"),
     ]
     for name, pattern, may_be_empty, form in patterns:
         value = getattr(s, name)
         if (value or not may_be_empty) and not pattern.match(value):
             raise bad(name, f"is not a valid {name}: {_show(value)}", f"use {form}")
 
+    if s.buildx_builder and s.builder == "classic":
+        raise bad(
+            "buildx_builder",
+            f"names a buildx builder ({s.buildx_builder}) but builder is 'classic'",
+            "set builder to auto or buildx, or leave buildx_builder empty",
+        )
     if "," in s.platform:
         raise bad(
             "platform",

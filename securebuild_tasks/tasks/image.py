@@ -89,7 +89,9 @@ def build_image(
         pip_config=pip_config,
         # A bool flag only ever turns the setting on; off means "not given".
         no_cache=True if no_cache else None,
+        audit=True if audit else None,
     )
+    audit = settings.audit
     result = run_build(settings, cwd=Path.cwd(), out=sys.stderr)
     how = (
         "offline from the wheelhouse"
@@ -107,6 +109,12 @@ def build_image(
         # With --json, stdout carries only the summary: findings go to stderr.
         run_audit(settings, result.image, report=sys.stderr if json else sys.stdout)
         print(f"securebuild: audit of {result.image}: clean", file=sys.stderr)
+    else:
+        print(
+            "securebuild: audit: not run (--audit, or securebuild.audit, searches the image"
+            " for key material)",
+            file=sys.stderr,
+        )
     if json:
         import json as json_module
 

@@ -128,7 +128,9 @@ def test_json_summary_on_stdout(recorded: tuple[Path, dict[str, str]]) -> None:
     assert summary["key_source"] == "file"
     assert summary["key_fingerprint"].startswith("SHA256:")
     assert summary["offline"] is False
+    assert summary["audit"] is None
     assert "securebuild: built app:v3" in done.stderr
+    assert "securebuild: audit: not run" in done.stderr
 
 
 def test_index_token_reaches_docker_only_as_a_netrc_secret(
@@ -194,3 +196,40 @@ def test_interrupted_build_leaves_no_netrc(
     assert "Traceback" not in stderr
     assert securebuild_leftovers() == []
     assert find_in_tree(Path(tempfile.gettempdir()), [token.encode()]) == []
+
+
+BUILDX_RECORDER = RECORDER.replace(
+    "  buildx) exit 1 ;;",
+    '  buildx) case "$2" in\n'
+    "      version) echo 'github.com/docker/buildx v0.17.1'; exit 0 ;;\n"
+    '      build) printf \'%s\\n\' "$@" > "$RECORD"; exit 0 ;;\n'
+    "    esac; exit 1 ;;",
+)
+
+
+def test_named_buildx_builder(recorded: tuple[Path, dict[str, str]]) -> None:
+    """buildx_builder reaches `docker buildx build --builder NAME`, asks for host
+    networking only with network=host, loads the image back; a client without
+    buildx refuses the setting in one line."""
+    project, env = recorded
+    docker = Path(env["SECUREBUILD_DOCKER"])
+    classic = docker.read_text()
+    docker.write_text(BUILDX_RECORDER)
+    named = {**env, "SECUREBUILD_BUILDX_BUILDER": "shared"}
+    argv = _build(project, named, "--network", "host")
+    assert argv[:2] == ["buildx", "build"]
+    assert argv[argv.index("--builder") + 1] == "shared"
+    assert argv[argv.index("--allow") + 1] == "network.host"
+    assert "--load" in argv
+    plain = _build(project, named)
+    assert "--allow" not in plain
+    assert plain[plain.index("--builder") + 1] == "shared"
+    assert "--builder" not in _build(project, env)
+
+    docker.write_text(classic)
+    done = run_cli("invoke", project, "build-image", env=named)
+    assert done.returncode == 2
+    assert "Traceback" not in done.stderr
+    last = done.stderr.strip().splitlines()[-1]
+    assert last.startswith("securebuild: error: setting buildx_builder names a buildx builder")
+    assert "no buildx plugin" in last

@@ -693,3 +693,14 @@ def test_several_platforms_refused(tmp_path: Path) -> None:
     """A multi-platform value cannot be loaded into one engine: refused with the fix."""
     with pytest.raises(SettingsError, match="several platforms"):
         resolve({}, environ={"SECUREBUILD_PLATFORM": "linux/amd64,linux/arm64"}, cwd=tmp_path)
+
+
+def test_named_buildx_builder_needs_buildx(tmp_path: Path) -> None:
+    """A named buildx builder is refused with the classic builder, and must look
+    like a builder name (it reaches docker's argv)."""
+    named = resolve({"buildx_builder": "shared"}, environ={}, cwd=tmp_path)
+    assert named.buildx_builder == "shared"
+    with pytest.raises(SettingsError, match="builder is 'classic'"):
+        resolve({"buildx_builder": "shared", "builder": "classic"}, environ={}, cwd=tmp_path)
+    with pytest.raises(SettingsError, match="not a valid buildx_builder"):
+        resolve({"buildx_builder": "--driver=evil"}, environ={}, cwd=tmp_path)
