@@ -17,6 +17,8 @@ install_packages() {
     command -v gnome-keyring-daemon >/dev/null || missing+=(gnome-keyring)
     command -v dbus-run-session >/dev/null || missing+=(dbus dbus-user-session)
     command -v git >/dev/null || missing+=(git)
+    command -v curl >/dev/null || missing+=(curl)
+    command -v xz >/dev/null || missing+=(xz-utils)
     python3 -c 'import ensurepip, venv' 2>/dev/null || missing+=(python3-venv)
     if [ "${#missing[@]}" -gt 0 ]; then
         echo "ci: installing ${missing[*]}"
@@ -83,7 +85,34 @@ build_base_image() {
     /usr/bin/docker import "$tarball" "$BASE_IMAGE" >/dev/null
 }
 
+fetch_buildx() {
+    # The buildx CLI plugin, kept out of the system's plugin path: only tests
+    # that point DOCKER_CONFIG at $CACHE_DIR/buildx use it (the rest of the
+    # suite keeps the classic client). bookworm has no docker-buildx package;
+    # trixie's is a static binary that runs here.
+    local plugin="$CACHE_DIR/buildx/cli-plugins/docker-buildx"
+    [ -x "$plugin" ] && return
+    local mirror arch filename deb unpacked
+    mirror="$(apt_mirror)"
+    arch="$(dpkg --print-architecture)"
+    filename="$(curl -fsS "$mirror/dists/trixie/main/binary-$arch/Packages.xz" | xz -dc \
+        | awk '/^Package: /{p=$2} /^Filename: /{if (p == "docker-buildx" && !f) f=$2} END{print f}')"
+    if [ -z "$filename" ]; then
+        echo "ci: no docker-buildx package found on $mirror" >&2
+        exit 1
+    fi
+    deb="$(mktemp)"
+    unpacked="$(mktemp -d)"
+    curl -fsS "$mirror/$filename" -o "$deb"
+    dpkg -x "$deb" "$unpacked"
+    mkdir -p "$(dirname "$plugin")"
+    install -m 0755 "$unpacked/usr/libexec/docker/cli-plugins/docker-buildx" "$plugin"
+    rm -rf "$deb" "$unpacked"
+    echo "ci: buildx plugin in $plugin"
+}
+
 install_packages
 start_dockerd
 build_base_image
+fetch_buildx
 echo "ci: engine ready, base image $BASE_IMAGE"

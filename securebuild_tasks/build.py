@@ -433,9 +433,9 @@ def build_command(
     command = (
         CommandBuilder(*engine.build_prefix())
         .option("--builder", named)
-        # A named builder is usually a docker-container one, which grants host
-        # networking only when the build asks (and its buildkitd allows it).
-        .option("--allow", "network.host" if named and plan.network == "host" else "")
+        # A docker-container or remote builder grants host networking only when
+        # the build asks (and its buildkitd allows it); the docker driver accepts it.
+        .option("--allow", "network.host" if buildx and plan.network == "host" else "")
         .option("--progress", progress)
         .option("--file", str(plan.dockerfile))
         .option("--tag", s.image_ref if plan.tag else "")
@@ -722,7 +722,28 @@ _ENGINE_SSH = re.compile(
 )
 
 
+def _builder_refusal(output: str, name: str) -> SettingsError | None:
+    """buildx's refusal of the builder that buildx_builder names, as one line."""
+    if not name:
+        return None
+    if f'no builder "{name}" found' in output:
+        return SettingsError(
+            f"there is no buildx builder named {name} (setting buildx_builder)",
+            hint="see `docker buildx ls`, or fix securebuild.buildx_builder",
+        )
+    if f'to switch to context "{name}"' in output:
+        return SettingsError(
+            f"buildx builder {name} is the docker context {name}'s own builder, which buildx"
+            " selects by context, not by --builder",
+            hint=f"set DOCKER_CONTEXT={name} (or `docker context use {name}`) and leave"
+            " securebuild.buildx_builder empty",
+        )
+    return None
+
+
 def _explain(exc: BuildError, plan: BuildPlan) -> SecurebuildError:
+    if builder_refusal := _builder_refusal(exc.output, plan.settings.buildx_builder):
+        return builder_refusal
     if match := _ENGINE_SSH.search(exc.output):
         said = (match.group(1) or "").strip()
         return EngineError(

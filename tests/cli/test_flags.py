@@ -208,9 +208,9 @@ BUILDX_RECORDER = RECORDER.replace(
 
 
 def test_named_buildx_builder(recorded: tuple[Path, dict[str, str]]) -> None:
-    """buildx_builder reaches `docker buildx build --builder NAME`, asks for host
-    networking only with network=host, loads the image back; a client without
-    buildx refuses the setting in one line."""
+    """buildx_builder reaches `docker buildx build --builder NAME`; buildx builds
+    ask for host networking only with network=host and load the image back; a
+    client without buildx refuses the setting in one line."""
     project, env = recorded
     docker = Path(env["SECUREBUILD_DOCKER"])
     classic = docker.read_text()
@@ -224,7 +224,9 @@ def test_named_buildx_builder(recorded: tuple[Path, dict[str, str]]) -> None:
     plain = _build(project, named)
     assert "--allow" not in plain
     assert plain[plain.index("--builder") + 1] == "shared"
-    assert "--builder" not in _build(project, env)
+    current = _build(project, env, "--network", "host")
+    assert "--builder" not in current
+    assert current[current.index("--allow") + 1] == "network.host"
 
     docker.write_text(classic)
     done = run_cli("invoke", project, "build-image", env=named)

@@ -102,6 +102,22 @@ def keyring_ready() -> None:
     )
 
 
+CI_CACHE = Path(os.environ.get("SBT_CI_CACHE", "/var/cache/securebuild-ci"))
+
+
+@pytest.fixture(scope="session")
+def buildx_config(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A DOCKER_CONFIG whose docker client has the buildx plugin (fetched by
+    .ci/services.sh, kept out of the system's plugin path so that every other
+    test builds with the classic client)."""
+    plugin = CI_CACHE / "buildx" / "cli-plugins" / "docker-buildx"
+    need(os.access(plugin, os.X_OK), f"no buildx plugin at {plugin}; run .ci/services.sh")
+    config = tmp_path_factory.mktemp("buildx-config")
+    (config / "cli-plugins").mkdir()
+    (config / "cli-plugins" / "docker-buildx").symlink_to(plugin)
+    return config
+
+
 @dataclass
 class Lab:
     """The session's git server, package index and keys."""
