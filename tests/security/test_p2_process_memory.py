@@ -11,15 +11,14 @@ interrupted like Ctrl-C does, and must clean up.
 
 from __future__ import annotations
 
-import os
 import re
-import signal
 import subprocess
 import time
 from pathlib import Path
 
 import pytest
 
+from tests.support.cli import stop_and_collect
 from tests.support.fixtures import Lab, Project, own_slow_package, securebuild_leftovers
 from tests.support.leaks import HEADER, find_in_bytes, key_needles, raw_needles
 from tests.support.procs import (
@@ -100,14 +99,7 @@ def test_no_key_bytes_in_any_process_during_a_build(
                 after_all_seen += 1
             time.sleep(0.5)
     finally:
-        if process.poll() is None:
-            os.killpg(process.pid, signal.SIGINT)  # what a terminal's Ctrl-C does
-        try:
-            process.wait(timeout=120)
-        finally:
-            if process.poll() is None:
-                process.kill()
-        output = process.stdout.read().decode(errors="replace") if process.stdout else ""
+        output = stop_and_collect(process)
 
     assert leaks == []
     # Not vacuous: the docker client, the ephemeral agent and this build's private

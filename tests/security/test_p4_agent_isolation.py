@@ -15,7 +15,6 @@ import os
 import pwd
 import re
 import shutil
-import signal
 import stat
 import subprocess
 from pathlib import Path
@@ -23,6 +22,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import need
+from tests.support.cli import stop_and_collect
 from tests.support.fixtures import Lab, Project, own_slow_package, securebuild_leftovers
 from tests.support.procs import new_agent_sockets, wait_for, workdirs
 from tests.support.realparts import Agent, make_key
@@ -163,14 +163,7 @@ def test_second_uid_cannot_use_the_ephemeral_agent(
         assert sock.exists()
         assert process.poll() is None, "the build ended before its key expired"
     finally:
-        if process.poll() is None:
-            os.killpg(process.pid, signal.SIGINT)  # what a terminal's Ctrl-C does
-        try:
-            process.wait(timeout=120)
-        finally:
-            if process.poll() is None:
-                process.kill()
-        output = process.stdout.read().decode(errors="replace") if process.stdout else ""
+        output = stop_and_collect(process)
     assert process.returncode != 0
     assert "Traceback" not in output
     assert re.search(r"key SHA256:\S+ from file", output), output[-2000:]

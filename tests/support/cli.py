@@ -90,3 +90,23 @@ def run_in_pty(
             process.wait()
         os.close(master)
     return code, b"".join(chunks)
+
+
+def stop_and_collect(process: subprocess.Popen[bytes], *, interrupt: bool = True) -> str:
+    """End a build started in its own session the way a terminal's Ctrl-C does
+    (unless it already ended), wait for it, and return everything it printed.
+
+    The process must have been started with ``start_new_session=True`` and its
+    stderr merged into a piped stdout.
+    """
+    import signal
+
+    if interrupt and process.poll() is None:
+        os.killpg(process.pid, signal.SIGINT)
+    try:
+        process.wait(timeout=120)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    return process.stdout.read().decode(errors="replace") if process.stdout else ""
