@@ -192,11 +192,24 @@ def _sensitive_files(settings: Settings, cwd: Path) -> dict[str, Path]:
     return found
 
 
-def check_context(settings: Settings, cwd: Path, context: Path) -> None:
+def ignore_file(context: Path, dockerfile: Path | None) -> Path:
+    """The ignore file BuildKit applies: ``<Dockerfile>.dockerignore`` beside the
+    Dockerfile when there is one, else the context's ``.dockerignore``."""
+    if dockerfile is not None:
+        specific = dockerfile.with_name(dockerfile.name + ".dockerignore")
+        if specific.is_file():
+            return specific
+    return context / ".dockerignore"
+
+
+def check_context(
+    settings: Settings, cwd: Path, context: Path, dockerfile: Path | None = None
+) -> None:
     """Refuse a build whose context would carry a key, token file or .env into it.
 
-    `.dockerignore` is read with the docker SDK's own matcher, so what counts
-    as excluded is what Docker itself excludes.
+    The ignore file BuildKit will apply (see `ignore_file`) is read with the
+    docker SDK's own matcher, so what counts as excluded is what Docker itself
+    excludes.
     """
     root = context.resolve()
     inside: dict[str, tuple[Path, Path]] = {}
@@ -211,7 +224,7 @@ def check_context(settings: Settings, cwd: Path, context: Path) -> None:
         return  # the common case, and no docker SDK import for it
     from docker.utils.build import PatternMatcher
 
-    ignore = context / ".dockerignore"
+    ignore = ignore_file(context, dockerfile)
     patterns: list[str] = []
     if ignore.is_file():
         lines = ignore.read_text(encoding="utf-8", errors="replace").splitlines()
@@ -222,7 +235,7 @@ def check_context(settings: Settings, cwd: Path, context: Path) -> None:
         excluded = matcher.matches(relative.as_posix())  # type: ignore[arg-type]
         if not excluded:
             raise SettingsError(
-                f"{name} {path} is inside the build context and not in .dockerignore, so it"
+                f"{name} {path} is inside the build context and not in {ignore.name}, so it"
                 " would be sent to the builder and could be copied into the image",
                 hint=f"add `{relative.as_posix()}` to {ignore}, or keep the file outside {context}",
             )
@@ -248,8 +261,8 @@ def choose_dockerfile(settings: Settings, cwd: Path, context: Path) -> Path:
 def plan_build(settings: Settings, cwd: Path) -> BuildPlan:
     """Plan ``build-image``: the lock when present, the wheelhouse when present."""
     context = resolve_context(settings, cwd)
-    check_context(settings, cwd, context)
     dockerfile = choose_dockerfile(settings, cwd, context)
+    check_context(settings, cwd, context, dockerfile)
     requirements, requirements_file, locked = requirements_for(settings, context)
     wheelhouse = context / settings.wheelhouse if settings.wheelhouse else None
     if wheelhouse is not None and (wheelhouse / lockfile.MANIFEST).is_file():

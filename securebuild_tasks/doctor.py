@@ -160,7 +160,7 @@ def _index_token(settings: Settings, cwd: Path) -> str:
 
 def _build_context(settings: Settings, cwd: Path) -> str:
     context = resolve_context(settings, cwd)
-    check_context(settings, cwd, context)
+    check_context(settings, cwd, context, choose_dockerfile(settings, cwd, context))
     return f"{context}: no key, token file or .env would be sent"
 
 

@@ -305,6 +305,28 @@ def test_key_inside_context_is_refused(user_project: UserProject, tmp_path: Path
     one_line_error(allowed, 5, "cannot reach the Docker daemon")
 
 
+def test_dockerfile_specific_ignore_file_is_the_one_checked(
+    user_project: UserProject, tmp_path: Path
+) -> None:
+    """BuildKit applies `<Dockerfile>.dockerignore` instead of `.dockerignore`
+    when it exists: a key that only `.dockerignore` excludes would be sent."""
+    key = make_key(user_project.path, "deploy_key")
+    (user_project.path / ".dockerignore").write_text("deploy_key*\n")
+    (user_project.path / "Dockerfile").write_text("FROM scratch\nRUN --mount=type=ssh true\n")
+    (user_project.path / "Dockerfile.dockerignore").write_text("vendor/\n")
+    done = user_project.inv("build-image", SECUREBUILD_KEY_FILE=str(key.private))
+    one_line_error(done, 2, "key_file", "inside the build context", "Dockerfile.dockerignore")
+    (user_project.path / "Dockerfile.dockerignore").write_text("vendor/\ndeploy_key*\n")
+    allowed = user_project.inv(
+        "build-image",
+        SECUREBUILD_KEY_FILE=str(key.private),
+        DOCKER_HOST="unix:///nonexistent/docker.sock",
+        SECUREBUILD_DOCKER=_fake_docker(tmp_path, "20.10.24", buildx=False),
+    )
+    # Past the context check now: it stops at the (absent) daemon instead.
+    one_line_error(allowed, 5, "cannot reach the Docker daemon")
+
+
 def test_dotenv_inside_context_is_refused(user_project: UserProject) -> None:
     """A .env in the context must be excluded before a build sends it anywhere."""
     (user_project.path / ".env").write_text("SECUREBUILD_TAG=v1\n")
