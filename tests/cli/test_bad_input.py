@@ -289,20 +289,24 @@ def test_keyring_entry_missing(user_project: UserProject) -> None:
     one_line_error(done, 3, "no key in the keyring", "inv store-key")
 
 
+def _assert_past_the_context_check(user_project: UserProject, tmp_path: Path, key: Path) -> None:
+    """The build gets past the context check: it stops at the (absent) daemon instead."""
+    allowed = user_project.inv(
+        "build-image",
+        SECUREBUILD_KEY_FILE=str(key),
+        DOCKER_HOST="unix:///nonexistent/docker.sock",
+        SECUREBUILD_DOCKER=_fake_docker(tmp_path, "20.10.24", buildx=False),
+    )
+    one_line_error(allowed, 5, "cannot reach the Docker daemon")
+
+
 def test_key_inside_context_is_refused(user_project: UserProject, tmp_path: Path) -> None:
     """A key file in the build context, not in .dockerignore, would be sent: refused."""
     key = make_key(user_project.path, "deploy_key")
     done = user_project.inv("build-image", SECUREBUILD_KEY_FILE=str(key.private))
     one_line_error(done, 2, "key_file", "inside the build context", ".dockerignore")
     (user_project.path / ".dockerignore").write_text("# keys stay out\ndeploy_key*\n")
-    allowed = user_project.inv(
-        "build-image",
-        SECUREBUILD_KEY_FILE=str(key.private),
-        DOCKER_HOST="unix:///nonexistent/docker.sock",
-        SECUREBUILD_DOCKER=_fake_docker(tmp_path, "20.10.24", buildx=False),
-    )
-    # Past the context check now: it stops at the (absent) daemon instead.
-    one_line_error(allowed, 5, "cannot reach the Docker daemon")
+    _assert_past_the_context_check(user_project, tmp_path, key.private)
 
 
 def test_dockerfile_specific_ignore_file_is_the_one_checked(
@@ -317,14 +321,7 @@ def test_dockerfile_specific_ignore_file_is_the_one_checked(
     done = user_project.inv("build-image", SECUREBUILD_KEY_FILE=str(key.private))
     one_line_error(done, 2, "key_file", "inside the build context", "Dockerfile.dockerignore")
     (user_project.path / "Dockerfile.dockerignore").write_text("vendor/\ndeploy_key*\n")
-    allowed = user_project.inv(
-        "build-image",
-        SECUREBUILD_KEY_FILE=str(key.private),
-        DOCKER_HOST="unix:///nonexistent/docker.sock",
-        SECUREBUILD_DOCKER=_fake_docker(tmp_path, "20.10.24", buildx=False),
-    )
-    # Past the context check now: it stops at the (absent) daemon instead.
-    one_line_error(allowed, 5, "cannot reach the Docker daemon")
+    _assert_past_the_context_check(user_project, tmp_path, key.private)
 
 
 def test_dotenv_inside_context_is_refused(user_project: UserProject) -> None:
