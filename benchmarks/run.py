@@ -545,7 +545,6 @@ def main(argv: list[str] | None = None) -> int:
     with lab(args.quick) as bench_lab:
         variants = make_variants(bench_lab, engine)
         figures = measure(bench_lab, engine, variants, runs)
-        print(json.dumps(figures.times), file=sys.stderr)
         ours = variants[-1]
         env = {**os.environ, **bench_lab.agent.env()}
         figures.cli = cli_start(runs, ours.project, env)
