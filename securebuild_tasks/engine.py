@@ -122,21 +122,6 @@ def _docker_candidates(configured: str) -> list[str]:
     return candidates
 
 
-def _probe(argv: list[str]) -> tuple[int, str]:
-    try:
-        done = subprocess.run(
-            argv,
-            capture_output=True,
-            text=True,
-            timeout=30,
-            check=False,
-            stdin=subprocess.DEVNULL,
-        )
-    except (OSError, subprocess.TimeoutExpired) as exc:
-        return 127, exc.__class__.__name__
-    return done.returncode, (done.stdout or done.stderr).strip()
-
-
 def _probe_together(argvs: list[list[str]]) -> list[tuple[int, str]]:
     """Run a few short docker CLI queries at once: each costs the CLI's start-up time."""
     started: list[subprocess.Popen[str] | OSError] = []
@@ -167,6 +152,11 @@ def _probe_together(argvs: list[list[str]]) -> list[tuple[int, str]]:
             continue
         results.append((process.returncode, (out or err).strip()))
     return results
+
+
+def _probe(argv: list[str]) -> tuple[int, str]:
+    """One short docker CLI query: its exit code and what it printed."""
+    return _probe_together([argv])[0]
 
 
 #: Client version, and the server's when the daemon answers (empty otherwise).
