@@ -6,7 +6,7 @@ import subprocess
 from pathlib import Path
 
 from tests.cli.test_flags import RECORDER
-from tests.support.cli import run_cli, user_env
+from tests.support.cli import run_cli, stand_in_docker, user_env
 from tests.support.realparts import make_key
 
 
@@ -22,10 +22,7 @@ def test_doctor_finds_each_problem_then_passes(tmp_path: Path) -> None:
     (project / "Dockerfile").write_text(
         "FROM python:3.12-slim\nARG SSH_PRIVATE_KEY\nRUN ssh-keyscan github.com >> k\n"
     )
-    docker = tmp_path / "bin" / "docker"
-    docker.parent.mkdir()
-    docker.write_text(RECORDER)
-    docker.chmod(0o755)
+    docker = stand_in_docker(tmp_path, RECORDER)
     key = make_key(tmp_path / "keys", "deploy")
     key.private.chmod(0o644)
     known_hosts = tmp_path / "known_hosts"
@@ -70,10 +67,7 @@ def test_doctor_checks_the_index_token_without_showing_it(tmp_path: Path) -> Non
     project = tmp_path / "project"
     project.mkdir()
     (project / "requirements.txt").write_text("six==1.16.0\n")
-    docker = tmp_path / "bin" / "docker"
-    docker.parent.mkdir()
-    docker.write_text(RECORDER)
-    docker.chmod(0o755)
+    docker = stand_in_docker(tmp_path, RECORDER)
     key = make_key(tmp_path / "keys", "deploy")
     env = user_env(
         DOCKER_HOST="unix:///nonexistent/docker.sock",

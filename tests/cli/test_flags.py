@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.cli import run_cli, user_env
+from tests.support.cli import run_cli, stand_in_docker, user_env
 from tests.support.fixtures import securebuild_leftovers
 from tests.support.leaks import find_in_tree, key_needles
 from tests.support.realparts import make_key
@@ -51,10 +51,7 @@ def recorded(tmp_path: Path) -> tuple[Path, dict[str, str]]:
         "ns = Collection()\nsecurebuild_tasks.add_to(ns)\n"
     )
     (project / "requirements.txt").write_text("six==1.16.0\n")
-    docker = tmp_path / "bin" / "docker"
-    docker.parent.mkdir()
-    docker.write_text(RECORDER)
-    docker.chmod(0o755)
+    docker = stand_in_docker(tmp_path, RECORDER)
     key = make_key(tmp_path / "keys", "deploy")
     env = user_env(
         RECORD=str(tmp_path / "argv"),

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from securebuild_tasks.engine import Engine
-from tests.support.fixtures import BASE_IMAGE, Lab, Project, securebuild_leftovers
+from tests.support.fixtures import BASE_IMAGE, Lab, Project, in_image, securebuild_leftovers
 from tests.support.leaks import (
     find_in_bytes,
     find_in_tree,
@@ -31,24 +31,8 @@ pytestmark = pytest.mark.engine
 
 
 def _import_private(engine: Engine, image: str) -> str:
-    done = subprocess.run(
-        [
-            engine.docker,
-            "run",
-            "--rm",
-            "--network",
-            "host",
-            image,
-            "python",
-            "-c",
-            "import privpkg; print(privpkg.VERSION)",
-        ],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    assert done.returncode == 0, done.stderr
-    return done.stdout.strip()
+    script = "import privpkg; print(privpkg.VERSION)"
+    return in_image(engine.docker, image, "python", "-c", script, network="host").strip()
 
 
 def _assert_no_leak(engine: Engine, data_root: Path, image: str, key: SSHKey, output: str) -> None:

@@ -7,7 +7,6 @@ git package, so a working build proves the token reached pip.
 
 from __future__ import annotations
 
-import subprocess
 import tempfile
 from pathlib import Path
 
@@ -15,7 +14,7 @@ import pytest
 
 from securebuild_tasks.engine import Engine
 from tests.integration.test_build_image import _assert_one_line_error, _import_private
-from tests.support.fixtures import Lab, Project, securebuild_leftovers
+from tests.support.fixtures import Lab, Project, in_image, securebuild_leftovers
 from tests.support.leaks import docker_output, find_in_tree
 from tests.support.realparts import PrivateIndex
 
@@ -34,15 +33,8 @@ def _index_env(lab: Lab, index: PrivateIndex) -> dict[str, str]:
 
 
 def _runs_six(engine: Engine, image: str) -> str:
-    done = subprocess.run(
-        [engine.docker, "run", "--rm", "--network", "none", image, "python", "-c",
-         "import six; print(six.__version__)"],
-        capture_output=True,
-        text=True,
-        check=False,
-    )  # fmt: skip
-    assert done.returncode == 0, done.stderr
-    return done.stdout.strip()
+    script = "import six; print(six.__version__)"
+    return in_image(engine.docker, image, "python", "-c", script).strip()
 
 
 @pytest.mark.parametrize("source", ["keyring", "environment"])

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
 from pathlib import Path
 
 import pytest
@@ -12,7 +11,7 @@ import pytest
 from securebuild_tasks.engine import Engine
 from tests.support.fixtures import Lab, Project
 from tests.support.leaks import find_in_tree, image_leaks, key_needles
-from tests.support.old_recipe import build_old_way
+from tests.support.old_recipe import old_way_image
 from tests.support.realparts import make_key
 
 pytestmark = pytest.mark.engine
@@ -23,19 +22,14 @@ def test_old_recipe_is_caught(
 ) -> None:
     """Key as build arg, written in a stage: found in history, layers and data root."""
     key = make_key(tmp_path / "keys", "old-recipe-key")
-    image = f"sbt-old-recipe-{os.getpid()}"
-    build_old_way(engine, base_image, key.private_bytes, tmp_path, image)
-    try:
+    name = f"sbt-old-recipe-{os.getpid()}"
+    with old_way_image(engine, base_image, key.private_bytes, tmp_path, name) as image:
         needles = key_needles(key.private_bytes)
         found = image_leaks(engine.docker, image, needles, base_image)
         assert "docker save" in found
         assert "docker history" in found
         assert "docker save (added layers)" in found  # the PEM header in the new layer
         assert find_in_tree(data_root, needles) != []
-    finally:
-        subprocess.run(
-            [engine.docker, "image", "rm", "-f", image], capture_output=True, check=False
-        )
 
 
 def test_audit_finds_the_old_recipe(
@@ -43,18 +37,13 @@ def test_audit_finds_the_old_recipe(
 ) -> None:
     """`inv audit` on an image built the old way: key block, key bytes, secret build arg."""
     key = make_key(tmp_path / "keys", "old-recipe-key")
-    image = f"sbt-old-recipe-audit-{os.getpid()}"
-    build_old_way(engine, base_image, key.private_bytes, tmp_path, image)
-    try:
+    name = f"sbt-old-recipe-audit-{os.getpid()}"
+    with old_way_image(engine, base_image, key.private_bytes, tmp_path, name) as image:
         done = project.inv(
             "audit",
             "--image",
             image,
             env={"SECUREBUILD_KEY_FILE": str(key.private), "SECUREBUILD_KEY_SOURCE": "file"},
-        )
-    finally:
-        subprocess.run(
-            [engine.docker, "image", "rm", "-f", image], capture_output=True, check=False
         )
     assert done.returncode == 7, done.stderr
     assert done.stderr.strip().splitlines() == [

@@ -6,7 +6,6 @@ import json
 import os
 import re
 import shutil
-import subprocess
 import zipfile
 from pathlib import Path
 
@@ -14,7 +13,7 @@ import pytest
 
 from securebuild_tasks.engine import Engine
 from tests.integration.test_build_image import _assert_one_line_error
-from tests.support.fixtures import Lab, Project, securebuild_leftovers
+from tests.support.fixtures import Lab, Project, in_image, securebuild_leftovers
 from tests.support.leaks import find_in_tree, key_needles
 from tests.support.realparts import GitServer, PackageIndex, run
 
@@ -34,24 +33,8 @@ def _key_env(lab: Lab) -> dict[str, str]:
 
 
 def _version_in_image(engine: Engine, image: str, module: str) -> str:
-    done = subprocess.run(
-        [
-            engine.docker,
-            "run",
-            "--rm",
-            "--network",
-            "none",
-            image,
-            "python",
-            "-c",
-            f"import {module}; print({module}.VERSION)",
-        ],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    assert done.returncode == 0, done.stderr
-    return done.stdout.strip()
+    script = f"import {module}; print({module}.VERSION)"
+    return in_image(engine.docker, image, "python", "-c", script).strip()
 
 
 def _move_tag(server: GitServer, name: str, tag: str, version: str) -> str:
@@ -209,25 +192,17 @@ def test_vendor_then_build_offline(
     assert built.returncode == 0, built.stderr[-3000:]
     assert "no key, no network" in built.stderr
     assert _version_in_image(engine, project.image, "vendoredpkg") == "2.0.0"
-    listing = subprocess.run(
-        [
-            engine.docker,
-            "run",
-            "--rm",
-            "--network",
-            "none",
-            project.image,
-            "sh",
-            "-c",
-            # What the build added: the app, the venv, temp dirs (the base image's
-            # own /usr/share/python-wheels is not the build's doing).
-            "find /app /opt/venv /tmp /root \\( -name '*.whl' -o -name vendor"
-            " -o -name '*.hashes' -o -name .cache \\) -print",
-        ],
-        capture_output=True,
-        text=True,
+    listing = in_image(
+        engine.docker,
+        project.image,
+        "sh",
+        "-c",
+        # What the build added: the app, the venv, temp dirs (the base image's
+        # own /usr/share/python-wheels is not the build's doing).
+        "find /app /opt/venv /tmp /root \\( -name '*.whl' -o -name vendor"
+        " -o -name '*.hashes' -o -name .cache \\) -print",
         check=False,
-    ).stdout
+    )
     assert listing.strip() == ""
     assert find_in_tree(data_root, key_needles(lab.deploy.private_bytes)) == []
 

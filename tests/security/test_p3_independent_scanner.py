@@ -22,7 +22,7 @@ from securebuild_tasks.engine import Engine
 from tests.conftest import need
 from tests.support.fixtures import Lab, Project
 from tests.support.leaks import _base_layers, docker_output, key_needles
-from tests.support.old_recipe import build_old_way
+from tests.support.old_recipe import old_way_image
 from tests.support.realparts import SSHKey, make_key
 from tests.support.scanner import (
     KEY_BYTES,
@@ -99,14 +99,9 @@ def test_detect_secrets_finds_the_old_recipe(
     tmp_path: Path, engine: Engine, base_image: str, scanner_key: SSHKey, scans: LayerScans
 ) -> None:
     """The key written to /root/.ssh/id_rsa and passed as a build arg is found by detect-secrets."""
-    image = f"sbt-old-recipe-scan-{uuid.uuid4().hex[:10]}"
-    build_old_way(engine, base_image, scanner_key.private_bytes, tmp_path, image)
-    try:
+    name = f"sbt-old-recipe-scan-{uuid.uuid4().hex[:10]}"
+    with old_way_image(engine, base_image, scanner_key.private_bytes, tmp_path, name) as image:
         found = scans.image(engine, image)
-    finally:
-        subprocess.run(
-            [engine.docker, "image", "rm", "-f", image], capture_output=True, check=False
-        )
     added = _added(found, _base_layers(engine.docker, base_image))
     in_layers = {
         (h.path, h.kind) for where, hits in added.items() if where.startswith("layer") for h in hits

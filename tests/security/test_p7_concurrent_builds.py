@@ -21,7 +21,7 @@ import pytest
 
 from securebuild_tasks.engine import Engine
 from tests.support.cli import user_env
-from tests.support.fixtures import USER_TASKS, Lab, Project, securebuild_leftovers
+from tests.support.fixtures import USER_TASKS, Lab, Project, in_image, securebuild_leftovers
 from tests.support.leaks import HEADER, find_in_bytes, image_leaks, key_needles
 from tests.support.realparts import Agent, GitServer, SSHKey, make_key
 
@@ -85,17 +85,6 @@ def _project(
     return Project(root, env, f"{image}:latest")
 
 
-def _in_image(engine: Engine, image: str, *argv: str) -> str:
-    done = subprocess.run(
-        [engine.docker, "run", "--rm", "--network", "none", image, *argv],
-        capture_output=True,
-        text=True,
-        check=False,
-        timeout=120,
-    )
-    assert done.returncode == 0, done.stderr
-    return done.stdout
-
 
 def _public_bodies(text: str) -> list[str]:
     """The base64 bodies of the public keys in ``ssh-add -L`` output."""
@@ -144,14 +133,16 @@ def test_concurrent_builds_each_see_only_their_own_key(
         assert f"key {key_b.fingerprint} from keyring".encode() in outputs[1]
 
         # Each private step saw exactly its own key: public key A in A, B in B.
-        assert _public_bodies(_in_image(engine, a.image, "cat", "/seen-keys.txt")) == [_body(key_a)]
-        assert _public_bodies(_in_image(engine, b.image, "cat", "/seen-keys.txt")) == [_body(key_b)]
-        assert _in_image(engine, a.image, "python", "-c", "import alphapkg") == ""
-        assert _in_image(engine, b.image, "python", "-c", "import betapkg") == ""
+        seen_a = in_image(engine.docker, a.image, "cat", "/seen-keys.txt")
+        seen_b = in_image(engine.docker, b.image, "cat", "/seen-keys.txt")
+        assert _public_bodies(seen_a) == [_body(key_a)]
+        assert _public_bodies(seen_b) == [_body(key_b)]
+        assert in_image(engine.docker, a.image, "python", "-c", "import alphapkg") == ""
+        assert in_image(engine.docker, b.image, "python", "-c", "import betapkg") == ""
 
         # The steps ran at the same time (each started before the other ended).
         start_a, end_a, start_b, end_b = (
-            float(_in_image(engine, image, "cat", path))
+            float(in_image(engine.docker, image, "cat", path))
             for image in (a.image, b.image)
             for path in ("/step-start", "/step-end")
         )

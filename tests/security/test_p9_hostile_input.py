@@ -11,7 +11,6 @@ injections exists on the host or in the image.
 from __future__ import annotations
 
 import shutil
-import subprocess
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -26,7 +25,7 @@ from securebuild_tasks.settings import HELP, Settings, resolve
 from tests.cli.test_bad_input import one_line_error
 from tests.integration.test_build_image import _import_private
 from tests.support.cli import run_cli, user_env
-from tests.support.fixtures import Lab, Project, securebuild_leftovers
+from tests.support.fixtures import Lab, Project, in_image, securebuild_leftovers
 
 #: Settings taken as text with no check of their own: what goes in must come out.
 LITERAL = (
@@ -224,23 +223,10 @@ def test_shell_syntax_in_paths_and_requirements_reaches_no_shell(
     for place in (Path.cwd(), Path(tempfile.gettempdir()), Path("/tmp"), Path.home(), Path("/")):
         planted += list(place.glob("pwned*"))
     assert planted == []
-    in_image = subprocess.run(
-        [
-            engine.docker,
-            "run",
-            "--rm",
-            "--network",
-            "none",
-            project.image,
-            "sh",
-            "-c",
-            "find / -xdev -name 'pwned*' 2>/dev/null | head",
-        ],
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout
-    assert in_image == ""
+    found = in_image(
+        engine.docker, project.image, "sh", "-c", "find / -xdev -name 'pwned*' 2>/dev/null | head"
+    )
+    assert found == ""
     assert securebuild_leftovers() == []
 
 

@@ -17,6 +17,16 @@ def user_env(**extra: str) -> dict[str, str]:
     return env
 
 
+def stand_in_docker(directory: Path, script: str) -> Path:
+    """An executable ``directory/bin/docker`` running ``script``: a docker client
+    that answers only what the test needs."""
+    docker = directory / "bin" / "docker"
+    docker.parent.mkdir(parents=True, exist_ok=True)
+    docker.write_text(script)
+    docker.chmod(0o755)
+    return docker
+
+
 def run_cli(
     module: str,
     cwd: Path,

@@ -102,6 +102,24 @@ def keyring_ready() -> None:
     )
 
 
+def in_image(
+    docker: str, image: str, *argv: str, network: str = "none", check: bool = True
+) -> str:
+    """Run ``argv`` in a throwaway container of ``image``; its stdout.
+
+    With ``check`` the command must succeed (its stderr is the failure message).
+    """
+    done = subprocess.run(
+        [docker, "run", "--rm", "--network", network, image, *argv],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=300,
+    )
+    assert not check or done.returncode == 0, done.stderr
+    return done.stdout
+
+
 CI_CACHE = Path(os.environ.get("SBT_CI_CACHE", "/var/cache/securebuild-ci"))
 
 

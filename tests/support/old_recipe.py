@@ -7,8 +7,10 @@ leak check must find it in the resulting image.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
+from collections.abc import Iterator
 from pathlib import Path
 
 from securebuild_tasks.engine import Engine
@@ -19,6 +21,20 @@ FROM ${BASE_IMAGE} AS intermediate
 ARG SSH_PRIVATE_KEY
 RUN mkdir -p /root/.ssh && echo "${SSH_PRIVATE_KEY}" > /root/.ssh/id_rsa
 """
+
+
+@contextlib.contextmanager
+def old_way_image(
+    engine: Engine, base_image: str, key: bytes, workdir: Path, image: str
+) -> Iterator[str]:
+    """``image`` built the old way (see `build_old_way`), removed afterwards."""
+    build_old_way(engine, base_image, key, workdir, image)
+    try:
+        yield image
+    finally:
+        subprocess.run(
+            [engine.docker, "image", "rm", "-f", image], capture_output=True, check=False
+        )
 
 
 def build_old_way(engine: Engine, base_image: str, key: bytes, workdir: Path, image: str) -> None:
