@@ -146,6 +146,7 @@ def lab(quick: bool) -> Iterator[Lab]:
         agent.add(key)
         url = server.create_package("privpkg", "v1.0.0", "1.0.0")
         _tag_new_version(server, "privpkg", "v1.1.0", "1.1.0")
+        (root / "known_hosts").write_text(server.known_hosts_line())
         yield Lab(root, server, index, key, agent, url, names)
     finally:
         agent.stop()
@@ -208,8 +209,27 @@ def _project(lab: Lab, name: str) -> Path:
     shutil.copytree(HERE / "example" / "app", path / "app")
     (path / "requirements.txt").write_text(lab.requirements())
     (path / ".dockerignore").write_text("known_hosts\npip.conf\n.env\nDockerfile\n")
-    (lab.root / "known_hosts").write_text(lab.server.known_hosts_line())
     return path
+
+
+INV = str(Path(sys.executable).with_name("inv"))
+
+
+def _tool_env(lab: Lab, engine: Engine, **extra: str) -> dict[str, str]:
+    """The environment `inv` runs with: the user's agent and the lab's settings."""
+    env = {
+        **os.environ,
+        **lab.agent.env(),
+        "SECUREBUILD_BASE_IMAGE": BASE_IMAGE,
+        "SECUREBUILD_NETWORK": "host",
+        "SECUREBUILD_KEY_SOURCE": "agent",
+        "SECUREBUILD_KNOWN_HOSTS": str(lab.root / "known_hosts"),
+        "SECUREBUILD_PIP_CONFIG": str(lab.root / "pip.conf"),
+        "SECUREBUILD_DOCKER": engine.docker,
+        **extra,
+    }
+    env.pop("PYTHONPATH", None)
+    return env
 
 
 def make_variants(lab: Lab, engine: Engine) -> list[Variant]:
@@ -253,22 +273,10 @@ def make_variants(lab: Lab, engine: Engine) -> list[Variant]:
     (ours / "tasks.py").write_text(USER_TASKS)
     (lab.root / "pip.conf").write_text(lab.index.pip_config())
     ours_image = "sbt-bench-securebuild:latest"
-    user_env = {
-        **os.environ,
-        **lab.agent.env(),
-        "SECUREBUILD_IMAGE": ours_image.split(":")[0],
-        "SECUREBUILD_BASE_IMAGE": BASE_IMAGE,
-        "SECUREBUILD_NETWORK": "host",
-        "SECUREBUILD_KEY_SOURCE": "agent",
-        "SECUREBUILD_KNOWN_HOSTS": str(known_hosts),
-        "SECUREBUILD_PIP_CONFIG": str(lab.root / "pip.conf"),
-        "SECUREBUILD_DOCKER": engine.docker,
-    }
-    user_env.pop("PYTHONPATH", None)
-    inv = str(Path(sys.executable).with_name("inv"))
+    user_env = _tool_env(lab, engine, SECUREBUILD_IMAGE=ours_image.split(":")[0])
 
     def build_ours() -> None:
-        _run_quietly([inv, "build-image"], user_env, cwd=ours)
+        _run_quietly([INV, "build-image"], user_env, cwd=ours)
 
     def bare_ours() -> None:
         # The very docker command `inv build-image` runs, started directly.
@@ -577,18 +585,8 @@ def main(argv: list[str] | None = None) -> int:
 def measure_lock(lab: Lab, engine: Engine, ours: Variant) -> float:
     """Time `inv lock` of the example (requirements.in), then drop the lock."""
     (ours.project / "requirements.in").write_text(lab.requirements())
-    env = {
-        **os.environ,
-        **lab.agent.env(),
-        "SECUREBUILD_BASE_IMAGE": BASE_IMAGE,
-        "SECUREBUILD_NETWORK": "host",
-        "SECUREBUILD_KEY_SOURCE": "agent",
-        "SECUREBUILD_KNOWN_HOSTS": str(lab.root / "known_hosts"),
-        "SECUREBUILD_PIP_CONFIG": str(lab.root / "pip.conf"),
-        "SECUREBUILD_DOCKER": engine.docker,
-    }
-    inv = str(Path(sys.executable).with_name("inv"))
-    seconds = timed(lambda: _run_quietly([inv, "lock"], env, cwd=ours.project))
+    env = _tool_env(lab, engine)
+    seconds = timed(lambda: _run_quietly([INV, "lock"], env, cwd=ours.project))
     (ours.project / "requirements.lock").unlink()
     (ours.project / "requirements.in").unlink()
     return seconds
