@@ -28,10 +28,10 @@ from tests.support.faults import (
     HoldingGitServer,
     second_dockerd,
     tiny_full_tmpfs,
-    wait_until,
 )
 from tests.support.fixtures import Lab, Project, securebuild_leftovers
 from tests.support.leaks import find_in_bytes, key_needles
+from tests.support.procs import wait_for
 from tests.support.realparts import Agent, GitServer, SSHKey, make_key
 
 pytestmark = pytest.mark.engine
@@ -70,7 +70,7 @@ def _start(project: Project, tmp_path: Path, env: dict[str, str]) -> BackgroundR
 
 def _held(run: BackgroundRun, server: HoldingGitServer) -> None:
     """Wait until the private step's fetch is being held (the build must not end first)."""
-    wait_until(lambda: server.started or not run.running(), "the private fetch")
+    wait_for(lambda: server.started or not run.running(), "the private fetch", timeout=300)
     assert run.running(), "the build ended before its private fetch"
 
 

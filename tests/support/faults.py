@@ -12,9 +12,10 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 
+from tests.support.procs import descendants
 from tests.support.realparts import GitServer, SSHKey
 
 #: Run by sshd instead of the client's command (authorized_keys ``command=``):
@@ -71,37 +72,11 @@ class HoldingGitServer(GitServer):
         self._process = None
 
 
-def _children() -> dict[int, list[int]]:
-    tree: dict[int, list[int]] = {}
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        tree.setdefault(int(fields[1]), []).append(int(stat.parent.name))
-    return tree
-
-
 def kill_tree(pid: int) -> None:
     """SIGKILL ``pid`` and all its descendants (found by parent pid, not by name)."""
-    tree = _children()
-    doomed, todo = [], [pid]
-    while todo:
-        current = todo.pop()
-        doomed.append(current)
-        todo.extend(tree.get(current, []))
-    for victim in doomed:
+    for victim in descendants([pid]):
         with contextlib.suppress(ProcessLookupError):
             os.kill(victim, signal.SIGKILL)
-
-
-def wait_until(condition: Callable[[], bool], what: str, timeout: float = 300) -> None:
-    """Poll ``condition`` (a generous timeout only guards against hangs)."""
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.1)
 
 
 class BackgroundRun:
