@@ -41,7 +41,7 @@ from .hostkeys import default_known_hosts, explain_ssh_failure, select_known_hos
 from .index import IndexCredentials, index_credentials, index_netloc
 from .keys import ForwardedKey, choose_key_source
 from .requirements import Requirements, parse_requirements, read_requirements
-from .settings import Settings
+from .settings import Settings, cache_fields
 
 TEMPLATE_NAME = "Dockerfile.template"
 PROJECT_LABEL = "io.securebuild.project"
@@ -76,6 +76,9 @@ class BuildPlan:
     #: Where index_url's token comes from; it is read, and its .netrc written,
     #: only in `execute`, after the engine answered.
     index: IndexCredentials | None = None
+    #: buildx --cache-from / --cache-to values, local directories made absolute.
+    cache_from: str = ""
+    cache_to: str = ""
 
 
 @dataclass(frozen=True)
@@ -189,7 +192,30 @@ def _sensitive_files(settings: Settings, cwd: Path) -> dict[str, Path]:
         if value:
             path = Path(value).expanduser()
             found[name] = path if path.is_absolute() else cwd / path
+    found.update(_cache_dirs(settings, cwd))
     return found
+
+
+def _cache_dirs(settings: Settings, cwd: Path) -> dict[str, Path]:
+    """Local cache directories: they hold every stage's layers, private code included."""
+    dirs: dict[str, Path] = {}
+    for name, path_key in (("cache_from", "src"), ("cache_to", "dest")):
+        fields = dict(cache_fields(getattr(settings, name)))
+        if fields.get("type") == "local" and fields.get(path_key):
+            path = Path(fields[path_key]).expanduser()
+            dirs[name] = path if path.is_absolute() else cwd / path
+    return dirs
+
+
+def _cache_option(settings: Settings, cwd: Path, name: str) -> str:
+    """The buildx value of a cache setting, its local directory made absolute."""
+    local = _cache_dirs(settings, cwd).get(name)
+    return csv_option(
+        *(
+            f"{key}={local if local is not None and key in ('src', 'dest') else value}"
+            for key, value in cache_fields(getattr(settings, name))
+        )
+    )
 
 
 def ignore_file(context: Path, dockerfile: Path | None) -> Path:
@@ -213,8 +239,10 @@ def check_context(
     """
     root = context.resolve()
     inside: dict[str, tuple[Path, Path]] = {}
+    # A cache directory counts before it exists: the export would land in the context.
+    caches = _cache_dirs(settings, cwd)
     for name, path in _sensitive_files(settings, cwd).items():
-        if not path.exists():
+        if not path.exists() and name not in caches:
             continue
         try:
             inside[name] = (path, path.resolve().relative_to(root))
@@ -291,6 +319,8 @@ def plan_build(settings: Settings, cwd: Path) -> BuildPlan:
             target=settings.target,
             forward_key=False,
             network="none",
+            cache_from=_cache_option(settings, cwd, "cache_from"),
+            cache_to=_cache_option(settings, cwd, "cache_to"),
         )
     index = index_credentials(settings, cwd)
     args = _build_args(
@@ -320,6 +350,8 @@ def plan_build(settings: Settings, cwd: Path) -> BuildPlan:
         target=settings.target,
         network=settings.network,
         index=index,
+        cache_from=_cache_option(settings, cwd, "cache_from"),
+        cache_to=_cache_option(settings, cwd, "cache_to"),
     )
 
 
@@ -459,6 +491,8 @@ def build_command(
         .option("--ssh", f"default={key.socket}" if key else "")
         .repeated("--secret", secrets)
         .repeated("--build-arg", [f"{k}={v}" for k, v in build_args.items()])
+        .option("--cache-from", plan.cache_from if buildx else "")
+        .option("--cache-to", plan.cache_to if buildx else "")
         .option("--output", csv_option("type=local", f"dest={plan.output}") if plan.output else "")
         .flag("--no-cache", s.no_cache)
         .flag("--load", engine.mode == "buildx" and plan.tag)
@@ -541,6 +575,13 @@ def execute(plan: BuildPlan, *, out: IO[str] | None = None) -> Executed:
             f"setting buildx_builder names a buildx builder ({plan.settings.buildx_builder}),"
             f" but {engine.docker} {engine.client_version} has no buildx plugin",
             hint="install the docker buildx plugin, or leave buildx_builder empty",
+        )
+    if (plan.cache_from or plan.cache_to) and engine.mode != "buildx":
+        name = "cache_to" if plan.cache_to else "cache_from"
+        raise SettingsError(
+            f"setting {name} needs docker buildx, but {engine.docker} {engine.client_version}"
+            " has no buildx plugin",
+            hint=f"install the docker buildx plugin, or leave {name} empty",
         )
     ping(engine)
     started = time.monotonic()
@@ -757,6 +798,13 @@ def _builder_refusal(output: str, name: str) -> SettingsError | None:
 def _explain(exc: BuildError, plan: BuildPlan) -> SecurebuildError:
     if builder_refusal := _builder_refusal(exc.output, plan.settings.buildx_builder):
         return builder_refusal
+    if plan.cache_to and "cache export is not supported" in exc.output.lower():
+        return SettingsError(
+            "this buildx builder cannot export a build cache (setting cache_to): the docker"
+            " driver exports one only from an engine with the containerd image store",
+            hint="turn on the containerd image store, build on a docker-container builder"
+            " (securebuild.buildx_builder), or leave cache_to empty",
+        )
     if match := _ENGINE_SSH.search(exc.output):
         said = (match.group(1) or "").strip()
         return EngineError(

@@ -72,6 +72,8 @@ class Settings:
     base_image: str = "python:3.12-slim"
     build_args: dict[str, str] = field(default_factory=dict)
     no_cache: bool = False
+    cache_from: str = ""
+    cache_to: str = ""
     audit: bool = False
     docker: str = ""
     builder: str = "auto"
@@ -120,6 +122,10 @@ HELP: dict[str, str] = {
     "base_image": "base image for the built-in template (a non-secret build arg)",
     "build_args": "extra non-secret build args, NAME=VALUE[,NAME=VALUE]",
     "no_cache": "build without BuildKit's cache (private packages are fetched again)",
+    "cache_from": "an exported build cache to start from (buildx --cache-from), e.g."
+    " type=local,src=.buildcache",
+    "cache_to": "export the build cache (buildx --cache-to), e.g."
+    " type=local,dest=.buildcache,mode=max; it holds private code, never a key",
     "audit": "audit every built image for private-key material (as build-image --audit)",
     "docker": "docker binary to use; empty: the first on PATH that can run BuildKit",
     "builder": "auto, buildx (docker buildx build) or classic (DOCKER_BUILDKIT=1 docker build)",
@@ -394,6 +400,8 @@ def _validate(s: Settings, origins: Mapping[str, str]) -> None:
         )
 
     _validate_index(s, bad)
+    for name in ("cache_from", "cache_to"):
+        _validate_cache(name, getattr(s, name), bad)
     for arg, value in s.build_args.items():
         if _URL_CREDENTIALS.search(value):
             raise bad(
@@ -455,6 +463,66 @@ def _validate_index(s: Settings, bad: Any) -> None:
     user = s.index_username
     if not user or any(c.isspace() or ord(c) < 32 for c in user) or user.startswith("#"):
         raise bad("index_username", f"must be one word, not {_show(user)}")
+
+
+#: BuildKit's cache backends; each is given to buildx as one CSV record.
+CACHE_TYPES = ("local", "registry", "inline", "gha", "s3", "azblob")
+
+
+def cache_fields(spec: str) -> list[tuple[str, str]]:
+    """The ``key=value`` fields of a cache spec, read as docker reads it (one CSV record)."""
+    import csv
+
+    if not spec:
+        return []
+    if any(c in spec for c in "\r\n\0"):
+        raise ValueError("a line break or NUL")
+    try:
+        rows = list(csv.reader([spec], strict=True))
+    except csv.Error as exc:
+        raise ValueError(str(exc)) from None
+    pairs: list[tuple[str, str]] = []
+    for item in rows[0] if rows else []:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise ValueError(f"{item!r} is not key=value")
+        pairs.append((key.strip().lower(), value))
+    return pairs
+
+
+def _validate_cache(name: str, spec: str, bad: Any) -> None:
+    """A cache spec buildx accepts, with no credential in it (argv is public)."""
+    if not spec:
+        return
+    example = {
+        "cache_from": "type=local,src=.buildcache",
+        "cache_to": "type=local,dest=.buildcache,mode=max",
+    }[name]
+    try:
+        pairs = cache_fields(spec)
+    except ValueError as exc:
+        raise bad(name, f"cannot be read as key=value fields ({exc})", f"e.g. {example}") from None
+    keys = [key for key, _ in pairs]
+    for key, value in pairs:
+        if _SECRET_NAME.search(key) or _URL_CREDENTIALS.search(value):
+            # Never echo the value: it is probably the credential itself.
+            raise bad(
+                name,
+                f"has a credential in it ({key}=...); docker's command line is visible to every"
+                " local user",
+                "leave credentials to the environment the cache backend reads (e.g."
+                " AWS_ACCESS_KEY_ID, ACTIONS_RUNTIME_TOKEN) or to `docker login`",
+            )
+    kind = dict(pairs).get("type", "")
+    if kind not in CACHE_TYPES or keys.count("type") != 1:
+        raise bad(
+            name,
+            f"needs one type= of {', '.join(CACHE_TYPES)}, not {_show(kind or spec)}",
+            f"use e.g. {example}",
+        )
+    path_key = "src" if name == "cache_from" else "dest"
+    if kind == "local" and not dict(pairs).get(path_key):
+        raise bad(name, f"is a local cache with no {path_key}= directory", f"use e.g. {example}")
 
 
 _BUILD_ARG_STAGE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")

@@ -232,3 +232,58 @@ def test_named_buildx_builder(recorded: tuple[Path, dict[str, str]]) -> None:
     last = done.stderr.strip().splitlines()[-1]
     assert last.startswith("securebuild: error: setting buildx_builder names a buildx builder")
     assert "no buildx plugin" in last
+
+
+def test_cache_settings_reach_buildx(recorded: tuple[Path, dict[str, str]]) -> None:
+    """cache_from / cache_to reach `docker buildx build --cache-from/--cache-to`, a
+    local directory made absolute against the project and quoted for docker's CSV
+    reader; a client without buildx refuses them in one line."""
+    project, env = recorded
+    docker = Path(env["SECUREBUILD_DOCKER"])
+    classic = docker.read_text()
+    docker.write_text(BUILDX_RECORDER)
+    cached = {
+        **env,
+        "SECUREBUILD_CACHE_FROM": "type=local,src=../shared cache",
+        # Written as docker reads it: one CSV record, a comma quoted.
+        "SECUREBUILD_CACHE_TO": 'type=local,"dest=../cache, exported",mode=max',
+    }
+    argv = _build(project, cached)
+    cache_from = argv[argv.index("--cache-from") + 1]
+    cache_to = argv[argv.index("--cache-to") + 1]
+    assert cache_from == f"type=local,src={project}/../shared cache"
+    assert cache_to == f'type=local,"dest={project}/../cache, exported",mode=max'
+    registry = {**env, "SECUREBUILD_CACHE_TO": "type=registry,ref=127.0.0.1:5000/app:cache"}
+    argv = _build(project, registry)
+    assert argv[argv.index("--cache-to") + 1] == "type=registry,ref=127.0.0.1:5000/app:cache"
+    assert "--cache-from" not in argv
+
+    docker.write_text(classic)
+    done = run_cli("invoke", project, "build-image", env=cached)
+    assert done.returncode == 2
+    assert "Traceback" not in done.stderr
+    last = done.stderr.strip().splitlines()[-1]
+    assert last.startswith("securebuild: error: setting cache_to needs docker buildx")
+
+
+def test_cache_directory_inside_the_context_is_refused(
+    recorded: tuple[Path, dict[str, str]],
+) -> None:
+    """An exported cache holds every stage's layers, private code included: a local
+    cache directory the next build would send with the context is refused, even
+    before it exists, unless the ignore file excludes it."""
+    project, env = recorded
+    docker = Path(env["SECUREBUILD_DOCKER"])
+    docker.write_text(BUILDX_RECORDER)
+    cached = {**env, "SECUREBUILD_CACHE_TO": "type=local,dest=.buildcache,mode=max"}
+    done = run_cli("invoke", project, "build-image", env=cached)
+    assert done.returncode != 0
+    assert "Traceback" not in done.stderr
+    last = done.stderr.strip().splitlines()[-1]
+    assert last.startswith("securebuild: error: cache_to ")
+    assert ".buildcache is inside the build context" in last
+    assert not (project / ".buildcache").exists()
+
+    (project / ".dockerignore").write_text(".buildcache\n")
+    argv = _build(project, cached)
+    assert argv[argv.index("--cache-to") + 1] == f"type=local,dest={project}/.buildcache,mode=max"

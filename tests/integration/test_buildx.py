@@ -70,3 +70,23 @@ def test_buildx_builder_names_are_checked(
     )
     _assert_one_line_error(by_context, 2, "DOCKER_CONTEXT=sbt-buildx-ctx")
     assert securebuild_leftovers() == []
+
+
+def test_cache_export_refused_by_the_docker_driver_is_one_line(
+    project: Project, lab: Lab, buildx_config: Path
+) -> None:
+    """buildx's `docker` driver on an engine without the containerd image store
+    cannot export a cache: the build stops in one line saying what would, and no
+    cache directory is left half-written."""
+    ignore = project.path / ".dockerignore"
+    ignore.write_text(ignore.read_text() + ".buildcache\n")
+    env = {
+        "DOCKER_CONFIG": str(buildx_config),
+        "SECUREBUILD_KEY_SOURCE": "file",
+        "SECUREBUILD_KEY_FILE": str(lab.deploy.private),
+        "SECUREBUILD_CACHE_TO": "type=local,dest=.buildcache,mode=max",
+    }
+    refused = project.inv("build-image", env=env)
+    _assert_one_line_error(refused, 2, "cannot export a build cache (setting cache_to)")
+    assert not any((project.path / ".buildcache").glob("*"))
+    assert securebuild_leftovers() == []

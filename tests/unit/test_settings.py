@@ -704,3 +704,54 @@ def test_named_buildx_builder_needs_buildx(tmp_path: Path) -> None:
         resolve({"buildx_builder": "shared", "builder": "classic"}, environ={}, cwd=tmp_path)
     with pytest.raises(SettingsError, match="not a valid buildx_builder"):
         resolve({"buildx_builder": "--driver=evil"}, environ={}, cwd=tmp_path)
+
+
+@pytest.mark.parametrize(
+    ("name", "spec"),
+    [
+        ("cache_to", "type=local,dest=.buildcache,mode=max"),
+        ("cache_to", 'type=local,"dest=a, b",mode=min'),
+        ("cache_to", "type=registry,ref=127.0.0.1:5000/app:buildcache,mode=max"),
+        ("cache_to", "type=inline"),
+        ("cache_from", "type=local,src=/var/cache/app"),
+        ("cache_from", "type=gha,scope=main"),
+    ],
+)
+def test_cache_specs_are_taken(tmp_path: Path, name: str, spec: str) -> None:
+    assert getattr(resolve({name: spec}, environ={}, cwd=tmp_path), name) == spec
+
+
+@pytest.mark.parametrize(
+    ("name", "spec", "said"),
+    [
+        ("cache_to", "dest=.buildcache", "needs one type="),
+        ("cache_to", "type=floppy,dest=x", "needs one type="),
+        ("cache_to", "type=local,type=registry,dest=x", "needs one type="),
+        ("cache_to", "type=local,mode=max", "no dest= directory"),
+        ("cache_from", "type=local,dest=x", "no src= directory"),
+        ("cache_to", "type=local,dest", "cannot be read as key=value"),
+        ("cache_to", 'type=local,"dest=x', "cannot be read as key=value"),
+        ("cache_to", "type=local,dest=x\nmode=max", "line break"),
+    ],
+)
+def test_bad_cache_specs_say_what_is_wrong(tmp_path: Path, name: str, spec: str, said: str) -> None:
+    with pytest.raises(SettingsError, match=said) as caught:
+        resolve({name: spec}, environ={}, cwd=tmp_path)
+    assert name in caught.value.line()
+
+
+@pytest.mark.parametrize(
+    "spec",
+    [
+        "type=s3,region=eu,bucket=b,access_key_id=AKIAEXAMPLE,secret_access_key=wJalrXUtnFEMIK7",
+        "type=gha,token=ghs_wJalrXUtnFEMIK7MDENG",
+        "type=azblob,account_url=https://acct.blob.example,secret_access_key=wJalrXUtnFEMIK7",
+        "type=registry,ref=https://user:wJalrXUtnFEMIK7@registry.example/app",
+    ],
+)
+def test_cache_credentials_are_refused_and_never_echoed(tmp_path: Path, spec: str) -> None:
+    """A credential in a cache spec would sit in docker's argv, visible to `ps`."""
+    with pytest.raises(SettingsError, match="has a credential in it") as caught:
+        resolve({"cache_to": spec}, environ={}, cwd=tmp_path)
+    assert "wJalrXUtnFEMIK7" not in caught.value.line()
+    assert "AKIAEXAMPLE" not in caught.value.line()
