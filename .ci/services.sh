@@ -1,12 +1,19 @@
 #!/usr/bin/env bash
 # Brings up the real parts the integration tests use on a clean Debian machine:
-# a Docker engine with BuildKit and a local Python base image. (sshd, the agents,
+# a Docker engine with BuildKit and a local Python base image, the buildx plugin
+# for the tests that ask for it, and a second, newer engine. (sshd, the agents,
 # the git server and the package index are started by the test session itself.)
 # Safe to run again: every step checks whether its work is already done.
 set -euo pipefail
 
 BASE_IMAGE="${SBT_BASE_IMAGE:-securebuild-test/python:bookworm}"
 CACHE_DIR="${SBT_CI_CACHE:-/var/cache/securebuild-ci}"
+# A second, newer engine for what Docker 20.10 cannot do (an exported build
+# cache, `docker build --check`): dockerd 28 on containerd 2 with the
+# containerd image store, its own sockets and data roots (start_modern_engine).
+MODERN_RUN="${SBT_MODERN_RUN:-/run/securebuild-ci/modern-engine}"
+MODERN_BIN="$CACHE_DIR/modern-engine"
+MODERN_DATA="${SBT_MODERN_DATA:-/var/lib/securebuild-ci/modern-engine}"
 
 install_packages() {
     local missing=()
@@ -19,6 +26,8 @@ install_packages() {
     command -v git >/dev/null || missing+=(git)
     command -v curl >/dev/null || missing+=(curl)
     command -v xz >/dev/null || missing+=(xz-utils)
+    command -v objdump >/dev/null || missing+=(binutils)
+    command -v runc >/dev/null || missing+=(runc)
     python3 -c 'import ensurepip, venv' 2>/dev/null || missing+=(python3-venv)
     if [ "${#missing[@]}" -gt 0 ]; then
         echo "ci: installing ${missing[*]}"
@@ -111,8 +120,102 @@ fetch_buildx() {
     echo "ci: buildx plugin in $plugin"
 }
 
+glibc_ok() {
+    # Whether binary $1 runs with this machine's glibc (forky's may need a newer one).
+    local need have
+    have="$(ldd --version | awk 'NR==1 {print $NF}')"
+    need="$(objdump -T "$1" 2>/dev/null | grep -o 'GLIBC_[0-9.]*' | sed 's/GLIBC_//' | sort -uV | tail -n 1)"
+    [ -z "$need" ] || [ "$(printf '%s\n%s\n' "$need" "$have" | sort -V | tail -n 1)" = "$have" ] \
+        || { echo "ci: $1 needs glibc $need, this machine has $have" >&2; return 1; }
+}
+
+fetch_modern_engine() {
+    # dockerd 28, containerd 2, buildx 0.29 and tini from Debian forky (else sid),
+    # unpacked into the CI cache, never installed: bookworm keeps its own packages.
+    # runc stays bookworm's (forky's needs glibc 2.38).
+    [ -x "$MODERN_BIN/bin/dockerd" ] && [ -x "$MODERN_BIN/cli-plugins/docker-buildx" ] && return
+    local mirror arch suite files="" unpacked f
+    mirror="$(apt_mirror)"
+    mirror="${mirror%/}"
+    arch="$(dpkg --print-architecture)"
+    for suite in forky sid; do
+        files="$(curl -fsS "$mirror/dists/$suite/main/binary-$arch/Packages.xz" | xz -dc | awk '
+            /^Package: / { p = $2 }
+            /^Filename: / { if (p ~ /^(docker\.io|containerd|docker-buildx|tini-static)$/ && !(p in f)) f[p] = $2 }
+            END { for (p in f) print f[p] }')" || files=""
+        [ "$(printf '%s\n' "$files" | grep -c .)" -eq 4 ] && break
+        files=""
+    done
+    if [ -z "$files" ]; then
+        echo "ci: docker.io, containerd, docker-buildx and tini-static not found in forky or sid" >&2
+        exit 1
+    fi
+    unpacked="$(mktemp -d)"
+    for f in $files; do
+        curl -fsS "$mirror/$f" -o "$unpacked/$(basename "$f")"
+        dpkg -x "$unpacked/$(basename "$f")" "$unpacked/root"
+    done
+    for f in usr/sbin/dockerd usr/bin/containerd usr/bin/containerd-shim-runc-v2 \
+             usr/libexec/docker/cli-plugins/docker-buildx; do
+        glibc_ok "$unpacked/root/$f" || exit 1
+    done
+    mkdir -p "$MODERN_BIN/bin" "$MODERN_BIN/cli-plugins"
+    install -m 0755 "$unpacked/root/usr/sbin/dockerd" "$unpacked/root/usr/bin/containerd" \
+        "$unpacked/root/usr/bin/containerd-shim-runc-v2" "$unpacked/root/usr/bin/ctr" "$MODERN_BIN/bin/"
+    install -m 0755 "$unpacked/root/usr/bin/tini-static" "$MODERN_BIN/bin/docker-init"
+    install -m 0755 "$unpacked/root/usr/libexec/docker/cli-plugins/docker-buildx" \
+        "$MODERN_BIN/cli-plugins/docker-buildx"
+    rm -rf "$unpacked"
+    echo "ci: modern engine from $suite: $("$MODERN_BIN/bin/dockerd" --version)"
+}
+
+start_modern_engine() {
+    local host="unix://$MODERN_RUN/docker.sock"
+    if DOCKER_HOST="$host" /usr/bin/docker info >/dev/null 2>&1; then
+        return
+    fi
+    # The cached binaries first on PATH (containerd's shim, docker-init); runc is the system's.
+    local path="$MODERN_BIN/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+    mkdir -p "$MODERN_RUN/config" "$MODERN_DATA"
+    ln -sfn "$MODERN_BIN/cli-plugins" "$MODERN_RUN/config/cli-plugins"
+    printf '%s\n' 'version = 3' \
+        "root = \"$MODERN_DATA/containerd\"" \
+        "state = \"$MODERN_RUN/containerd-state\"" \
+        'disabled_plugins = ["io.containerd.grpc.v1.cri", "io.containerd.cri.v1.images", "io.containerd.cri.v1.runtime"]' \
+        '[grpc]' "  address = \"$MODERN_RUN/containerd.sock\"" \
+        '[ttrpc]' "  address = \"$MODERN_RUN/containerd.sock.ttrpc\"" >"$MODERN_RUN/containerd.toml"
+    # The containerd image store is what lets buildx's docker driver export a cache.
+    echo '{"features": {"containerd-snapshotter": true}}' >"$MODERN_RUN/daemon.json"
+    echo "ci: starting the modern engine at $host"
+    PATH="$path" nohup "$MODERN_BIN/bin/containerd" --config "$MODERN_RUN/containerd.toml" \
+        >>/var/log/securebuild-modern-containerd.log 2>&1 </dev/null &
+    for _ in $(seq 1 100); do
+        "$MODERN_BIN/bin/ctr" --address "$MODERN_RUN/containerd.sock" version >/dev/null 2>&1 && break
+        sleep 0.1
+    done
+    PATH="$path" nohup "$MODERN_BIN/bin/dockerd" --host "$host" --data-root "$MODERN_DATA/docker" \
+        --exec-root "$MODERN_RUN/exec" --pidfile "$MODERN_RUN/docker.pid" \
+        --containerd "$MODERN_RUN/containerd.sock" --config-file "$MODERN_RUN/daemon.json" \
+        --bridge=none --iptables=false --ip6tables=false --ip-masq=false \
+        >>/var/log/securebuild-modern-dockerd.log 2>&1 </dev/null &
+    for _ in $(seq 1 150); do
+        DOCKER_HOST="$host" /usr/bin/docker info >/dev/null 2>&1 && break
+        sleep 0.2
+    done
+    if ! DOCKER_HOST="$host" /usr/bin/docker info >/dev/null 2>&1; then
+        echo "ci: the modern engine did not come up; its logs:" >&2
+        tail -n 20 /var/log/securebuild-modern-containerd.log /var/log/securebuild-modern-dockerd.log >&2
+        exit 1
+    fi
+    if ! DOCKER_HOST="$host" /usr/bin/docker image inspect "$BASE_IMAGE" >/dev/null 2>&1; then
+        /usr/bin/docker save "$BASE_IMAGE" | DOCKER_HOST="$host" /usr/bin/docker load >/dev/null
+    fi
+}
+
 install_packages
 start_dockerd
 build_base_image
 fetch_buildx
-echo "ci: engine ready, base image $BASE_IMAGE"
+fetch_modern_engine
+start_modern_engine
+echo "ci: engines ready, base image $BASE_IMAGE"

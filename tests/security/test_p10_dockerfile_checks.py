@@ -3,15 +3,14 @@ fetched, always with ``required=true``, and declare nothing secret-looking.
 
 Checked on the built-in template and on the Dockerfile ``securebuild init``
 writes, with the package's own classifier and with an independent rule list;
-each check is first shown to catch the old insecure recipe. Where the engine
-supports build checks (``docker build --check``), the template must pass them.
+each check is first shown to catch the old insecure recipe. BuildKit's own build
+checks (``docker build --check``) run on the second engine, Docker 28 with
+buildx 0.29, and must pass both files and fail the old recipe.
 """
 
 from __future__ import annotations
 
 import re
-import shutil
-import subprocess
 from pathlib import Path
 
 import pytest
@@ -21,6 +20,7 @@ from securebuild_tasks.build import template_path
 from securebuild_tasks.doctor import _SECRET_DECLARATION
 from tests.support.cli import run_cli, user_env
 from tests.support.dockerfile import Instruction, declared_names, instructions, run_mounts
+from tests.support.fixtures import BASE_IMAGE, ModernEngine
 
 SSH_MOUNT = "type=ssh,required=true"
 
@@ -178,31 +178,35 @@ def test_ssh_inside_the_build_checks_host_keys_strictly(dockerfile: str) -> None
     assert all("ssh-keyscan" not in s.args for s in instructions(dockerfile))
 
 
-def _check_command(docker: str) -> list[str] | None:
-    """A `build --check` command line if this docker CLI has one, else None."""
-    for prefix in ([docker, "build"], [docker, "buildx", "build"]):
-        done = subprocess.run([*prefix, "--help"], capture_output=True, text=True, check=False)
-        if done.returncode == 0 and re.search(r"^\s+--check\b", done.stdout, re.MULTILINE):
-            return [*prefix, "--check"]
-    return None
-
-
-def test_engine_build_checks_pass(tmp_path: Path) -> None:
-    """`docker build --check` reports nothing on the template, where the CLI has it."""
-    docker = shutil.which("docker")
-    if docker is None:
-        pytest.skip("no docker CLI: build checks not run")
-    command = _check_command(docker)
-    if command is None:
-        # Build checks arrived with BuildKit 0.14 / docker 27 (buildx); older
-        # clients, such as the 20.10 engine's, have no such option.
-        pytest.skip("this docker CLI has no `build --check` (needs docker 27+ or buildx 0.15+)")
-    (tmp_path / "requirements.txt").write_text("six\n")
-    done = subprocess.run(
-        [*command, "--file", str(template_path()), str(tmp_path)],
-        capture_output=True,
-        text=True,
+def _build_check(engine: ModernEngine, dockerfile: str, context: Path) -> str:
+    """``docker build --check`` of ``dockerfile`` on the modern engine: its output,
+    and whether it passed, as "PASS" / "FAIL" on the first line."""
+    (context / "Dockerfile.checked").write_text(dockerfile, encoding="utf-8")
+    (context / "requirements.txt").write_text("six\n")
+    done = engine.run(
+        "buildx", "build", "--check", "--build-arg", f"BASE_IMAGE={BASE_IMAGE}",
+        "--file", str(context / "Dockerfile.checked"), str(context),
         check=False,
-    )
-    assert done.returncode == 0, done.stdout + done.stderr
-    assert "WARN" not in done.stdout + done.stderr
+    )  # fmt: skip
+    return ("PASS" if done.returncode == 0 else "FAIL") + "\n" + done.stdout + done.stderr
+
+
+def test_engine_build_checks_catch_the_old_recipe(
+    modern_engine: ModernEngine, tmp_path: Path
+) -> None:
+    """`docker build --check` (BuildKit's own rules) fails the insecure recipe."""
+    local_base = INSECURE.replace("FROM python:3.12-slim", f"FROM {BASE_IMAGE}")  # no pulls here
+    checked = _build_check(modern_engine, local_base, tmp_path)
+    assert checked.startswith("FAIL"), checked
+    assert "SecretsUsedInArgOrEnv" in checked, checked
+    assert "SSH_PRIVATE_KEY" in checked, checked
+
+
+def test_engine_build_checks_pass(
+    dockerfile: str, modern_engine: ModernEngine, tmp_path: Path
+) -> None:
+    """`docker build --check` finds nothing in the template or init's Dockerfile
+    (Docker 28, buildx 0.29: the 20.10 engine has no build checks)."""
+    checked = _build_check(modern_engine, dockerfile, tmp_path)
+    assert checked.startswith("PASS"), checked
+    assert "Check complete, no warnings found." in checked, checked

@@ -15,8 +15,13 @@ config with the inline cache in it, both builds' output, the `--json` summary,
 and every file under the test's TMPDIR, a throwaway HOME given to the tool and
 the project directory. The daemon's data root (which holds BuildKit's cache) is
 searched after builds of every key source in
-tests/integration/test_build_image.py::test_*_leaks_nothing; an exported cache
-(`--cache-to type=local`) needs buildx, which this engine lacks.
+tests/integration/test_build_image.py::test_*_leaks_nothing.
+
+An exported cache (`cache_to`, buildx `--cache-to type=local,mode=max`) is
+searched blob by blob, each layer decompressed, on the second engine (Docker 28
+with the containerd image store): buildx's docker driver cannot export a cache
+from the 20.10 one. The same search is first shown to find the key in a cache
+exported from the old recipe.
 """
 
 from __future__ import annotations
@@ -30,9 +35,16 @@ import pytest
 
 from securebuild_tasks.engine import Engine
 from tests.support.cli import run_in_pty
-from tests.support.fixtures import Lab, Project, securebuild_leftovers
+from tests.support.fixtures import (
+    BASE_IMAGE,
+    Lab,
+    ModernEngine,
+    Project,
+    securebuild_leftovers,
+)
 from tests.support.leaks import (
     HEADER,
+    cache_leaks,
     find_in_bytes,
     find_in_tree,
     image_config,
@@ -40,6 +52,7 @@ from tests.support.leaks import (
     key_needles,
     raw_needles,
 )
+from tests.support.old_recipe import OLD_RECIPE
 from tests.support.realparts import Agent, make_key
 
 pytestmark = pytest.mark.engine
@@ -153,3 +166,81 @@ def test_no_key_bytes_after_target_and_final_builds(
         assert securebuild_leftovers() == []
     finally:
         _docker(engine, "image", "rm", "-f", stage)
+
+
+def test_exported_cache_search_finds_the_old_recipes_key(
+    modern_engine: ModernEngine, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The cache search can fail: the old recipe's exported cache holds its key
+    (in the intermediate stage's layer and the build arg's cache record)."""
+    key = make_key(tmp_path / "keys", "p1-old-recipe")
+    context = tmp_path / "old"
+    context.mkdir()
+    (context / "Dockerfile").write_text(OLD_RECIPE)
+    cache = tmp_path / "old-cache"
+    built = modern_engine.run(
+        "buildx", "build", "--network", "host", "--allow", "network.host",
+        "--build-arg", f"BASE_IMAGE={BASE_IMAGE}",
+        "--build-arg", f"SSH_PRIVATE_KEY={key.private_bytes.decode()}",
+        "--cache-to", f"type=local,dest={cache},mode=max", str(context),
+        check=False,
+    )  # fmt: skip
+    assert built.returncode == 0, built.stderr[-3000:]
+    monkeypatch.setenv("DOCKER_HOST", modern_engine.env["DOCKER_HOST"])
+    found = cache_leaks(cache, key_needles(key.private_bytes), modern_engine.docker, BASE_IMAGE)
+    assert found, "the old recipe's key was not found in its exported cache"
+    assert any("private key header" in hits for hits in found.values()), found
+
+
+def test_no_key_bytes_in_an_exported_cache(
+    project: Project,
+    lab: Lab,
+    modern_engine: ModernEngine,
+    tmp_path: Path,
+    private_tmpdir: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """`cache_to` exports every stage's cache (mode=max) with no key bytes in any
+    blob; `cache_from` then rebuilds the private step from it, on an engine whose
+    own cache was emptied, without fetching again."""
+    key = make_key(tmp_path / "keys", "p1-cache-key")
+    lab.server.authorize(key)
+    needles = key_needles(key.private_bytes)
+    cache = tmp_path / "exported-cache"
+    env = {
+        **project.env,
+        **modern_engine.env,
+        "SECUREBUILD_KEY_SOURCE": "file",
+        "SECUREBUILD_KEY_FILE": str(key.private),
+        "SECUREBUILD_PROGRESS": "plain",
+        "SECUREBUILD_CACHE_TO": f"type=local,dest={cache},mode=max",
+    }
+    exported = project.inv("build-image", env=env)
+    assert exported.returncode == 0, exported.stderr[-3000:]
+    assert " with buildx (" in exported.stderr
+    assert (cache / "index.json").is_file()
+    assert len(list((cache / "blobs" / "sha256").iterdir())) > 2
+    monkeypatch.setenv("DOCKER_HOST", modern_engine.env["DOCKER_HOST"])
+    assert cache_leaks(cache, needles, modern_engine.docker, BASE_IMAGE) == {}
+    for output in (exported.stdout, exported.stderr):
+        assert find_in_bytes(output.encode(), needles) == []
+
+    modern_engine.run("builder", "prune", "--all", "--force")
+    reused = project.inv(
+        "build-image",
+        env={
+            **env,
+            "SECUREBUILD_CACHE_TO": "",
+            "SECUREBUILD_CACHE_FROM": f"type=local,src={cache}",
+        },
+    )
+    assert reused.returncode == 0, reused.stderr[-3000:]
+    private_step = re.search(r"(?m)^(#\d+) \[installed-wheels 2/2\] RUN ", reused.stderr)
+    assert private_step, reused.stderr[-3000:]
+    assert f"{private_step.group(1)} CACHED" in reused.stderr, reused.stderr[-3000:]
+    ran = modern_engine.run("run", "--rm", "--network", "none", project.image)
+    assert ran.stdout.strip() == "1.0.0", ran.stderr
+    for tree in (private_tmpdir, project.path):
+        assert find_in_tree(tree, needles) == [], tree
+    assert securebuild_leftovers() == []
+    modern_engine.run("image", "rm", "-f", project.image, check=False)

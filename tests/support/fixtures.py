@@ -102,9 +102,7 @@ def keyring_ready() -> None:
     )
 
 
-def in_image(
-    docker: str, image: str, *argv: str, network: str = "none", check: bool = True
-) -> str:
+def in_image(docker: str, image: str, *argv: str, network: str = "none", check: bool = True) -> str:
     """Run ``argv`` in a throwaway container of ``image``; its stdout.
 
     With ``check`` the command must succeed (its stderr is the failure message).
@@ -121,6 +119,51 @@ def in_image(
 
 
 CI_CACHE = Path(os.environ.get("SBT_CI_CACHE", "/var/cache/securebuild-ci"))
+MODERN_RUN = Path(os.environ.get("SBT_MODERN_RUN", "/run/securebuild-ci/modern-engine"))
+
+
+@dataclass(frozen=True)
+class ModernEngine:
+    """dockerd 28 with the containerd image store, and buildx 0.29 for its clients.
+
+    What the 20.10 engine cannot do is tested here: an exported build cache
+    (buildx's docker driver exports one only from the containerd image store)
+    and `docker build --check`. Reached through ``env`` (DOCKER_HOST and a
+    DOCKER_CONFIG that holds the plugin).
+    """
+
+    docker: str
+    env: dict[str, str]
+
+    def run(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+        """``docker ARGS`` against this engine; output captured."""
+        return subprocess.run(
+            [self.docker, *args],
+            env={**os.environ, **self.env},
+            capture_output=True,
+            text=True,
+            check=check,
+            stdin=subprocess.DEVNULL,
+        )
+
+
+@pytest.fixture(scope="session")
+def modern_engine() -> ModernEngine:
+    """The second engine .ci/services.sh starts, with the base image loaded."""
+    host = f"unix://{MODERN_RUN}/docker.sock"
+    docker = shutil.which("docker")
+    need(docker is not None, "no docker client")
+    assert docker is not None
+    engine = ModernEngine(
+        docker, {"DOCKER_HOST": host, "DOCKER_CONFIG": str(MODERN_RUN / "config")}
+    )
+    info = engine.run("info", "--format", "{{.ServerVersion}}", check=False)
+    need(info.returncode == 0, f"no modern engine at {host}; run .ci/services.sh")
+    need(
+        engine.run("image", "inspect", BASE_IMAGE, check=False).returncode == 0,
+        f"the modern engine lacks {BASE_IMAGE}; run .ci/services.sh",
+    )
+    return engine
 
 
 @pytest.fixture(scope="session")

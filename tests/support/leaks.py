@@ -203,3 +203,40 @@ def image_config(docker: str, image: str) -> bytes:
             config = archive.extractfile(config_name)
             assert config is not None
             return config.read()
+
+
+#: Compressions BuildKit writes cache blobs in, by magic number.
+_GZIP = b"\x1f\x8b"
+_ZSTD = b"\x28\xb5\x2f\xfd"
+
+
+def cache_leaks(
+    cache_dir: Path, needles: list[bytes], docker: str = "", base_image: str = ""
+) -> dict[str, list[str]]:
+    """Where in an exported BuildKit cache (``--cache-to type=local``) key bytes are.
+
+    Every blob is searched as BuildKit wrote it and, for a compressed layer,
+    decompressed: a key inside a gzip'd layer tarball is invisible to a plain
+    byte search. A blob in a compression this cannot read fails the search
+    rather than pass unread. Private-key headers are not looked for in the base
+    image's own layers (see `image_leaks`).
+    """
+    import gzip
+
+    base = _base_layers(docker, base_image) if docker else set()
+    found: dict[str, list[str]] = {}
+    files = sorted(p for p in cache_dir.rglob("*") if p.is_file())
+    if not files:
+        raise RuntimeError(f"no cache was exported to {cache_dir}")
+    for path in files:
+        data = path.read_bytes()
+        if data.startswith(_GZIP):
+            data = gzip.decompress(data)
+        elif data.startswith(_ZSTD):
+            raise RuntimeError(f"{path} is zstd-compressed; this search cannot read it")
+        hits = [h.decode() for h in find_in_bytes(data, needles)]
+        if HEADER.search(data) and f"sha256:{hashlib.sha256(data).hexdigest()}" not in base:
+            hits.append("private key header")
+        if hits:
+            found[str(path.relative_to(cache_dir))] = hits
+    return found
