@@ -63,6 +63,14 @@ def recorded(tmp_path: Path) -> tuple[Path, dict[str, str]]:
     return project, env
 
 
+def _refused(project: Path, env: dict[str, str]) -> str:
+    """The one line `inv build-image` ends with when it refuses its settings."""
+    done = run_cli("invoke", project, "build-image", env=env)
+    assert done.returncode == 2, done.stderr
+    assert "Traceback" not in done.stderr
+    return done.stderr.strip().splitlines()[-1]
+
+
 def _build(project: Path, env: dict[str, str], *flags: str) -> list[str]:
     done = run_cli("invoke", project, "build-image", *flags, env=env)
     assert done.returncode == 0, done.stderr
@@ -226,10 +234,7 @@ def test_named_buildx_builder(recorded: tuple[Path, dict[str, str]]) -> None:
     assert current[current.index("--allow") + 1] == "network.host"
 
     docker.write_text(classic)
-    done = run_cli("invoke", project, "build-image", env=named)
-    assert done.returncode == 2
-    assert "Traceback" not in done.stderr
-    last = done.stderr.strip().splitlines()[-1]
+    last = _refused(project, named)
     assert last.startswith("securebuild: error: setting buildx_builder names a buildx builder")
     assert "no buildx plugin" in last
 
@@ -259,10 +264,7 @@ def test_cache_settings_reach_buildx(recorded: tuple[Path, dict[str, str]]) -> N
     assert "--cache-from" not in argv
 
     docker.write_text(classic)
-    done = run_cli("invoke", project, "build-image", env=cached)
-    assert done.returncode == 2
-    assert "Traceback" not in done.stderr
-    last = done.stderr.strip().splitlines()[-1]
+    last = _refused(project, cached)
     assert last.startswith("securebuild: error: setting cache_to needs docker buildx")
 
 
@@ -276,10 +278,7 @@ def test_cache_directory_inside_the_context_is_refused(
     docker = Path(env["SECUREBUILD_DOCKER"])
     docker.write_text(BUILDX_RECORDER)
     cached = {**env, "SECUREBUILD_CACHE_TO": "type=local,dest=.buildcache,mode=max"}
-    done = run_cli("invoke", project, "build-image", env=cached)
-    assert done.returncode != 0
-    assert "Traceback" not in done.stderr
-    last = done.stderr.strip().splitlines()[-1]
+    last = _refused(project, cached)
     assert last.startswith("securebuild: error: cache_to ")
     assert ".buildcache is inside the build context" in last
     assert not (project / ".buildcache").exists()

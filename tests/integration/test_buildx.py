@@ -22,17 +22,22 @@ from tests.support.leaks import image_leaks, key_needles
 pytestmark = pytest.mark.engine
 
 
+def _buildx_env(buildx_config: Path, lab: Lab, **settings: str) -> dict[str, str]:
+    """The client with the buildx plugin, the deploy key from its file, and ``settings``."""
+    return {
+        "DOCKER_CONFIG": str(buildx_config),
+        "SECUREBUILD_KEY_SOURCE": "file",
+        "SECUREBUILD_KEY_FILE": str(lab.deploy.private),
+        **{f"SECUREBUILD_{name.upper()}": value for name, value in settings.items()},
+    }
+
+
 def test_build_through_buildx_leaks_nothing(
     project: Project, lab: Lab, engine: Engine, buildx_config: Path
 ) -> None:
     """With buildx the build runs as `docker buildx build`, loads the image into
     the engine, and the key is in no layer, history, config or output."""
-    env = {
-        "DOCKER_CONFIG": str(buildx_config),
-        "SECUREBUILD_KEY_SOURCE": "file",
-        "SECUREBUILD_KEY_FILE": str(lab.deploy.private),
-    }
-    done = project.inv("build-image", "--json", env=env)
+    done = project.inv("build-image", "--json", env=_buildx_env(buildx_config, lab))
     assert done.returncode == 0, done.stderr[-3000:]
     assert " with buildx (" in done.stderr
     assert 'building with "default" instance using docker driver' in done.stderr
@@ -49,12 +54,7 @@ def test_buildx_builder_names_are_checked(
 ) -> None:
     """A builder that does not exist, and a docker context's own builder (which
     buildx selects by context), each end in one line saying what to do."""
-    env = {
-        "DOCKER_CONFIG": str(buildx_config),
-        "SECUREBUILD_KEY_SOURCE": "file",
-        "SECUREBUILD_KEY_FILE": str(lab.deploy.private),
-        "SECUREBUILD_BUILDX_BUILDER": "sbt-no-such-builder",
-    }
+    env = _buildx_env(buildx_config, lab, buildx_builder="sbt-no-such-builder")
     missing = project.inv("build-image", env=env)
     _assert_one_line_error(missing, 2, "no buildx builder named sbt-no-such-builder")
 
@@ -80,12 +80,7 @@ def test_cache_export_refused_by_the_docker_driver_is_one_line(
     cache directory is left half-written."""
     ignore = project.path / ".dockerignore"
     ignore.write_text(ignore.read_text() + ".buildcache\n")
-    env = {
-        "DOCKER_CONFIG": str(buildx_config),
-        "SECUREBUILD_KEY_SOURCE": "file",
-        "SECUREBUILD_KEY_FILE": str(lab.deploy.private),
-        "SECUREBUILD_CACHE_TO": "type=local,dest=.buildcache,mode=max",
-    }
+    env = _buildx_env(buildx_config, lab, cache_to="type=local,dest=.buildcache,mode=max")
     refused = project.inv("build-image", env=env)
     _assert_one_line_error(refused, 2, "cannot export a build cache (setting cache_to)")
     assert not any((project.path / ".buildcache").glob("*"))
