@@ -12,10 +12,12 @@ import subprocess
 import sys
 import tempfile
 import time
+import uuid
 from pathlib import Path
 
 import pytest
 
+from securebuild_tasks.build import template_path
 from securebuild_tasks.engine import Engine
 from tests.support.fixtures import BASE_IMAGE, Lab, Project, in_image, securebuild_leftovers
 from tests.support.leaks import (
@@ -145,6 +147,39 @@ def test_failed_build_cleans_up(project: Project, lab: Lab) -> None:
     assert securebuild_leftovers() == []
     needles = key_needles(lab.deploy.private_bytes)
     assert find_in_bytes((done.stdout + done.stderr).encode(), needles) == []
+
+
+def _ssh_logins(project: Project, lab: Lab, dockerfile: Path | None = None) -> int:
+    """SSH logins at the git host while ``project`` builds two private packages
+    that live on it and were never fetched before, each pinned by a tag."""
+    names = [f"mux{uuid.uuid4().hex[:8]}" for _ in range(2)]
+    lines = [f"{name} @ git+{lab.server.create_package(name, 'v3.0.0', '3.0.0')}@v3.0.0\n"
+             for name in names]  # fmt: skip
+    project.requirements("".join(lines))
+    before = lab.server.log.read_text(errors="replace").count("Accepted publickey")
+    env = {"SECUREBUILD_KEY_SOURCE": "file", "SECUREBUILD_KEY_FILE": str(lab.deploy.private)}
+    if dockerfile is not None:
+        env["SECUREBUILD_DOCKERFILE"] = str(dockerfile)
+    done = project.inv("build-image", env=env)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return lab.server.log.read_text(errors="replace").count("Accepted publickey") - before
+
+
+def test_one_ssh_login_serves_every_fetch_of_a_step(
+    project: Project, lab: Lab, tmp_path: Path
+) -> None:
+    """uv asks the host twice for each tag (as a branch, then as a tag): with the
+    template's shared connection, four fetches cost one SSH login, or two when
+    both packages' first fetches race to open it; the same template without the
+    shared connection logs in four times."""
+    template = template_path().read_text(encoding="utf-8")
+    shared = " -o ControlMaster=auto -o ControlPath=/tmp/securebuild-ssh-%C -o ControlPersist=10"
+    assert shared in template
+    unshared = tmp_path / "Dockerfile.unshared"
+    unshared.write_text(template.replace(shared, ""), encoding="utf-8")
+    assert _ssh_logins(project, lab, unshared) == 4
+    assert 1 <= _ssh_logins(project, lab) <= 2
+    assert securebuild_leftovers() == []
 
 
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
