@@ -482,10 +482,11 @@ def cache_fields(spec: str) -> list[tuple[str, str]]:
     except csv.Error as exc:
         raise ValueError(str(exc)) from None
     pairs: list[tuple[str, str]] = []
-    for item in rows[0] if rows else []:
+    for number, item in enumerate(rows[0] if rows else [], start=1):
         key, sep, value = item.partition("=")
         if not sep or not key.strip():
-            raise ValueError(f"{item!r} is not key=value")
+            # Not echoed: a stray field may be a credential pasted in.
+            raise ValueError(f"field {number} is not key=value")
         pairs.append((key.strip().lower(), value))
     return pairs
 
@@ -517,7 +518,7 @@ def _validate_cache(name: str, spec: str, bad: Any) -> None:
     if kind not in CACHE_TYPES or keys.count("type") != 1:
         raise bad(
             name,
-            f"needs one type= of {', '.join(CACHE_TYPES)}, not {_show(kind or spec)}",
+            f"needs one type= of {', '.join(CACHE_TYPES)}, not {_show(kind) if kind else 'none'}",
             f"use e.g. {example}",
         )
     path_key = "src" if name == "cache_from" else "dest"
