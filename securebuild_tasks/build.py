@@ -196,20 +196,25 @@ def _sensitive_files(settings: Settings, cwd: Path) -> dict[str, Path]:
     return found
 
 
+def _cache_dir(settings: Settings, cwd: Path, name: str) -> Path | None:
+    """The local directory of cache setting ``name`` (its src or dest), if any."""
+    fields = dict(cache_fields(getattr(settings, name)))
+    value = fields.get("src" if name == "cache_from" else "dest")
+    if fields.get("type") != "local" or not value:
+        return None
+    path = Path(value).expanduser()
+    return path if path.is_absolute() else cwd / path
+
+
 def _cache_dirs(settings: Settings, cwd: Path) -> dict[str, Path]:
     """Local cache directories: they hold every stage's layers, private code included."""
-    dirs: dict[str, Path] = {}
-    for name, path_key in (("cache_from", "src"), ("cache_to", "dest")):
-        fields = dict(cache_fields(getattr(settings, name)))
-        if fields.get("type") == "local" and fields.get(path_key):
-            path = Path(fields[path_key]).expanduser()
-            dirs[name] = path if path.is_absolute() else cwd / path
-    return dirs
+    found = {name: _cache_dir(settings, cwd, name) for name in ("cache_from", "cache_to")}
+    return {name: path for name, path in found.items() if path is not None}
 
 
 def _cache_option(settings: Settings, cwd: Path, name: str) -> str:
-    """The buildx value of a cache setting, its local directory made absolute."""
-    local = _cache_dirs(settings, cwd).get(name)
+    """The buildx value of cache setting ``name``, its local directory made absolute."""
+    local = _cache_dir(settings, cwd, name)
     return csv_option(
         *(
             f"{key}={local if local is not None and key in ('src', 'dest') else value}"

@@ -503,7 +503,6 @@ def _validate_cache(name: str, spec: str, bad: Any) -> None:
         pairs = cache_fields(spec)
     except ValueError as exc:
         raise bad(name, f"cannot be read as key=value fields ({exc})", f"e.g. {example}") from None
-    keys = [key for key, _ in pairs]
     for key, value in pairs:
         if _SECRET_NAME.search(key) or _URL_CREDENTIALS.search(value):
             # Never echo the value: it is probably the credential itself.
@@ -514,15 +513,16 @@ def _validate_cache(name: str, spec: str, bad: Any) -> None:
                 "leave credentials to the environment the cache backend reads (e.g."
                 " AWS_ACCESS_KEY_ID, ACTIONS_RUNTIME_TOKEN) or to `docker login`",
             )
-    kind = dict(pairs).get("type", "")
-    if kind not in CACHE_TYPES or keys.count("type") != 1:
+    fields = dict(pairs)
+    kind = fields.get("type", "")
+    if kind not in CACHE_TYPES or [key for key, _ in pairs].count("type") != 1:
         raise bad(
             name,
             f"needs one type= of {', '.join(CACHE_TYPES)}, not {_show(kind) if kind else 'none'}",
             f"use e.g. {example}",
         )
     path_key = "src" if name == "cache_from" else "dest"
-    if kind == "local" and not dict(pairs).get(path_key):
+    if kind == "local" and not fields.get(path_key):
         raise bad(name, f"is a local cache with no {path_key}= directory", f"use e.g. {example}")
 
 

@@ -102,7 +102,9 @@ def keyring_ready() -> None:
     )
 
 
-def in_image(docker: str, image: str, *argv: str, network: str = "none", check: bool = True) -> str:
+def in_image(
+    docker: str, image: str, *argv: str, network: str = "none", check: bool = True
+) -> str:
     """Run ``argv`` in a throwaway container of ``image``; its stdout.
 
     With ``check`` the command must succeed (its stderr is the failure message).
