@@ -94,6 +94,36 @@ build_base_image() {
     /usr/bin/docker import "$tarball" "$BASE_IMAGE" >/dev/null
 }
 
+unpack_debian_packages() {
+    # unpack_debian_packages DIR "SUITE..." PACKAGE...: the packages from the first
+    # suite of the machine's Debian mirror that has them all, unpacked into DIR with
+    # dpkg -x (nothing is installed); prints that suite.
+    local dir="$1" suites="$2" mirror arch suite files="" wanted f
+    shift 2
+    wanted="$(printf '%s\n' "$@" | sed 's/[.]/[.]/g' | paste -sd '|')"
+    mirror="$(apt_mirror)"
+    mirror="${mirror%/}"
+    arch="$(dpkg --print-architecture)"
+    for suite in $suites; do
+        files="$(curl -fsS "$mirror/dists/$suite/main/binary-$arch/Packages.xz" | xz -dc | awk -v want="^($wanted)\$" '
+            /^Package: / { p = $2 }
+            /^Filename: / { if (p ~ want && !(p in f)) f[p] = $2 }
+            END { for (p in f) print f[p] }')" || files=""
+        [ "$(printf '%s\n' "$files" | grep -c .)" -eq "$#" ] && break
+        files=""
+    done
+    if [ -z "$files" ]; then
+        echo "ci: $* not all found in $suites on $mirror" >&2
+        return 1
+    fi
+    mkdir -p "$dir"
+    for f in $files; do
+        curl -fsS "$mirror/$f" -o "$dir/$(basename "$f")"
+        dpkg -x "$dir/$(basename "$f")" "$dir/root"
+    done
+    echo "$suite"
+}
+
 fetch_buildx() {
     # The buildx CLI plugin, kept out of the system's plugin path: only tests
     # that point DOCKER_CONFIG at $CACHE_DIR/buildx use it (the rest of the
@@ -101,22 +131,12 @@ fetch_buildx() {
     # trixie's is a static binary that runs here.
     local plugin="$CACHE_DIR/buildx/cli-plugins/docker-buildx"
     [ -x "$plugin" ] && return
-    local mirror arch filename deb unpacked
-    mirror="$(apt_mirror)"
-    arch="$(dpkg --print-architecture)"
-    filename="$(curl -fsS "$mirror/dists/trixie/main/binary-$arch/Packages.xz" | xz -dc \
-        | awk '/^Package: /{p=$2} /^Filename: /{if (p == "docker-buildx" && !f) f=$2} END{print f}')"
-    if [ -z "$filename" ]; then
-        echo "ci: no docker-buildx package found on $mirror" >&2
-        exit 1
-    fi
-    deb="$(mktemp)"
+    local unpacked
     unpacked="$(mktemp -d)"
-    curl -fsS "$mirror/$filename" -o "$deb"
-    dpkg -x "$deb" "$unpacked"
+    unpack_debian_packages "$unpacked" trixie docker-buildx >/dev/null || exit 1
     mkdir -p "$(dirname "$plugin")"
-    install -m 0755 "$unpacked/usr/libexec/docker/cli-plugins/docker-buildx" "$plugin"
-    rm -rf "$deb" "$unpacked"
+    install -m 0755 "$unpacked/root/usr/libexec/docker/cli-plugins/docker-buildx" "$plugin"
+    rm -rf "$unpacked"
     echo "ci: buildx plugin in $plugin"
 }
 
@@ -134,27 +154,10 @@ fetch_modern_engine() {
     # unpacked into the CI cache, never installed: bookworm keeps its own packages.
     # runc stays bookworm's (forky's needs glibc 2.38).
     [ -x "$MODERN_BIN/bin/dockerd" ] && [ -x "$MODERN_BIN/cli-plugins/docker-buildx" ] && return
-    local mirror arch suite files="" unpacked f
-    mirror="$(apt_mirror)"
-    mirror="${mirror%/}"
-    arch="$(dpkg --print-architecture)"
-    for suite in forky sid; do
-        files="$(curl -fsS "$mirror/dists/$suite/main/binary-$arch/Packages.xz" | xz -dc | awk '
-            /^Package: / { p = $2 }
-            /^Filename: / { if (p ~ /^(docker\.io|containerd|docker-buildx|tini-static)$/ && !(p in f)) f[p] = $2 }
-            END { for (p in f) print f[p] }')" || files=""
-        [ "$(printf '%s\n' "$files" | grep -c .)" -eq 4 ] && break
-        files=""
-    done
-    if [ -z "$files" ]; then
-        echo "ci: docker.io, containerd, docker-buildx and tini-static not found in forky or sid" >&2
-        exit 1
-    fi
+    local unpacked suite f
     unpacked="$(mktemp -d)"
-    for f in $files; do
-        curl -fsS "$mirror/$f" -o "$unpacked/$(basename "$f")"
-        dpkg -x "$unpacked/$(basename "$f")" "$unpacked/root"
-    done
+    suite="$(unpack_debian_packages "$unpacked" "forky sid" \
+        docker.io containerd docker-buildx tini-static)" || exit 1
     for f in usr/sbin/dockerd usr/bin/containerd usr/bin/containerd-shim-runc-v2 \
              usr/libexec/docker/cli-plugins/docker-buildx; do
         glibc_ok "$unpacked/root/$f" || exit 1
