@@ -52,7 +52,7 @@ from securebuild_tasks.settings import resolve  # noqa: E402
 from tests.support.realparts import (  # noqa: E402
     Agent,
     GitServer,
-    PackageIndex,
+    PyPILikeIndex,
     SSHKey,
     build_backend_wheels,
     make_key,
@@ -115,15 +115,12 @@ class Lab:
 
     root: Path
     server: GitServer
-    index: PackageIndex
+    index: PyPILikeIndex
     key: SSHKey
     agent: Agent
     private_url: str
     public: list[str]
 
-    @property
-    def find_links(self) -> str:
-        return f"http://127.0.0.1:{self.index.port}/"
 
     def requirements(self, *, added: bool = False, tag: str = "v1.0.0") -> str:
         """The example's requirements.txt."""
@@ -138,7 +135,7 @@ def lab(quick: bool) -> Iterator[Lab]:
     wheels = public_wheels(names)
     root = Path(tempfile.mkdtemp(prefix="sbt-bench-"))
     server = GitServer(root / "git").start()
-    index = PackageIndex(wheels).start()
+    index = PyPILikeIndex(wheels, root / "index").start()
     agent = Agent(root / "agent").start()
     try:
         key = make_key(root / "keys", "bench-deploy-key")
@@ -251,7 +248,7 @@ def make_variants(lab: Lab, engine: Engine) -> list[Variant]:
              "--build-arg", f"SSH_PRIVATE_KEY={key_text}",
              "--build-arg", "GIT_HOST=127.0.0.1",
              "--build-arg", f"GIT_PORT={lab.server.port}",
-             "--build-arg", f"PIP_FIND_LINKS={lab.find_links}", str(old)],
+             "--build-arg", f"PIP_INDEX_URL={lab.index.url}", str(old)],
             env,
         )  # fmt: skip
 
@@ -265,7 +262,7 @@ def make_variants(lab: Lab, engine: Engine) -> list[Variant]:
              "--ssh", f"default={lab.agent.socket}",
              "--secret", f"id=known_hosts,src={known_hosts}",
              "--build-arg", f"BASE_IMAGE={BASE_IMAGE}",
-             "--build-arg", f"PIP_FIND_LINKS={lab.find_links}", str(hand)],
+             "--build-arg", f"PIP_INDEX_URL={lab.index.url}", str(hand)],
             env,
         )  # fmt: skip
 

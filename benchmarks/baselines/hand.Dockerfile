@@ -3,11 +3,11 @@
 # requirements are copied before the app so an app change skips the install.
 ARG BASE_IMAGE
 FROM ${BASE_IMAGE}
-ARG PIP_FIND_LINKS
+ARG PIP_INDEX_URL
 COPY requirements.txt /tmp/requirements.txt
 RUN --mount=type=ssh \
     --mount=type=secret,id=known_hosts,target=/root/.ssh/known_hosts \
-    pip install --no-cache-dir --no-index --find-links "${PIP_FIND_LINKS}" \
+    pip install --no-cache-dir --index-url "${PIP_INDEX_URL}" \
         -r /tmp/requirements.txt
 COPY . /app
 WORKDIR /app

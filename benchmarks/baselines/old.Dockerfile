@@ -5,14 +5,14 @@ FROM ${BASE_IMAGE} AS intermediate
 ARG SSH_PRIVATE_KEY
 ARG GIT_HOST
 ARG GIT_PORT
-ARG PIP_FIND_LINKS
+ARG PIP_INDEX_URL
 RUN mkdir -p /root/.ssh \
     && echo "${SSH_PRIVATE_KEY}" > /root/.ssh/id_rsa \
     && chmod 600 /root/.ssh/id_rsa \
     && ssh-keyscan -p "${GIT_PORT}" "${GIT_HOST}" >> /root/.ssh/known_hosts
 COPY requirements.txt /requirements.txt
 # setuptools and wheel come along so the runtime stage can build the private sdist.
-RUN pip download --no-index --find-links "${PIP_FIND_LINKS}" --dest /vendor/python \
+RUN pip download --index-url "${PIP_INDEX_URL}" --dest /vendor/python \
         -r /requirements.txt setuptools wheel
 
 FROM ${BASE_IMAGE}

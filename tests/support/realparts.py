@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import getpass
+import hashlib
 import os
 import shutil
 import signal
@@ -15,9 +16,12 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+import zipfile
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+
+from packaging.utils import canonicalize_name, parse_wheel_filename
 
 SSHD = shutil.which("sshd") or "/usr/sbin/sshd"
 
@@ -275,6 +279,105 @@ class PackageIndex:
     def pip_config(self) -> str:
         """A pip.conf that uses only this index."""
         return f"[global]\nno-index = true\nfind-links = http://127.0.0.1:{self.port}/\n"
+
+
+PYPI_LIKE_SERVER = """\
+import functools, http.server, sys
+port, root = int(sys.argv[1]), sys.argv[2]
+class Handler(http.server.SimpleHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    # Headers and body go out in separate writes: on a kept-alive connection
+    # Nagle's algorithm would hold the body until the client's delayed ACK.
+    disable_nagle_algorithm = True
+    def end_headers(self):
+        if self.path.startswith("/simple/"):
+            self.send_header("Cache-Control", "max-age=600, public")
+        else:
+            self.send_header("Cache-Control", "max-age=365000000, immutable, public")
+        super().end_headers()
+    def log_message(self, *args):
+        pass
+handler = functools.partial(Handler, directory=root)
+http.server.ThreadingHTTPServer(("127.0.0.1", port), handler).serve_forever()
+"""
+
+
+class PyPILikeIndex(PackageIndex):
+    """A simple index (PEP 503) that serves its wheels the way PyPI does.
+
+    Each project page links its files with sha256 fragments and announces
+    their core metadata under PEP 714's name (``data-core-metadata``), served
+    beside each wheel as ``<wheel>.metadata``, so a resolver reads a wheel's
+    dependencies without downloading it (pip before 23.2 does not see the new
+    name, on purpose: its PEP 658 support failed on names like ``Jinja2``); pages are cacheable for ten minutes and files for ever,
+    and connections are kept alive (HTTP/1.1). The flat ``find-links`` page of
+    `PackageIndex` offers none of this and makes a caching resolver such as uv
+    stream whole wheels to read their metadata. The benchmark uses this one,
+    because the public packages of a real project come from PyPI or a mirror of it.
+    """
+
+    def __init__(self, wheels: Path, root: Path) -> None:
+        super().__init__(wheels)
+        self.root = root
+
+    def server_argv(self) -> list[str]:
+        """The file server, with PyPI's caching headers and keep-alive."""
+        return [sys.executable, "-c", PYPI_LIKE_SERVER, str(self.port), str(self.root)]
+
+    def start(self) -> PyPILikeIndex:
+        """Write the index tree (pages, metadata files, links to the wheels), then serve it."""
+        projects: dict[str, list[str]] = {}
+        files = self.root / "files"
+        files.mkdir(parents=True, exist_ok=True)
+        for wheel in sorted(self.wheels.glob("*.whl")):
+            name = canonicalize_name(parse_wheel_filename(wheel.name)[0])
+            (files / wheel.name).symlink_to(wheel)
+            with zipfile.ZipFile(wheel) as archive:
+                metadata = archive.read(_metadata_member(archive))
+            (files / f"{wheel.name}.metadata").write_bytes(metadata)
+            digest = hashlib.sha256(wheel.read_bytes()).hexdigest()
+            core = f"sha256={hashlib.sha256(metadata).hexdigest()}"
+            projects.setdefault(name, []).append(
+                f'<a href="../../files/{wheel.name}#sha256={digest}" '
+                f'data-core-metadata="{core}">{wheel.name}</a>'
+            )
+        for name, links in projects.items():
+            page = self.root / "simple" / name / "index.html"
+            page.parent.mkdir(parents=True, exist_ok=True)
+            page.write_text(_html_page(links))
+        (self.root / "simple" / "index.html").write_text(
+            _html_page(f'<a href="{name}/">{name}</a>' for name in sorted(projects))
+        )
+        super().start()
+        return self
+
+    def stop(self) -> None:
+        """Stop serving and remove the index tree."""
+        super().stop()
+        shutil.rmtree(self.root, ignore_errors=True)
+
+    @property
+    def url(self) -> str:
+        """The index URL."""
+        return f"http://127.0.0.1:{self.port}/simple/"
+
+    def pip_config(self) -> str:
+        """A pip.conf that uses only this index."""
+        return f"[global]\nindex-url = {self.url}\n"
+
+
+def _metadata_member(archive: zipfile.ZipFile) -> str:
+    """The path of a wheel's METADATA file (in its top-level ``.dist-info``)."""
+    for member in archive.namelist():
+        top, _, rest = member.partition("/")
+        if top.endswith(".dist-info") and rest == "METADATA":
+            return member
+    raise RuntimeError(f"{archive.filename} has no .dist-info/METADATA")
+
+
+def _html_page(links: Iterable[str]) -> str:
+    body = "<br/>\n".join(links)
+    return f"<!DOCTYPE html>\n<html><body>\n{body}\n</body></html>\n"
 
 
 INDEX_PACKAGES = {"setuptools": "setuptools>=61,<81", "wheel": "wheel", "uv": "uv", "six": "six"}
