@@ -308,12 +308,16 @@ class PyPILikeIndex(PackageIndex):
     Each project page links its files with sha256 fragments and announces
     their core metadata under PEP 714's name (``data-core-metadata``), served
     beside each wheel as ``<wheel>.metadata``, so a resolver reads a wheel's
-    dependencies without downloading it (pip before 23.2 does not see the new
-    name, on purpose: its PEP 658 support failed on names like ``Jinja2``); pages are cacheable for ten minutes and files for ever,
-    and connections are kept alive (HTTP/1.1). The flat ``find-links`` page of
-    `PackageIndex` offers none of this and makes a caching resolver such as uv
-    stream whole wheels to read their metadata. The benchmark uses this one,
-    because the public packages of a real project come from PyPI or a mirror of it.
+    dependencies without downloading it. Only the new name: pip before 23.2
+    reads the old one alone, and the base image's pip 23.0 then refuses
+    packages whose metadata spells their name differently (``Jinja2``, pip
+    issue 12038); with the new name alone it downloads wheels as it always
+    did. Pages are cacheable for ten minutes and files for ever, and
+    connections are kept alive (HTTP/1.1). The flat ``find-links`` page of
+    `PackageIndex` offers none of this and makes a caching resolver such as
+    uv stream whole wheels to read their metadata. The benchmark uses this
+    one, because the public packages of a real project come from PyPI or a
+    mirror of it.
     """
 
     def __init__(self, wheels: Path, root: Path) -> None:
