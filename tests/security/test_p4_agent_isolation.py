@@ -155,8 +155,10 @@ def test_second_uid_cannot_use_the_ephemeral_agent(
 
         # The key has a lifetime: it leaves the agent while the agent (and build) live on.
         wait_for(
-            lambda: process.poll() is not None
-            or "no identities" in _as(owner, "ssh-add", "-l", sock=sock).stdout,
+            lambda: (
+                process.poll() is not None
+                or "no identities" in _as(owner, "ssh-add", "-l", sock=sock).stdout
+            ),
             "the key's lifetime to run out",
             timeout=KEY_LIFETIME + 120,
         )

@@ -85,7 +85,6 @@ def _project(
     return Project(root, env, f"{image}:latest")
 
 
-
 def _public_bodies(text: str) -> list[str]:
     """The base64 bodies of the public keys in ``ssh-add -L`` output."""
     return [line.split()[1] for line in text.splitlines() if line.strip()]

@@ -38,12 +38,24 @@ WHEEL_CACHE = Path(
     os.environ.get("SBT_WHEEL_CACHE", Path.home() / ".cache/securebuild-tests/wheels")
 )
 
-SLOW_SETUP = """\
-import time
+
+def slow_setup(name: str) -> str:
+    """A setup.py that keeps the build busy, so a test can sample and interrupt it.
+
+    It sleeps in a directory named after the package: for the whole sleep, the
+    build backend's working directory tells this build's process from any other
+    (its argv does not name the package, and git's short fetch may be missed).
+    """
+    return f"""\
+import os, tempfile, time
 from setuptools import setup
-time.sleep(120)  # keeps the build busy so a test can interrupt it
+here = os.getcwd()
+os.chdir(tempfile.mkdtemp(prefix="{name}-sleeping-"))
+time.sleep(120)
+os.chdir(here)
 setup()
 """
+
 
 USER_TASKS = """\
 from invoke import Collection
@@ -102,9 +114,7 @@ def keyring_ready() -> None:
     )
 
 
-def in_image(
-    docker: str, image: str, *argv: str, network: str = "none", check: bool = True
-) -> str:
+def in_image(docker: str, image: str, *argv: str, network: str = "none", check: bool = True) -> str:
     """Run ``argv`` in a throwaway container of ``image``; its stdout.
 
     With ``check`` the command must succeed (its stderr is the failure message).
@@ -211,7 +221,7 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
     server.authorize(deploy)
     server.authorize(encrypted)
     private_url = server.create_package("privpkg", "v1.0.0", "1.0.0")
-    slow_url = server.create_package("slowpkg", "v0.1.0", "0.1.0", setup_py=SLOW_SETUP)
+    slow_url = server.create_package("slowpkg", "v0.1.0", "0.1.0", setup_py=slow_setup("slowpkg"))
     try:
         yield Lab(server, index, deploy, other, encrypted, private_url, slow_url)
     finally:
@@ -314,7 +324,7 @@ def own_slow_package(lab: Lab, prefix: str) -> tuple[str, str]:
     running on the shared engine.
     """
     name = f"{prefix}{uuid.uuid4().hex[:8]}"
-    return name, lab.server.create_package(name, "v0.1.0", "0.1.0", setup_py=SLOW_SETUP)
+    return name, lab.server.create_package(name, "v0.1.0", "0.1.0", setup_py=slow_setup(name))
 
 
 @pytest.fixture

@@ -117,4 +117,3 @@ def alive(pid: int) -> bool:
     """Whether ``pid`` exists (and is no zombie)."""
     stat = _read(Path(f"/proc/{pid}/stat"))
     return stat is not None and stat[stat.rfind(b")") + 2 :][:1] != b"Z"
-
