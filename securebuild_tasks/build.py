@@ -27,7 +27,7 @@ from typing import IO
 
 from . import lockfile
 from .agent import private_workdir, reap_stale_workdirs, write_private
-from .engine import CommandBuilder, Engine, detect_engine, inspect_image, ping, run_streaming
+from .engine import CommandBuilder, Engine, EngineProbe, inspect_image, ping, run_streaming
 from .errors import (
     BuildError,
     EngineError,
@@ -563,8 +563,13 @@ class Executed:
     seconds: float
 
 
-def execute(plan: BuildPlan, *, out: IO[str] | None = None) -> Executed:
-    """Run ``plan``; raise a `SecurebuildError` with a next step on failure."""
+def execute(
+    plan: BuildPlan, *, out: IO[str] | None = None, probe: EngineProbe | None = None
+) -> Executed:
+    """Run ``plan``; raise a `SecurebuildError` with a next step on failure.
+
+    ``probe``: the engine's detection, started by the caller before planning.
+    """
     out = out or sys.stderr
     reap_stale_workdirs()
     # Data flows one way: the key source is checked (nothing loaded yet), then
@@ -574,7 +579,8 @@ def execute(plan: BuildPlan, *, out: IO[str] | None = None) -> Executed:
         source.check()
     if plan.index is not None:
         plan.index.check()
-    engine = detect_engine(plan.settings.docker, plan.settings.builder)
+    with probe or EngineProbe(plan.settings.docker, plan.settings.builder) as detecting:
+        engine = detecting.engine()
     if plan.settings.buildx_builder and engine.mode != "buildx":
         raise SettingsError(
             f"setting buildx_builder names a buildx builder ({plan.settings.buildx_builder}),"
@@ -652,8 +658,10 @@ def _engine_still_there(engine: Engine, exc: BuildError) -> None:
 
 def build_image(settings: Settings, *, cwd: Path, out: IO[str] | None = None) -> BuildResult:
     """Build the image (offline from the wheelhouse when there is one)."""
-    plan = plan_build(settings, cwd)
-    done = execute(plan, out=out)
+    # The engine's detection runs while the inputs are read (see EngineProbe).
+    with EngineProbe(settings.docker, settings.builder) as probe:
+        plan = plan_build(settings, cwd)
+        done = execute(plan, out=out, probe=probe)
     info = inspect_image(settings.image_ref, done.engine.docker)
     return BuildResult(
         settings.image_ref,
@@ -669,8 +677,9 @@ def build_image(settings: Settings, *, cwd: Path, out: IO[str] | None = None) ->
 def lock(settings: Settings, *, cwd: Path, out: IO[str] | None = None) -> Path:
     """Resolve the lock input inside the target image; write the lock file."""
     with tempfile.TemporaryDirectory(prefix="securebuild-lock-") as tmp:
-        plan, source = plan_lock(settings, cwd, Path(tmp))
-        execute(plan, out=out)
+        with EngineProbe(settings.docker, settings.builder) as probe:
+            plan, source = plan_lock(settings, cwd, Path(tmp))
+            execute(plan, out=out, probe=probe)
         try:
             raw = (Path(tmp) / "requirements.lock").read_text(encoding="utf-8")
         except OSError:
@@ -709,8 +718,9 @@ def vendor(settings: Settings, *, cwd: Path, out: IO[str] | None = None) -> Path
     # Export next to the wheelhouse so the final swap is a rename on one disk.
     staging = Path(tempfile.mkdtemp(prefix=".securebuild-vendor-", dir=wheelhouse.parent))
     try:
-        plan = plan_vendor(settings, cwd, staging)
-        execute(plan, out=out)
+        with EngineProbe(settings.docker, settings.builder) as probe:
+            plan = plan_vendor(settings, cwd, staging)
+            execute(plan, out=out, probe=probe)
         lockfile.write_manifest(staging, plan.build_args.get("REQUIREMENTS", ""))
         old = wheelhouse.with_name(f".{wheelhouse.name}.old")
         shutil.rmtree(old, ignore_errors=True)

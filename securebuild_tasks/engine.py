@@ -122,9 +122,12 @@ def _docker_candidates(configured: str) -> list[str]:
     return candidates
 
 
-def _probe_together(argvs: list[list[str]]) -> list[tuple[int, str]]:
-    """Run a few short docker CLI queries at once: each costs the CLI's start-up time."""
-    started: list[subprocess.Popen[str] | OSError] = []
+_Started = list["subprocess.Popen[str] | OSError"]
+
+
+def _start_queries(argvs: list[list[str]]) -> _Started:
+    """Start a few short docker CLI queries at once: each costs the CLI's start-up time."""
+    started: _Started = []
     for argv in argvs:
         try:
             started.append(
@@ -138,6 +141,11 @@ def _probe_together(argvs: list[list[str]]) -> list[tuple[int, str]]:
             )
         except OSError as exc:
             started.append(exc)
+    return started
+
+
+def _collect(started: _Started) -> list[tuple[int, str]]:
+    """Each started query's exit code and what it printed."""
     results: list[tuple[int, str]] = []
     for process in started:
         if isinstance(process, OSError):
@@ -156,11 +164,92 @@ def _probe_together(argvs: list[list[str]]) -> list[tuple[int, str]]:
 
 def _probe(argv: list[str]) -> tuple[int, str]:
     """One short docker CLI query: its exit code and what it printed."""
-    return _probe_together([argv])[0]
+    return _collect(_start_queries([argv]))[0]
 
 
 #: Client version, and the server's when the daemon answers (empty otherwise).
 _VERSION_FORMAT = "{{.Client.Version}}|{{if .Server}}{{.Server.Version}}{{end}}"
+
+
+class EngineProbe:
+    """`detect_engine`, started early: the first client's queries run while the caller plans.
+
+    A docker CLI query costs the client's start-up (50 to 100 ms); a build
+    starts them before it reads its inputs and collects them when it needs the
+    engine, so the two overlap. Errors (no client) are kept until then, so a
+    problem with the inputs is still reported first. Use it as a context
+    manager: no query outlives the caller.
+    """
+
+    def __init__(self, docker: str = "", builder: str = "auto") -> None:
+        self._builder = builder
+        self._candidates: list[str] = []
+        self._started: _Started = []
+        self._error: EngineError | None = None
+        self._engine: Engine | None = None
+        try:
+            self._candidates = _docker_candidates(docker)
+        except EngineError as exc:
+            self._error = exc
+        else:
+            self._started = _start_queries(self._queries(self._candidates[0]))
+
+    def __enter__(self) -> EngineProbe:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Stop and reap queries that were started but never collected."""
+        started, self._started = self._started, []
+        for process in started:
+            if isinstance(process, subprocess.Popen) and process.poll() is None:
+                process.kill()
+            if isinstance(process, subprocess.Popen):
+                process.communicate()
+
+    def _queries(self, candidate: str) -> list[list[str]]:
+        queries = [[candidate, "version", "--format", _VERSION_FORMAT]]
+        if self._builder in ("auto", "buildx"):
+            queries.append([candidate, "buildx", "version"])
+        return queries
+
+    def engine(self) -> Engine:
+        """The first docker client that can build (see `detect_engine`)."""
+        if self._engine is not None:
+            return self._engine
+        if self._error is not None:
+            raise self._error
+        builder = self._builder
+        refusals: list[str] = []
+        for index, candidate in enumerate(self._candidates):
+            if index == 0:
+                started, self._started = self._started, []
+            else:
+                started = _start_queries(self._queries(candidate))
+            (code, out), *buildx = _collect(started)
+            if code != 0 and not out:
+                refusals.append(f"{candidate} does not run")
+                continue
+            first = out.splitlines()[0] if out else ""
+            version, separator, server = first.partition("|")
+            version = version.strip() or "unknown"
+            server = server.strip() if separator else ""
+            if buildx and buildx[0][0] == 0:
+                self._engine = Engine(candidate, "buildx", version, server)
+                return self._engine
+            if builder in ("auto", "classic") and _classic_buildkit(version):
+                self._engine = Engine(candidate, "classic", version, server)
+                return self._engine
+            refusals.append(
+                f"{candidate} {version} has no buildx plugin" + _classic_refusal(version, builder)
+            )
+        raise EngineError(
+            "no docker client here can run BuildKit builds (" + "; ".join(refusals) + ")",
+            hint="install the docker buildx plugin, or point securebuild.docker at a client"
+            " that has it",
+        )
 
 
 def detect_engine(docker: str = "", builder: str = "auto") -> Engine:
@@ -170,31 +259,8 @@ def detect_engine(docker: str = "", builder: str = "auto") -> Engine:
     newer client without the buildx plugin does not hide an older one that can
     build. ``builder`` forces ``buildx`` or ``classic``.
     """
-    refusals: list[str] = []
-    for candidate in _docker_candidates(docker):
-        queries = [[candidate, "version", "--format", _VERSION_FORMAT]]
-        if builder in ("auto", "buildx"):
-            queries.append([candidate, "buildx", "version"])
-        (code, out), *buildx = _probe_together(queries)
-        if code != 0 and not out:
-            refusals.append(f"{candidate} does not run")
-            continue
-        first = out.splitlines()[0] if out else ""
-        version, separator, server = first.partition("|")
-        version = version.strip() or "unknown"
-        server = server.strip() if separator else ""
-        if buildx and buildx[0][0] == 0:
-            return Engine(candidate, "buildx", version, server)
-        if builder in ("auto", "classic") and _classic_buildkit(version):
-            return Engine(candidate, "classic", version, server)
-        refusals.append(
-            f"{candidate} {version} has no buildx plugin" + _classic_refusal(version, builder)
-        )
-    raise EngineError(
-        "no docker client here can run BuildKit builds (" + "; ".join(refusals) + ")",
-        hint="install the docker buildx plugin, or point securebuild.docker at a client that"
-        " has it",
-    )
+    with EngineProbe(docker, builder) as probe:
+        return probe.engine()
 
 
 def _classic_refusal(version: str, builder: str) -> str:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import atexit
 import functools
+import gc
 import json
 import os
 import sys
@@ -42,11 +44,28 @@ def silence_stdout() -> None:
     os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
 
 
+@functools.cache
+def _no_final_collection() -> None:
+    """At exit, spare the interpreter its last full garbage collection.
+
+    That collection walks every object invoke and the tool ever made (35 to
+    70 ms measured on an `inv build-image` that found everything cached,
+    about a sixth of the tool's own time there) only for the process to end.
+    `gc.freeze`, run by atexit once every task has returned, moves them all
+    out of its reach; objects still referenced are freed as usual while the
+    modules are torn down, and the operating system takes back the rest.
+    Every file and process this tool opens is closed by a context manager,
+    never by the collector.
+    """
+    atexit.register(gc.freeze)
+
+
 def reports_errors(func: F) -> F:
     """Turn this project's errors into invoke's `Exit`: one line, its exit code."""
 
     @functools.wraps(func)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
+        _no_final_collection()
         try:
             return func(*args, **kwargs)
         except SecurebuildError as exc:

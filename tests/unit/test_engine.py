@@ -6,12 +6,14 @@ from pathlib import Path
 
 import pytest
 
-from securebuild_tasks.build import BuildPlan, build_command
-from securebuild_tasks.engine import CommandBuilder, Engine, detect_engine
-from securebuild_tasks.errors import EngineError
+from securebuild_tasks import build
+from securebuild_tasks.build import BuildPlan, build_command, build_image
+from securebuild_tasks.engine import CommandBuilder, Engine, EngineProbe, detect_engine
+from securebuild_tasks.errors import EngineError, SecurebuildError
 from securebuild_tasks.keys import ForwardedKey
 from securebuild_tasks.requirements import parse_requirements
 from securebuild_tasks.settings import Settings
+from tests.support.procs import wait_for
 
 
 def _fake_docker(directory: Path, version: str, *, buildx: bool) -> Path:
@@ -120,3 +122,70 @@ def test_clients_before_20_10_are_refused(tmp_path: Path, monkeypatch: pytest.Mo
     monkeypatch.setenv("PATH", str(docker.parent))
     with pytest.raises(EngineError, match=r"older than 20\.10"):
         detect_engine()
+
+
+def _slow_docker(directory: Path) -> tuple[Path, Path]:
+    """A docker that logs each start with its pid, then answers `version` only after a minute."""
+    directory.mkdir(parents=True, exist_ok=True)
+    log = directory / "started.log"
+    script = directory / "docker"
+    script.write_text(
+        f'#!/bin/sh\necho "$$ $1" >> {log}\nif [ "$1" = version ]; then exec sleep 60; fi\nexit 1\n'
+    )
+    script.chmod(0o755)
+    return script, log
+
+
+def _started(log: Path) -> dict[str, int]:
+    lines = log.read_text().splitlines() if log.exists() else []
+    return {line.split()[1]: int(line.split()[0]) for line in lines}
+
+
+def test_probe_starts_at_once_and_reports_when_asked(tmp_path: Path) -> None:
+    """The queries run from construction on; the engine is what detect_engine finds."""
+    docker = _fake_docker(tmp_path / "bin", "27.1.0", buildx=True)
+    log = tmp_path / "bin" / "calls.log"
+    docker.write_text(docker.read_text().replace("#!/bin/sh\n", f'#!/bin/sh\necho "$1" >> {log}\n'))
+    with EngineProbe(str(docker)) as probe:
+        wait_for(lambda: log.exists() and len(log.read_text().split()) == 2, "both queries")
+        assert sorted(log.read_text().split()) == ["buildx", "version"]
+        assert probe.engine() == Engine(str(docker), "buildx", "27.1.0")
+        assert probe.engine() is probe.engine()  # asked twice, queried once
+    assert len(log.read_text().split()) == 2
+
+
+def test_probe_keeps_its_error_until_asked(tmp_path: Path) -> None:
+    """A missing docker does not pre-empt the caller's own checks: it is raised by engine()."""
+    probe = EngineProbe(str(tmp_path / "nowhere" / "docker"))
+    with probe, pytest.raises(EngineError, match="nowhere/docker"):
+        probe.engine()
+
+
+def test_probe_left_unasked_leaves_no_process(tmp_path: Path) -> None:
+    """Closed before its answer (the caller failed first): every query is stopped and reaped."""
+    docker, log = _slow_docker(tmp_path / "bin")
+    with EngineProbe(str(docker), "classic"):
+        wait_for(lambda: "version" in _started(log), "the version query")
+        pid = _started(log)["version"]
+        assert Path(f"/proc/{pid}").exists()
+    assert not Path(f"/proc/{pid}").exists()  # killed and waited for, no zombie
+
+
+def test_bad_input_is_reported_before_the_engine_and_stops_its_queries(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """build_image on a project without requirements: that is the error, and no docker is left."""
+    docker, log = _slow_docker(tmp_path / "bin")
+    project = tmp_path / "project"
+    project.mkdir()
+    real_plan = build.plan_build
+
+    def plan_once_the_query_runs(settings: Settings, cwd: Path) -> BuildPlan:
+        wait_for(lambda: "version" in _started(log), "the version query")
+        return real_plan(settings, cwd)
+
+    monkeypatch.setattr(build, "plan_build", plan_once_the_query_runs)
+    with pytest.raises(SecurebuildError, match="requirements") as raised:
+        build_image(Settings(docker=str(docker), builder="classic"), cwd=project)
+    assert not isinstance(raised.value, EngineError)
+    assert not Path(f"/proc/{_started(log)['version']}").exists()  # stopped and reaped
