@@ -333,6 +333,10 @@ def plan_build(settings: Settings, cwd: Path) -> BuildPlan:
         settings,
         BASE_IMAGE=settings.base_image,
         REQUIREMENTS=requirements_file,
+        # The URL lines install in a step of their own, over SSH, which a
+        # change to the index packages does not rerun (see the template).
+        URL_REQUIREMENTS=requirements.url_requirements,
+        LOCKED="1" if locked or any(e.hashes for e in requirements.entries) else "",
         WHEELHOUSE=settings.wheelhouse,
         SSH_IDENTITY="",
         # No wheelhouse folder in the context: nothing to prune from /app, so an

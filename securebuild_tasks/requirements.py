@@ -89,6 +89,15 @@ class Requirements:
     private: tuple[str, ...]
     ssh_hosts: tuple[SSHHost, ...]
     entries: tuple[Entry, ...] = ()
+    #: The file's option lines (index settings), as pip reads them.
+    options: tuple[str, ...] = ()
+    #: The requirements fetched from a URL (private git packages), whole lines.
+    url_lines: tuple[str, ...] = ()
+
+    @property
+    def url_requirements(self) -> str:
+        """What installs first, over SSH: the URL lines after the option lines; else empty."""
+        return "\n".join((*self.options, *self.url_lines)) if self.url_lines else ""
 
 
 def read_requirements(path: Path) -> Requirements:
@@ -116,6 +125,8 @@ def parse_requirements(text: str, path: Path) -> Requirements:
     private: list[str] = []
     hosts: set[SSHHost] = set()
     entries: list[Entry] = []
+    options: list[str] = []
+    url_lines: list[str] = []
     for lineno, line in _logical_lines(text):
         where = f"{path} line {lineno}"
         if _URL_CREDENTIALS.search(line):
@@ -125,7 +136,9 @@ def parse_requirements(text: str, path: Path) -> Requirements:
             )
         if line.startswith("-"):
             _check_option(line, where)
+            options.append(line)
             continue
+        whole = line
         hashes = tuple(_HASH.findall(line))
         line = _LINE_OPTION.sub("", " " + line).strip()
         specifier = ""
@@ -143,6 +156,8 @@ def parse_requirements(text: str, path: Path) -> Requirements:
             name, url, specifier = req.name, req.url or "", str(req.specifier)
         names.append(name)
         entries.append(Entry(lineno, name, url, specifier, hashes))
+        if url:
+            url_lines.append(whole)
         host = _ssh_host(url, where)
         if host is not None:
             private.append(name)
@@ -152,7 +167,15 @@ def parse_requirements(text: str, path: Path) -> Requirements:
             f"requirements file {path} lists no requirement",
             hint="add at least one NAME or NAME @ URL line",
         )
-    return Requirements(path, tuple(names), tuple(private), tuple(sorted(hosts)), tuple(entries))
+    return Requirements(
+        path,
+        tuple(names),
+        tuple(private),
+        tuple(sorted(hosts)),
+        tuple(entries),
+        tuple(options),
+        tuple(url_lines),
+    )
 
 
 def _logical_lines(text: str) -> list[tuple[int, str]]:

@@ -58,7 +58,11 @@ def fetch_steps(steps: list[Instruction]) -> list[Instruction]:
     """RUN steps that fetch code over the network with pip, uv, git or ssh.
 
     Installing from local wheels (``--no-index``) fetches nothing; ``pip
-    install uv`` (no requirements file) fetches a public tool, not private code.
+    install uv`` (no requirements file) fetches a public tool, not private code;
+    nor does a step that resolves only ``index.txt``, which it wrote itself by
+    dropping every line with a URL (the template's second install step: index
+    packages only; that the filter keeps no URL line is tested in
+    tests/unit/test_requirements.py).
     """
     found = []
     for step in steps:
@@ -66,6 +70,9 @@ def fetch_steps(steps: list[Instruction]) -> list[Instruction]:
             continue
         command = re.sub(r"--mount=\S+", "", step.args)
         resolves = re.search(r"\b(pip|uv)\b.*(\s-r\s|\bcompile\b)", command) is not None
+        url_free = "!~ /:\\/\\//" in command and "> index.txt" in command
+        if url_free and set(re.findall(r"\s-r\s+([^\s;]+)", command)) == {"index.txt"}:
+            resolves = False
         offline = "--no-index" in command
         git_or_ssh = re.search(r"\bgit (clone|fetch|ls-remote)\b|ssh://|\bssh\s+\S*@", command)
         if (resolves and not offline) or git_or_ssh is not None:

@@ -249,8 +249,13 @@ class Project:
     image: str
 
     def requirements(self, text: str) -> None:
-        """Replace requirements.txt (tagged with the project, so no other build's cache fits)."""
-        (self.path / "requirements.txt").write_text(f"# {self.image}\n{text}")
+        """Replace requirements.txt, tagged with the project so no other build's cache fits.
+
+        The tag is an option line naming a host nobody contacts: the template's
+        SSH step is keyed by the file's options and URL lines, not its comments.
+        """
+        tag = self.image.split(":")[0]
+        (self.path / "requirements.txt").write_text(f"--trusted-host {tag}.invalid\n{text}")
 
     def inv(
         self,

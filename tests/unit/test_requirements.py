@@ -400,7 +400,13 @@ def test_read_requirements_from_file(tmp_path: Path) -> None:
     reqs = read_requirements(path)
     url = "git+ssh://git@127.0.0.1:2222/lib.git"
     assert reqs == Requirements(
-        path, ("lib",), ("lib",), (SSHHost("127.0.0.1", 2222),), (Entry(1, "lib", url, "", ()),)
+        path,
+        ("lib",),
+        ("lib",),
+        (SSHHost("127.0.0.1", 2222),),
+        (Entry(1, "lib", url, "", ()),),
+        options=(),
+        url_lines=(f"lib @ {url}",),
     )
 
 
@@ -512,3 +518,72 @@ def test_option_like_or_odd_host_names_refused(host: str) -> None:
     """A host name that ssh could read as an option, or that is no host name, is refused."""
     with pytest.raises(RequirementsError, match="without a valid host"):
         _parse(f"lib @ git+ssh://git@{host}/x.git@v1\n")
+
+
+# --- the template's two install steps -------------------------------------------
+
+MIXED = """\
+# private code first; a URL in a comment is no URL line: https://example.com
+--index-url https://index.example/simple
+privpkg @ git+ssh://git@127.0.0.1:2222/org/privpkg.git@v1.0.0#subdirectory=src
+requests  # http://a.comment/too
+numpy==1.26.4 \\
+    --hash=sha256:aaaa \\
+    --hash=sha256:bbbb
+    # via -r requirements.in
+git+ssh://git@127.0.0.1:2222/org/other.git@v2#egg=otherpkg
+wheelpkg @ https://files.example/wheelpkg-1.0-py3-none-any.whl --hash=sha256:cccc
+--extra-index-url=https://more.example/simple
+
+six>=1.16; python_version >= "3.8"
+"""
+
+
+def test_url_requirements_are_the_options_then_the_url_lines() -> None:
+    """What the first, SSH step installs: every URL line whole, with the file's options."""
+    assert _parse(MIXED).url_requirements.splitlines() == [
+        "--index-url https://index.example/simple",
+        "--extra-index-url=https://more.example/simple",
+        "privpkg @ git+ssh://git@127.0.0.1:2222/org/privpkg.git@v1.0.0#subdirectory=src",
+        "git+ssh://git@127.0.0.1:2222/org/other.git@v2#egg=otherpkg",
+        "wheelpkg @ https://files.example/wheelpkg-1.0-py3-none-any.whl --hash=sha256:cccc",
+    ]
+
+
+def test_no_url_line_means_no_first_step() -> None:
+    """Index packages only: the SSH step installs nothing (options alone are no requirement)."""
+    assert _parse("--index-url https://i.example/simple\nrequests\n").url_requirements == ""
+
+
+def _template_filter() -> str:
+    """The awk program with which the template's second step drops the URL lines."""
+    from securebuild_tasks.build import template_path
+    from tests.support.dockerfile import instructions
+
+    runs = [i.args for i in instructions(template_path().read_text()) if i.keyword == "RUN"]
+    [program] = [m for r in runs for m in re.findall(r"awk '(.*?)' requirements\.txt > index", r)]
+    return program
+
+
+@pytest.mark.parametrize("text", [MIXED, "requests\n", "a @ git+ssh://git@h/a.git@v1\n"])
+def test_the_two_steps_install_every_requirement_once(text: str, tmp_path: Path) -> None:
+    """The template's filter and the tool's split agree: each requirement in exactly one
+    step, the file's options in both, hashes kept with their requirement."""
+    import subprocess
+
+    path = tmp_path / "requirements.txt"
+    path.write_text(text)
+    second = subprocess.run(
+        ["awk", _template_filter(), str(path)], capture_output=True, text=True, check=True
+    ).stdout
+    whole = _parse(text)
+    first = whole.url_requirements
+    first_names = _parse(first).names if first else ()
+    second_lines = [line for line in second.splitlines() if not line.startswith("-")]
+    second_entries = _parse(second).entries if second_lines else ()
+    second_names = tuple(e.name for e in second_entries)
+    assert sorted(first_names + second_names) == sorted(whole.names)
+    assert set(first_names).isdisjoint(second_names)
+    options = [line for line in second.splitlines() if line.startswith("-")]
+    assert options == list(whole.options)
+    assert [e.hashes for e in second_entries] == [e.hashes for e in whole.entries if not e.url]
