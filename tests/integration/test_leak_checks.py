@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -59,9 +60,10 @@ def test_audit_finds_the_old_recipe(
     assert not any(n.decode() in found + done.stderr for n in needles)  # reported, not echoed
 
 
-def test_build_image_audit_passes_on_our_image(project: Project, lab: Lab) -> None:
+def test_build_image_audit_passes_on_our_image(project: Project, lab: Lab, engine: Engine) -> None:
     """The audit (here asked for by the `audit` setting, as CI configs do; the
-    --audit flag sets the same) finds nothing in an image this tool builds."""
+    --audit flag sets the same) finds nothing in an image this tool builds; and
+    the private URLs, a build arg of the SSH step, are not in the image's history."""
     done = project.inv(
         "build-image",
         "--json",
@@ -74,3 +76,12 @@ def test_build_image_audit_passes_on_our_image(project: Project, lab: Lab) -> No
     assert done.returncode == 0, done.stderr[-3000:]
     assert f"audit of {project.image}: clean" in done.stderr
     assert json.loads(done.stdout)["audit"] == "clean"
+    history = subprocess.run(
+        [engine.docker, "history", "--no-trunc", "--format", "{{.CreatedBy}}", project.image],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    assert "COPY . /app" in history  # the history was read
+    assert "URL_REQUIREMENTS" not in history
+    assert lab.private_url.split("://", 1)[1] not in history
