@@ -250,7 +250,7 @@ def make_variants(lab: Lab, engine: Engine) -> list[Variant]:
              "--build-arg", f"SSH_PRIVATE_KEY={key_text}",
              "--build-arg", "GIT_HOST=127.0.0.1",
              "--build-arg", f"GIT_PORT={lab.server.port}",
-             "--build-arg", f"PIP_INDEX_URL={lab.index.url}", str(old)],
+             "--build-arg", f"PIP_INDEX_URL={lab.index.simple_url}", str(old)],
             env,
         )  # fmt: skip
 
@@ -264,7 +264,7 @@ def make_variants(lab: Lab, engine: Engine) -> list[Variant]:
              "--ssh", f"default={lab.agent.socket}",
              "--secret", f"id=known_hosts,src={known_hosts}",
              "--build-arg", f"BASE_IMAGE={BASE_IMAGE}",
-             "--build-arg", f"PIP_INDEX_URL={lab.index.url}", str(hand)],
+             "--build-arg", f"PIP_INDEX_URL={lab.index.simple_url}", str(hand)],
             env,
         )  # fmt: skip
 

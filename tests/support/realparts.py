@@ -281,6 +281,24 @@ class PackageIndex:
         return f"[global]\nno-index = true\nfind-links = http://127.0.0.1:{self.port}/\n"
 
 
+class _IndexTree(PackageIndex):
+    """An index served from a tree of its own under ``root``, removed when it stops."""
+
+    def __init__(self, wheels: Path, root: Path) -> None:
+        super().__init__(wheels)
+        self.root = root
+
+    def stop(self) -> None:
+        """Stop serving and remove the index tree."""
+        super().stop()
+        shutil.rmtree(self.root, ignore_errors=True)
+
+    @property
+    def simple_url(self) -> str:
+        """The index URL (PEP 503 layout), without credentials."""
+        return f"http://127.0.0.1:{self.port}/simple/"
+
+
 PYPI_LIKE_SERVER = """\
 import functools, http.server, sys
 port, root = int(sys.argv[1]), sys.argv[2]
@@ -302,7 +320,7 @@ http.server.ThreadingHTTPServer(("127.0.0.1", port), handler).serve_forever()
 """
 
 
-class PyPILikeIndex(PackageIndex):
+class PyPILikeIndex(_IndexTree):
     """A simple index (PEP 503) that serves its wheels the way PyPI does.
 
     Each project page links its files with sha256 fragments and announces
@@ -319,10 +337,6 @@ class PyPILikeIndex(PackageIndex):
     one, because the public packages of a real project come from PyPI or a
     mirror of it.
     """
-
-    def __init__(self, wheels: Path, root: Path) -> None:
-        super().__init__(wheels)
-        self.root = root
 
     def server_argv(self) -> list[str]:
         """The file server, with PyPI's caching headers and keep-alive."""
@@ -355,19 +369,9 @@ class PyPILikeIndex(PackageIndex):
         super().start()
         return self
 
-    def stop(self) -> None:
-        """Stop serving and remove the index tree."""
-        super().stop()
-        shutil.rmtree(self.root, ignore_errors=True)
-
-    @property
-    def url(self) -> str:
-        """The index URL."""
-        return f"http://127.0.0.1:{self.port}/simple/"
-
     def pip_config(self) -> str:
         """A pip.conf that uses only this index."""
-        return f"[global]\nindex-url = {self.url}\n"
+        return f"[global]\nindex-url = {self.simple_url}\n"
 
 
 def _metadata_member(archive: zipfile.ZipFile) -> str:
@@ -468,13 +472,12 @@ def lab(root: Path, wheel_cache: Path) -> Iterator[tuple[GitServer, PackageIndex
         server.stop()
 
 
-class PrivateIndex(PackageIndex):
+class PrivateIndex(_IndexTree):
     """A package index that answers only with HTTP Basic credentials, like a private one."""
 
     def __init__(self, wheels: Path, user: str, token: str, root: Path) -> None:
-        super().__init__(wheels)
+        super().__init__(wheels, root)
         self.user, self.token = user, token
-        self.root = root
 
     def server_argv(self) -> list[str]:
         """An HTTP file server that requires the credentials."""
@@ -496,16 +499,6 @@ class PrivateIndex(PackageIndex):
             (self.root / "simple" / project / wheel.name).symlink_to(wheel)
         super().start()
         return self
-
-    def stop(self) -> None:
-        """Stop serving and remove the index tree."""
-        super().stop()
-        shutil.rmtree(self.root, ignore_errors=True)
-
-    @property
-    def simple_url(self) -> str:
-        """The index URL (PEP 503 layout), without credentials."""
-        return f"http://127.0.0.1:{self.port}/simple/"
 
     def netrc(self) -> str:
         """A .netrc line with the credentials."""
