@@ -9,11 +9,15 @@ Add ``ns`` to your ``tasks.py``::
     ns = Collection()                # or the ns you already have
     securebuild_tasks.add_to(ns)     # inv build-image, inv store-key, ...
 
-Nothing is loaded at import time beyond invoke itself: no ``.env`` file, no
-docker client, no keyring look-up.
+Importing the package loads nothing but its errors: the tasks (and invoke)
+are imported on first use of ``add_to``, ``make_collection`` or ``ns``, and
+no task reads a ``.env`` file, starts a docker client or looks in the keyring
+before it runs. So ``securebuild --help`` starts at nearly bare Python speed.
 """
 
 from __future__ import annotations
+
+import importlib
 
 from .errors import (
     AgentError,
@@ -26,10 +30,40 @@ from .errors import (
     SecurebuildError,
     SettingsError,
 )
-from .settings import Settings, resolve
-from .tasks import add_to, make_collection, ns
+
+# Not `typing.TYPE_CHECKING`: importing typing would double this package's
+# import time; type checkers treat any name TYPE_CHECKING alike.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
+
+    from .settings import Settings, resolve
+    from .tasks import add_to, make_collection, ns
 
 __version__ = "0.1.0"
+
+#: Public names and the submodule each is imported from on first use (PEP 562).
+_LAZY = {
+    "Settings": ".settings",
+    "resolve": ".settings",
+    "add_to": ".tasks",
+    "make_collection": ".tasks",
+    "ns": ".tasks",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(module, __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_LAZY})
+
 
 __all__ = [
     "AgentError",

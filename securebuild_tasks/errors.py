@@ -6,6 +6,8 @@ material: errors are built from paths, names and fingerprints only.
 
 from __future__ import annotations
 
+import os
+import sys
 from collections.abc import Sequence
 
 
@@ -81,3 +83,10 @@ class CommandError(SecurebuildError):
 
 class BuildError(CommandError):
     """`docker build` ran and failed."""
+
+
+def silence_stdout() -> None:
+    """After a `BrokenPipeError` on stdout (``securebuild --help | head``):
+    point stdout at the null device, so the interpreter's final flush into the
+    closed pipe raises nothing."""
+    os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())

@@ -15,7 +15,7 @@ from typing import Any, TypeVar
 from invoke.context import Context
 from invoke.exceptions import Exit
 
-from ..errors import SecurebuildError
+from ..errors import SecurebuildError, silence_stdout
 from ..index import adopt_env_token
 from ..settings import NAMESPACE, Settings, resolve
 
@@ -36,12 +36,6 @@ def settings_for(ctx: Context, **flags: Any) -> Settings:
     section = ctx.config.get(NAMESPACE) if hasattr(ctx.config, "get") else None
     config = _plain(section) if section is not None else {}
     return resolve(config, flags=flags, cwd=Path.cwd())
-
-
-def silence_stdout() -> None:
-    """Point stdout at the null device, so the interpreter's final flush into a
-    closed pipe raises nothing."""
-    os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
 
 
 @functools.cache

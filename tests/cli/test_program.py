@@ -9,7 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.cli import run_cli, user_env
+from securebuild_tasks import cli
+from securebuild_tasks.tasks import make_collection
+from tests.support.cli import run_cli, run_in_pty, user_env
 
 
 def _run(cwd: Path, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
@@ -56,3 +58,90 @@ def test_console_script_is_installed() -> None:
         pytest.skip("package not installed with its scripts (pip install -e . installs them)")
     done = subprocess.run([script, "--version"], capture_output=True, text=True, check=False)
     assert done.stdout.startswith("securebuild ")
+
+
+def test_quick_answers_match_the_invoke_program(tmp_path: Path) -> None:
+    """`--list` and `--version`, answered without invoke, print what invoke
+    prints, at the terminal's width; `--help` shows every task line as invoke
+    does and only core options invoke has, worded as invoke words them."""
+    if sys.platform == "win32":
+        pytest.skip("pseudo-terminals are POSIX")
+    env = user_env()
+    for columns in (80, 52, 140):
+        for args in (["--list"], ["-l"], ["--version"]):
+            quick = run_in_pty("securebuild_tasks", tmp_path, *args, env=env, columns=columns)
+            full = run_in_pty(
+                "securebuild_tasks.program", tmp_path, *args, env=env, columns=columns
+            )
+            assert quick == full, (args, columns)
+            assert quick[0] == 0
+        code, help_out = run_in_pty(
+            "securebuild_tasks", tmp_path, "--help", env=env, columns=columns
+        )
+        _, full_help = run_in_pty(
+            "securebuild_tasks.program", tmp_path, "--help", env=env, columns=columns
+        )
+        assert code == 0
+        # The task listing is the last section of invoke's help: all of it is in ours.
+        listing = full_help[full_help.index(b"Subcommands:") :].rstrip()
+        assert listing in help_out, columns
+    from securebuild_tasks.program import program
+
+    invoke_options = set(program.initial_context.help_tuples())
+    assert set(cli.CORE_OPTIONS) <= invoke_options
+    assert (
+        "-h [STRING], --help[=STRING]",
+        "Show core or per-task help and exit.",
+    ) in cli.CORE_OPTIONS
+
+
+def test_task_summaries_are_the_tasks_help_lines() -> None:
+    """The table `securebuild --help` prints from is each task's docstring line."""
+    from invoke.util import helpline
+
+    tasks = make_collection().tasks
+    assert {name: helpline(task) for name, task in tasks.items()} == cli.TASK_SUMMARIES
+
+
+@pytest.mark.parametrize("args", [[], ["--help"], ["-l"], ["--version"]])
+def test_quick_answers_import_no_dependency(tmp_path: Path, args: list[str]) -> None:
+    """Help, list and version load neither invoke nor any library a task uses."""
+    probe = (
+        "import sys\n"
+        f"sys.argv = ['securebuild', *{args!r}]\n"
+        "from securebuild_tasks.cli import main\n"
+        "main()\n"
+        "heavy = ('invoke', 'docker', 'keyring', 'dotenv', 'cryptography', 'yaml', 'typing')\n"
+        "sys.stderr.write(' '.join(sorted(m for m in sys.modules if m.split('.')[0] in heavy)))\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", probe], cwd=tmp_path, env=user_env(), capture_output=True, text=True
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout
+    assert done.stderr == ""
+
+
+def test_importing_the_package_loads_the_tasks_on_first_use(tmp_path: Path) -> None:
+    """`import securebuild_tasks` is light; `add_to`, `ns` and `Settings` still work,
+    and a wrong name is an AttributeError."""
+    probe = (
+        "import sys\n"
+        "import securebuild_tasks\n"
+        "assert 'invoke' not in sys.modules, 'invoke imported early'\n"
+        "from invoke import Collection\n"
+        "ns = securebuild_tasks.add_to(Collection())\n"
+        "assert 'build-image' in ns.tasks\n"
+        "assert securebuild_tasks.ns.name == 'securebuild'\n"
+        "assert securebuild_tasks.Settings.__name__ == 'Settings'\n"
+        "assert 'add_to' in dir(securebuild_tasks)\n"
+        "try:\n"
+        "    securebuild_tasks.no_such_name\n"
+        "except AttributeError as exc:\n"
+        "    print(exc)\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", probe], cwd=tmp_path, env=user_env(), capture_output=True, text=True
+    )
+    assert done.returncode == 0, done.stderr
+    assert "no attribute 'no_such_name'" in done.stdout
