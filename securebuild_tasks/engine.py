@@ -8,8 +8,9 @@ The SDK serves what the engine API serves where the tool lists, removes or
 diagnoses (`clean`, `doctor`, a failed ping). A build's own path stays on the
 CLI it needs anyway: importing the SDK takes longer than a whole cached
 rebuild (see benchmarks/), so one ``docker version`` call both finds the
-client and proves the daemon answers, and the image is inspected by the CLI
-that built it.
+client and proves the daemon answers, and the built image is inspected with
+one request on the engine's Unix socket (or by the CLI, for any other kind of
+endpoint).
 """
 
 from __future__ import annotations
@@ -387,9 +388,11 @@ class ImageInfo:
 
 
 def inspect_image(ref: str, engine_docker: str = "docker") -> ImageInfo:
-    """Return id and size of a freshly built ``ref``, asking the CLI that built it."""
+    """Return id and size of a freshly built ``ref``: from the engine's socket, else the CLI."""
+    socket_path = engine_socket()
+    attrs = inspect_over_socket(socket_path, ref) if socket_path else None
     try:
-        attrs = inspect_with_cli(engine_docker, ref)
+        attrs = attrs or inspect_with_cli(engine_docker, ref)
     except EngineError:
         raise EngineError(
             f"image {ref} was not found after the build",
@@ -397,6 +400,65 @@ def inspect_image(ref: str, engine_docker: str = "docker") -> ImageInfo:
             " docker-container builder with --load)",
         ) from None
     return ImageInfo(attrs["Id"], int(attrs.get("Size", 0)), tuple(attrs.get("RepoTags") or ()))
+
+
+#: Where the docker CLI finds the engine with no DOCKER_HOST and no context (not Windows).
+DEFAULT_SOCKET = "/var/run/docker.sock"
+
+#: A reference that can go into a request path as it is (docker's reference grammar).
+_PLAIN_REFERENCE = re.compile(r"\A[A-Za-z0-9][A-Za-z0-9._/:@-]*\Z")
+
+
+def engine_socket() -> str:
+    """The Unix socket the docker CLI talks to, when that is known without running it.
+
+    DOCKER_HOST ``unix://PATH``, or the default socket when neither DOCKER_HOST
+    nor a docker context points elsewhere (the CLI's own order). Empty for
+    anything else (TCP, TLS, ``ssh://``, a named pipe, a context): ask the CLI.
+    """
+    host = os.environ.get("DOCKER_HOST", "")
+    if host:
+        return host[len("unix://") :] if host.startswith("unix://") else ""
+    if os.name == "nt" or _context_name() != "default":
+        return ""
+    return DEFAULT_SOCKET
+
+
+def inspect_over_socket(path: str, ref: str) -> dict[str, Any] | None:
+    """``GET /images/REF/json`` on the engine's Unix socket; None if it does not answer so.
+
+    After a build this replaces a ``docker image inspect`` run: the CLI's
+    start-up costs 30 to 50 ms, about a tenth of a cached rebuild. The request
+    is written out by hand because the alternatives cost most of what it saves
+    (http.client imports ssl, about 10 ms; the docker SDK over 100 ms): one
+    HTTP/1.0 GET, which the engine answers with a plain body before closing
+    the connection. Any other answer (not found, an error, a proxy in the way)
+    returns None, and the caller asks the CLI, which says what is wrong.
+    """
+    if not _PLAIN_REFERENCE.match(ref):
+        return None
+    import socket
+
+    request = f"GET /images/{ref}/json HTTP/1.0\r\nHost: docker\r\n\r\n".encode("ascii")
+    chunks: list[bytes] = []
+    try:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as connection:
+            connection.settimeout(30)
+            connection.connect(path)
+            connection.sendall(request)
+            while chunk := connection.recv(65536):
+                chunks.append(chunk)
+    except OSError:
+        return None
+    head, _, body = b"".join(chunks).partition(b"\r\n\r\n")
+    status = head.split(b"\r\n", 1)[0].split()
+    if len(status) < 2 or status[1] != b"200":
+        return None
+    try:
+        found = json.loads(body)
+    except ValueError:
+        return None
+    return found if isinstance(found, dict) and isinstance(found.get("Id"), str) else None
 
 
 def inspect_with_cli(docker: str, ref: str) -> dict[str, Any]:

@@ -2,13 +2,26 @@
 
 from __future__ import annotations
 
+import json
+import socketserver
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 
 import pytest
 
 from securebuild_tasks import build
 from securebuild_tasks.build import BuildPlan, build_command, build_image
-from securebuild_tasks.engine import CommandBuilder, Engine, EngineProbe, detect_engine
+from securebuild_tasks.engine import (
+    DEFAULT_SOCKET,
+    CommandBuilder,
+    Engine,
+    EngineProbe,
+    detect_engine,
+    engine_socket,
+    inspect_image,
+)
 from securebuild_tasks.errors import EngineError, SecurebuildError
 from securebuild_tasks.keys import ForwardedKey
 from securebuild_tasks.requirements import parse_requirements
@@ -189,3 +202,120 @@ def test_bad_input_is_reported_before_the_engine_and_stops_its_queries(
         build_image(Settings(docker=str(docker), builder="classic"), cwd=project)
     assert not isinstance(raised.value, EngineError)
     assert not Path(f"/proc/{_started(log)['version']}").exists()  # stopped and reaped
+
+
+# ---------------------------------------------------------------------------
+# Inspecting the built image: one request on the engine's socket, else the CLI.
+
+
+class _EngineAPI(socketserver.ThreadingUnixStreamServer):
+    """A Unix-socket HTTP server answering ``GET /images/REF/json`` from ``images``."""
+
+    daemon_threads = True
+
+    def __init__(self, path: Path, images: dict[str, dict[str, object]]) -> None:
+        self.images = images
+        self.requests: list[str] = []
+        super().__init__(str(path), _EngineHandler)
+
+
+class _EngineHandler(BaseHTTPRequestHandler):
+    server: _EngineAPI
+
+    def do_GET(self) -> None:
+        self.server.requests.append(self.requestline)
+        ref = self.path.removeprefix("/images/").removesuffix("/json")
+        found = self.server.images.get(ref)
+        body = json.dumps(found or {"message": f"No such image: {ref}"}).encode()
+        self.send_response(200 if found else 404)
+        self.send_header("Content-Type", "application/json")
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+@pytest.fixture
+def engine_api(private_tmpdir: Path) -> Iterator[_EngineAPI]:
+    server = _EngineAPI(private_tmpdir / "docker.sock", {})
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield server
+    server.shutdown()
+    server.server_close()
+
+
+def _inspecting_docker(directory: Path, answer: dict[str, object]) -> Path:
+    """A docker CLI whose ``image inspect`` prints ``answer``; anything else fails."""
+    directory.mkdir(parents=True, exist_ok=True)
+    script = directory / "docker"
+    script.write_text(
+        "#!/bin/sh\n"
+        f"if [ \"$1 $2\" = 'image inspect' ]; then echo '{json.dumps([answer])}'; exit 0; fi\n"
+        "exit 1\n"
+    )
+    script.chmod(0o755)
+    return script
+
+
+def test_built_image_is_inspected_on_the_engine_socket(
+    engine_api: _EngineAPI, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """DOCKER_HOST unix://: the answer comes from the socket; no docker CLI runs."""
+    engine_api.images["team/app:1.2"] = {"Id": "sha256:" + "a" * 64, "Size": 1234,
+                                         "RepoTags": ["team/app:1.2"]}  # fmt: skip
+    monkeypatch.setenv("DOCKER_HOST", f"unix://{engine_api.server_address}")
+    info = inspect_image("team/app:1.2", str(tmp_path / "no-such-docker"))
+    assert (info.id, info.size, info.tags) == ("sha256:" + "a" * 64, 1234, ("team/app:1.2",))
+    assert engine_api.requests == ["GET /images/team/app:1.2/json HTTP/1.0"]
+
+
+def test_inspect_asks_the_cli_when_the_socket_does_not_answer_with_the_image(
+    engine_api: _EngineAPI, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A 404, a socket nobody listens on, or a TCP host: the CLI is asked, and its answer used."""
+    docker = _inspecting_docker(tmp_path / "bin", {"Id": "sha256:" + "c" * 64, "Size": 99})
+    hosts = [
+        f"unix://{engine_api.server_address}",  # answers 404
+        f"unix://{tmp_path / 'nobody.sock'}",
+        "tcp://127.0.0.1:1",
+    ]
+    for host in hosts:
+        monkeypatch.setenv("DOCKER_HOST", host)
+        info = inspect_image("app:latest", str(docker))
+        assert (info.id, info.size) == ("sha256:" + "c" * 64, 99), host
+    assert engine_api.requests == ["GET /images/app:latest/json HTTP/1.0"]
+
+
+def test_inspect_refuses_to_put_an_odd_reference_in_a_request(
+    engine_api: _EngineAPI, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A reference outside docker's grammar never reaches the request line."""
+    docker = _inspecting_docker(tmp_path / "bin", {"Id": "sha256:" + "d" * 64, "Size": 1})
+    monkeypatch.setenv("DOCKER_HOST", f"unix://{engine_api.server_address}")
+    assert inspect_image("app:1 HTTP/1.0\r\nX: y", str(docker)).id == "sha256:" + "d" * 64
+    assert engine_api.requests == []
+
+
+def test_engine_socket_follows_the_clis_order(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """DOCKER_HOST first, then a docker context (ask the CLI), then the default socket."""
+    config = tmp_path / "docker-config"
+    config.mkdir()
+    monkeypatch.setenv("DOCKER_CONFIG", str(config))
+    monkeypatch.delenv("DOCKER_CONTEXT", raising=False)
+    monkeypatch.setenv("DOCKER_HOST", "unix:///run/user/1000/docker.sock")
+    assert engine_socket() == "/run/user/1000/docker.sock"
+    monkeypatch.setenv("DOCKER_CONTEXT", "remote")
+    assert engine_socket() == "/run/user/1000/docker.sock"  # DOCKER_HOST wins, as in the CLI
+    for other in ("tcp://10.0.0.2:2376", "ssh://builder@10.0.0.2"):
+        monkeypatch.setenv("DOCKER_HOST", other)
+        assert engine_socket() == ""
+    monkeypatch.delenv("DOCKER_HOST")
+    assert engine_socket() == ""  # a context: only the CLI knows its endpoint
+    monkeypatch.delenv("DOCKER_CONTEXT")
+    assert engine_socket() == DEFAULT_SOCKET
+    (config / "config.json").write_text(json.dumps({"currentContext": "colima"}))
+    assert engine_socket() == ""
