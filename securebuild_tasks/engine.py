@@ -439,18 +439,23 @@ def inspect_over_socket(path: str, ref: str) -> dict[str, Any] | None:
         return None
     import socket
 
-    request = f"GET /images/{ref}/json HTTP/1.0\r\nHost: docker\r\n\r\n".encode("ascii")
-    chunks: list[bytes] = []
+    request = f"GET /images/{ref}/json HTTP/1.0\r\nHost: docker\r\nConnection: close\r\n\r\n"
+    received = b""
     try:
         with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as connection:
             connection.settimeout(30)
             connection.connect(path)
-            connection.sendall(request)
+            connection.sendall(request.encode("ascii"))
+            # Until the engine closes, or the body is as long as the header says.
             while chunk := connection.recv(65536):
-                chunks.append(chunk)
+                received += chunk
+                head, separator, body = received.partition(b"\r\n\r\n")
+                length = re.search(rb"(?im)^content-length:\s*(\d+)\s*$", head)
+                if separator and length and len(body) >= int(length.group(1)):
+                    break
     except OSError:
         return None
-    head, _, body = b"".join(chunks).partition(b"\r\n\r\n")
+    head, _, body = received.partition(b"\r\n\r\n")
     status = head.split(b"\r\n", 1)[0].split()
     if len(status) < 2 or status[1] != b"200":
         return None

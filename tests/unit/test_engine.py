@@ -271,6 +271,37 @@ def test_built_image_is_inspected_on_the_engine_socket(
     assert engine_api.requests == ["GET /images/team/app:1.2/json HTTP/1.0"]
 
 
+class _KeepAliveHandler(socketserver.StreamRequestHandler):
+    """Answers with a Content-Length, then holds the connection until the client closes it."""
+
+    def handle(self) -> None:
+        self.rfile.readline()
+        body = json.dumps({"Id": "sha256:" + "e" * 64, "Size": 7}).encode()
+        head = f"HTTP/1.1 200 OK\r\nContent-Length: {len(body)}\r\n\r\n".encode()
+        self.wfile.write(head + body)
+        self.wfile.flush()
+        while self.rfile.read(1):  # the client's close ends this
+            pass
+
+
+def test_inspect_reads_as_much_as_the_answer_says_without_waiting_for_a_close(
+    private_tmpdir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A proxy that keeps the connection open: the body's length ends the read, no CLI runs."""
+    server = socketserver.ThreadingUnixStreamServer(
+        str(private_tmpdir / "proxy.sock"), _KeepAliveHandler
+    )
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        monkeypatch.setenv("DOCKER_HOST", f"unix://{server.server_address}")
+        info = inspect_image("app:1", str(tmp_path / "no-such-docker"))
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert (info.id, info.size) == ("sha256:" + "e" * 64, 7)
+
+
 def test_inspect_asks_the_cli_when_the_socket_does_not_answer_with_the_image(
     engine_api: _EngineAPI, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
