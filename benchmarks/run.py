@@ -123,7 +123,6 @@ class Lab:
     private_url: str
     public: list[str]
 
-
     def requirements(self, *, added: bool = False, tag: str = "v1.0.0") -> str:
         """The example's requirements.txt."""
         names = [*self.public, *([ADDED_DEPENDENCY] if added else [])]
@@ -316,8 +315,9 @@ LEFTOVER_PATTERNS = {
     "ssh client": lambda p: p.endswith(("/bin/ssh", "/bin/ssh-add")),
     "pip": lambda p: "/site-packages/pip/" in p or "/dist-packages/pip/" in p,
     "pip/uv caches": lambda p: "/.cache/pip/" in p or "/.cache/uv/" in p,
-    "build tools": lambda p: "/site-packages/setuptools/" in p
-    or p.endswith(("/bin/gcc", "/bin/cc")),
+    "build tools": lambda p: (
+        "/site-packages/setuptools/" in p or p.endswith(("/bin/gcc", "/bin/cc"))
+    ),
     "vendor folder": lambda p: p.startswith(("vendor/python/", "./vendor/python/")),
 }
 

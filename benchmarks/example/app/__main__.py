@@ -4,8 +4,20 @@ import importlib
 import sys
 
 NAMES = [
-    "attrs", "charset_normalizer", "click", "jinja2", "markupsafe", "msgpack", "numpy",
-    "orjson", "packaging", "psutil", "dateutil", "yaml", "requests", "typing_extensions",
+    "attrs",
+    "charset_normalizer",
+    "click",
+    "jinja2",
+    "markupsafe",
+    "msgpack",
+    "numpy",
+    "orjson",
+    "packaging",
+    "psutil",
+    "dateutil",
+    "yaml",
+    "requests",
+    "typing_extensions",
     "privpkg",
 ]
 
