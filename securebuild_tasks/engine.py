@@ -300,10 +300,9 @@ def endpoint(docker_cli: str) -> str:
     The SDK alone reads only DOCKER_HOST, so with a docker context it would
     talk to another daemon than the build; asking the CLI keeps both on one.
     """
-    if os.environ.get("DOCKER_HOST"):
-        return os.environ["DOCKER_HOST"]
-    if _context_name() == "default":
-        return ""  # the default context is DOCKER_HOST or the default socket
+    known = _endpoint_without_cli()
+    if known is not None:
+        return known
     code, out = _probe(
         [
             docker_cli,
@@ -319,6 +318,16 @@ def endpoint(docker_cli: str) -> str:
     if tls.strip() not in ("", "0"):
         raise _NoSDK(host)
     return host
+
+
+def _endpoint_without_cli() -> str | None:
+    """DOCKER_HOST, or "" for the default context (the default socket); None for
+    a named context, whose host only ``docker context inspect`` can tell."""
+    if os.environ.get("DOCKER_HOST"):
+        return os.environ["DOCKER_HOST"]
+    if _context_name() == "default":
+        return ""
+    return None
 
 
 def _context_name() -> str:
@@ -416,12 +425,10 @@ def engine_socket() -> str:
     nor a docker context points elsewhere (the CLI's own order). Empty for
     anything else (TCP, TLS, ``ssh://``, a named pipe, a context): ask the CLI.
     """
-    host = os.environ.get("DOCKER_HOST", "")
-    if host:
-        return host[len("unix://") :] if host.startswith("unix://") else ""
-    if os.name == "nt" or _context_name() != "default":
-        return ""
-    return DEFAULT_SOCKET
+    host = _endpoint_without_cli()
+    if host == "" and os.name != "nt":
+        return DEFAULT_SOCKET
+    return host[len("unix://") :] if host and host.startswith("unix://") else ""
 
 
 def inspect_over_socket(path: str, ref: str) -> dict[str, Any] | None:
@@ -440,7 +447,7 @@ def inspect_over_socket(path: str, ref: str) -> dict[str, Any] | None:
     import socket
 
     request = f"GET /images/{ref}/json HTTP/1.0\r\nHost: docker\r\nConnection: close\r\n\r\n"
-    received = b""
+    received = head = body = b""
     try:
         with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as connection:
             connection.settimeout(30)
@@ -455,7 +462,6 @@ def inspect_over_socket(path: str, ref: str) -> dict[str, Any] | None:
                     break
     except OSError:
         return None
-    head, _, body = received.partition(b"\r\n\r\n")
     status = head.split(b"\r\n", 1)[0].split()
     if len(status) < 2 or status[1] != b"200":
         return None

@@ -7,24 +7,23 @@ store through DOCKER_HOST) must give the answer `docker image inspect` gives.
 from __future__ import annotations
 
 import json
-import subprocess
+from typing import Any
 
 import pytest
 
-from securebuild_tasks.engine import Engine, engine_socket, inspect_over_socket
+from securebuild_tasks.engine import (
+    DEFAULT_SOCKET,
+    Engine,
+    engine_socket,
+    inspect_over_socket,
+    inspect_with_cli,
+)
 from tests.support.fixtures import ModernEngine
 
 pytestmark = pytest.mark.engine
 
 
-def _cli_inspect(docker: str, ref: str) -> dict[str, object]:
-    done = subprocess.run([docker, "image", "inspect", ref], capture_output=True, text=True,
-                          check=True)  # fmt: skip
-    found: dict[str, object] = json.loads(done.stdout)[0]
-    return found
-
-
-def _same_image(socket_answer: dict[str, object] | None, cli_answer: dict[str, object]) -> None:
+def _same_image(socket_answer: dict[str, Any] | None, cli_answer: dict[str, Any]) -> None:
     assert socket_answer is not None, "the engine's socket gave no image"
     for field in ("Id", "Size", "RepoTags", "RepoDigests"):
         assert socket_answer.get(field) == cli_answer.get(field), field
@@ -38,7 +37,7 @@ def test_default_socket_answers_as_the_cli_does(
     socket_path = engine_socket()
     assert socket_path, "the default engine is reached through its Unix socket"
     _same_image(
-        inspect_over_socket(socket_path, base_image), _cli_inspect(engine.docker, base_image)
+        inspect_over_socket(socket_path, base_image), inspect_with_cli(engine.docker, base_image)
     )
     assert inspect_over_socket(socket_path, "securebuild-test/no-such-image:0") is None
 
@@ -50,6 +49,6 @@ def test_docker_host_socket_answers_as_the_cli_does(
         monkeypatch.setenv(name, value)
     socket_path = engine_socket()
     assert socket_path
-    assert socket_path != "/var/run/docker.sock"
+    assert socket_path != DEFAULT_SOCKET
     cli = json.loads(modern_engine.run("image", "inspect", base_image).stdout)[0]
     _same_image(inspect_over_socket(socket_path, base_image), cli)
