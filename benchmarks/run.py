@@ -33,7 +33,7 @@ import sys
 import tarfile
 import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -318,22 +318,26 @@ LEFTOVER_PATTERNS = {
     "build tools": lambda p: (
         "/site-packages/setuptools/" in p or p.endswith(("/bin/gcc", "/bin/cc"))
     ),
-    "vendor folder": lambda p: p.startswith(("vendor/python/", "./vendor/python/")),
+    "vendor folder": lambda p: p.startswith("/vendor/python/"),
 }
 
 
-def added_paths(engine: Engine, image: str) -> list[str]:
-    """Every path in the layers ``image`` adds on top of the base image."""
+def added_files(engine: Engine, image: str) -> dict[str, int]:
+    """Every file in the layers ``image`` adds on top of the base image, with its size.
+
+    Layers are applied in order, whiteouts included, so a file a later layer
+    deletes is not counted; directories and links count as zero bytes.
+    """
     base_layers = len(
         json.loads(
             _docker(engine, "image", "inspect", "--format", "{{json .RootFS.Layers}}",
                     BASE_IMAGE, capture_output=True, check=True).stdout
         )
     )  # fmt: skip
+    files: dict[str, int] = {}
     with tempfile.TemporaryDirectory(prefix="sbt-bench-save-") as tmp:
         saved = Path(tmp) / "image.tar"
         _docker(engine, "save", "--output", str(saved), image, check=True)
-        paths: list[str] = []
         with tarfile.open(saved) as outer:
             manifest = json.load(outer.extractfile("manifest.json"))  # type: ignore[arg-type]
             for layer in manifest[0]["Layers"][base_layers:]:
@@ -341,14 +345,52 @@ def added_paths(engine: Engine, image: str) -> list[str]:
                 if member is None:
                     raise SystemExit(f"benchmark: layer {layer} missing from docker save")
                 with tarfile.open(fileobj=member) as inner:
-                    paths.extend(inner.getnames())
-    return paths
+                    _apply_layer(files, inner.getmembers())
+    return files
 
 
-def leftovers(paths: list[str]) -> list[str]:
-    """Which kinds of build leftovers the added layers hold."""
-    normalised = ["/" + p.lstrip("./") for p in paths]
-    return [name for name, test in LEFTOVER_PATTERNS.items() if any(test(p) for p in normalised)]
+def _apply_layer(files: dict[str, int], members: list[tarfile.TarInfo]) -> None:
+    """Lay one layer's tar members over ``files`` (the OCI whiteout rules)."""
+    for info in members:
+        path = "/" + info.name.removeprefix("./").lstrip("/")
+        folder, _, name = path.rpartition("/")
+        if name == ".wh..wh..opq":
+            for known in [k for k in files if k.startswith(folder + "/")]:
+                del files[known]
+        elif name.startswith(".wh."):
+            gone = f"{folder}/{name.removeprefix('.wh.')}"
+            for known in [k for k in files if k == gone or k.startswith(gone + "/")]:
+                del files[known]
+        else:
+            files[path] = info.size if info.isreg() else 0
+
+
+def leftovers(paths: Iterable[str]) -> list[str]:
+    """Which kinds of build leftovers the added layers hold (absolute paths)."""
+    listed = list(paths)
+    return [name for name, test in LEFTOVER_PATTERNS.items() if any(map(test, listed))]
+
+
+#: Where the bytes a build adds go, first match wins.
+BYTE_KINDS = {
+    "wheel files": lambda p: p.endswith(".whl"),
+    "caches": lambda p: "/.cache/" in p,
+    "bytecode": lambda p: p.endswith((".pyc", ".pyo")),
+    "packages": lambda p: "/site-packages/" in p or "/dist-packages/" in p,
+    "other": lambda p: True,
+}
+
+
+def bytes_by_kind(files: dict[str, int]) -> dict[str, int]:
+    """The added bytes split by kind: installed packages, bytecode, wheels, caches, other."""
+    kinds = dict.fromkeys(BYTE_KINDS, 0)
+    for path, size in files.items():
+        kind = next(k for k, test in BYTE_KINDS.items() if test(path))
+        kinds[kind] += size
+    return kinds
+
+
+IMPORT_INVOKE = "python -c 'import invoke'"
 
 
 def cli_start(runs: int, project: Path, env: dict[str, str]) -> dict[str, float]:
@@ -357,7 +399,7 @@ def cli_start(runs: int, project: Path, env: dict[str, str]) -> dict[str, float]
     commands = {
         "python -c pass": [sys.executable, "-c", "pass"],
         # The floor under any invoke program: invoke's own import.
-        "python -c 'import invoke'": [sys.executable, "-c", "import invoke"],
+        IMPORT_INVOKE: [sys.executable, "-c", "import invoke"],
         "inv --list": [str(bindir / "inv"), "--list"],
         "securebuild --help": [str(bindir / "securebuild"), "--help"],
     }
@@ -378,6 +420,7 @@ class Figures:
     times: dict[str, dict[str, list[float]]] = field(default_factory=dict)
     bytes_added: dict[str, int] = field(default_factory=dict)
     leftovers: dict[str, list[str]] = field(default_factory=dict)
+    bytes_by_kind: dict[str, dict[str, int]] = field(default_factory=dict)
     bare_noop: list[float] = field(default_factory=list)
     cli: dict[str, float] = field(default_factory=dict)
     lock_seconds: float = 0.0
@@ -412,7 +455,9 @@ def measure(lab: Lab, engine: Engine, variants: list[Variant], runs: int) -> Fig
                 figures.bytes_added[variant.name] = image_size(engine, variant.image) - (
                     image_size(engine, BASE_IMAGE)
                 )
-                figures.leftovers[variant.name] = leftovers(added_paths(engine, variant.image))
+                files = added_files(engine, variant.image)
+                figures.leftovers[variant.name] = leftovers(files)
+                figures.bytes_by_kind[variant.name] = bytes_by_kind(files)
             figures.add("noop", variant.name, timed(variant.build))
             if variant.bare is not None:
                 figures.bare_noop.append(timed(variant.bare))
@@ -488,6 +533,11 @@ def verdicts(f: Figures) -> list[Verdict]:
     ]
 
 
+def bytes_floor(f: Figures) -> int:
+    """The fewest installed-package bytes any variant wrote: what any installer must add."""
+    return min(kinds["packages"] for kinds in f.bytes_by_kind.values())
+
+
 def report(f: Figures, engine_version: str, runs: int, quick: bool) -> str:
     lines = [
         f"securebuild-tasks benchmark, {time.strftime('%Y-%m-%d')}, "
@@ -509,6 +559,15 @@ def report(f: Figures, engine_version: str, runs: int, quick: bool) -> str:
         f"{mb['securebuild'] / mb['baseline-old']:>9.2f}x"
         f"{mb['securebuild'] / mb['baseline-hand']:>10.2f}x"
     )
+    lines.extend(["", f"{'bytes added, by kind':<44}{'old':>9}{'hand':>9}{'ours':>9}"])
+    for kind in BYTE_KINDS:
+        sizes = "".join(f"{f.bytes_by_kind[v][kind] / 1e6:>7.1f}MB" for v in VARIANTS)
+        lines.append(f"  {kind:<42}{sizes}")
+    floor = bytes_floor(f)
+    lines.append(
+        f"floor: the installed packages alone, the least any variant wrote, {floor / 1e6:.1f} MB"
+        f" = {floor / f.bytes_added['baseline-old']:.2f}x baseline-old"
+    )
     lines.append("")
     for variant in VARIANTS:
         found = ", ".join(f.leftovers[variant]) or "none"
@@ -519,10 +578,14 @@ def report(f: Figures, engine_version: str, runs: int, quick: bool) -> str:
     )
     cli = ", ".join(f"{label} {seconds * 1000:.0f} ms" for label, seconds in f.cli.items())
     lines.append(f"CLI start: {cli}")
-    ours_share = f.cli["inv --list"] - f.cli["python -c 'import invoke'"]
+    ours_share = f.cli["inv --list"] - f.cli[IMPORT_INVOKE]
     lines.append(
         f"  of which this project's own import and collection: {ours_share * 1000:.0f} ms"
         " (the rest is Python and invoke itself)"
+    )
+    lines.append(
+        "floor: python -c 'import invoke' alone is "
+        f"{f.cli[IMPORT_INVOKE] / f.cli['python -c pass']:.1f}x python -c pass"
     )
     lines.append(f"inv lock of the example: {f.lock_seconds:.1f}s (warm cache)")
     lines.append("")
@@ -571,6 +634,7 @@ def main(argv: list[str] | None = None) -> int:
                     "times": figures.times,
                     "bytes_added": figures.bytes_added,
                     "leftovers": figures.leftovers,
+                    "bytes_by_kind": figures.bytes_by_kind,
                     "bare_noop": figures.bare_noop,
                     "cli": figures.cli,
                     "lock_seconds": figures.lock_seconds,

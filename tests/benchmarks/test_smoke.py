@@ -2,8 +2,9 @@
 
 It builds the example the old way, by hand and with this tool, on the test
 engine, and writes its figures as JSON. The test checks that every figure
-was measured for every variant, and the one property that is not a time:
-the tool's image holds none of the build's leftovers.
+was measured for every variant, and the properties that are not times: where
+the added bytes go, and that the tool's image holds none of the build's
+leftovers.
 """
 
 from __future__ import annotations
@@ -43,9 +44,22 @@ def test_benchmark_runs_and_reports_every_figure(
     assert figures["bytes_added"]["securebuild"] > 0
     assert figures["leftovers"]["securebuild"] == []
     # The baseline really is the old recipe: its image keeps the wheels it copied.
-    assert "wheel files" in figures["leftovers"]["baseline-old"]
+    assert {"wheel files", "vendor folder"} <= set(figures["leftovers"]["baseline-old"])
+    # Where the bytes go: the kinds add up to what the engine reports, and the
+    # tool's image holds installed packages and nothing of the build.
+    kinds = figures["bytes_by_kind"]
+    assert set(kinds) == VARIANTS
+    for variant, split in kinds.items():
+        counted, reported = sum(split.values()), figures["bytes_added"][variant]
+        assert abs(counted - reported) <= 0.02 * reported, (variant, split, reported)
+    assert kinds["securebuild"]["packages"] > 0
+    assert kinds["securebuild"]["wheel files"] == kinds["securebuild"]["caches"] == 0
+    assert kinds["securebuild"]["bytecode"] == 0
+    assert kinds["baseline-old"]["wheel files"] > 0
+    assert kinds["baseline-old"]["bytecode"] > 0
     assert figures["lock_seconds"] > 0
     assert {"python -c pass", "inv --list", "securebuild --help"} <= set(figures["cli"])
+    assert "floor: the installed packages alone" in done.stdout
     verdicts = {v["what"] for v in figures["verdicts"]}
     assert any("cold build" in v for v in verdicts)
     # The printed table names every scenario and a PASS/FAIL per target.
