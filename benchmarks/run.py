@@ -30,7 +30,6 @@ import shutil
 import statistics
 import subprocess
 import sys
-import tarfile
 import tempfile
 import time
 from collections.abc import Callable, Iterable, Iterator
@@ -51,6 +50,7 @@ from securebuild_tasks.engine import Engine, detect_engine, ping  # noqa: E402
 from securebuild_tasks.errors import SecurebuildError  # noqa: E402
 from securebuild_tasks.keys import ForwardedKey  # noqa: E402
 from securebuild_tasks.settings import resolve  # noqa: E402
+from tests.support.layers import added_files  # noqa: E402
 from tests.support.realparts import (  # noqa: E402
     Agent,
     GitServer,
@@ -322,49 +322,6 @@ LEFTOVER_PATTERNS = {
 }
 
 
-def added_files(engine: Engine, image: str) -> dict[str, int]:
-    """Every file in the layers ``image`` adds on top of the base image, with its size.
-
-    Layers are applied in order, whiteouts included, so a file a later layer
-    deletes is not counted; directories and links count as zero bytes.
-    """
-    base_layers = len(
-        json.loads(
-            _docker(engine, "image", "inspect", "--format", "{{json .RootFS.Layers}}",
-                    BASE_IMAGE, capture_output=True, check=True).stdout
-        )
-    )  # fmt: skip
-    files: dict[str, int] = {}
-    with tempfile.TemporaryDirectory(prefix="sbt-bench-save-") as tmp:
-        saved = Path(tmp) / "image.tar"
-        _docker(engine, "save", "--output", str(saved), image, check=True)
-        with tarfile.open(saved) as outer:
-            manifest = json.load(outer.extractfile("manifest.json"))  # type: ignore[arg-type]
-            for layer in manifest[0]["Layers"][base_layers:]:
-                member = outer.extractfile(layer)
-                if member is None:
-                    raise SystemExit(f"benchmark: layer {layer} missing from docker save")
-                with tarfile.open(fileobj=member) as inner:
-                    _apply_layer(files, inner.getmembers())
-    return files
-
-
-def _apply_layer(files: dict[str, int], members: list[tarfile.TarInfo]) -> None:
-    """Lay one layer's tar members over ``files`` (the OCI whiteout rules)."""
-    for info in members:
-        path = "/" + info.name.removeprefix("./").lstrip("/")
-        folder, _, name = path.rpartition("/")
-        if name == ".wh..wh..opq":
-            for known in [k for k in files if k.startswith(folder + "/")]:
-                del files[known]
-        elif name.startswith(".wh."):
-            gone = f"{folder}/{name.removeprefix('.wh.')}"
-            for known in [k for k in files if k == gone or k.startswith(gone + "/")]:
-                del files[known]
-        else:
-            files[path] = info.size if info.isreg() else 0
-
-
 def leftovers(paths: Iterable[str]) -> list[str]:
     """Which kinds of build leftovers the added layers hold (absolute paths)."""
     listed = list(paths)
@@ -455,7 +412,7 @@ def measure(lab: Lab, engine: Engine, variants: list[Variant], runs: int) -> Fig
                 figures.bytes_added[variant.name] = image_size(engine, variant.image) - (
                     image_size(engine, BASE_IMAGE)
                 )
-                files = added_files(engine, variant.image)
+                files = added_files(engine.docker, variant.image, BASE_IMAGE, engine.child_env())
                 figures.leftovers[variant.name] = leftovers(files)
                 figures.bytes_by_kind[variant.name] = bytes_by_kind(files)
             figures.add("noop", variant.name, timed(variant.build))

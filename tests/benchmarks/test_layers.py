@@ -1,4 +1,4 @@
-"""The benchmark counts an image's added bytes the way the layers stack.
+"""Images are weighed the way their layers stack (tests.support.layers, the benchmark).
 
 `docker save` gives one tar per layer; a later layer deletes a lower file with
 a whiteout (``.wh.<name>``) and hides a whole lower folder with an opaque
@@ -14,6 +14,8 @@ import sys
 import tarfile
 from pathlib import Path
 from types import ModuleType
+
+from tests.support.layers import apply_layer
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -48,7 +50,7 @@ def _layer(entries: dict[str, bytes | None]) -> list[tarfile.TarInfo]:
 def test_whiteouts_and_opaque_folders_remove_lower_files() -> None:
     bench = _bench()
     files: dict[str, int] = {}
-    bench._apply_layer(files, _layer({
+    apply_layer(files, _layer({
         "vendor/": None,
         "vendor/python/numpy.whl": b"w" * 100,
         "vendor/python/attrs.whl": b"w" * 10,
@@ -56,10 +58,10 @@ def test_whiteouts_and_opaque_folders_remove_lower_files() -> None:
         "usr/lib/python3/dist-packages/attrs/__init__.py": b"p" * 7,
         "usr/lib/python3/dist-packages/attrs/__pycache__/__init__.cpython-311.pyc": b"b" * 5,
     }))  # fmt: skip
-    bench._apply_layer(files, _layer({
+    apply_layer(files, _layer({
         "./vendor/.wh.python": b"",
+        "root/.cache/uv/kept": b"k" * 3,  # this layer's own, listed before its marker
         "root/.cache/.wh..wh..opq": b"",
-        "root/.cache/uv/kept": b"k" * 3,
         "app/main.py": b"a" * 2,
     }))  # fmt: skip
 
@@ -83,6 +85,6 @@ def test_whiteouts_and_opaque_folders_remove_lower_files() -> None:
 def test_a_vendor_folder_and_its_wheels_are_leftovers() -> None:
     bench = _bench()
     files: dict[str, int] = {}
-    bench._apply_layer(files, _layer({"vendor/python/attrs.whl": b"w"}))
+    apply_layer(files, _layer({"vendor/python/attrs.whl": b"w"}))
     assert bench.leftovers(files) == ["wheel files", "vendor folder"]
     assert bench.bytes_by_kind(files)["wheel files"] == 1
