@@ -20,7 +20,9 @@ import pytest
 from securebuild_tasks.build import template_path
 from securebuild_tasks.engine import Engine
 from tests.support.fixtures import BASE_IMAGE, Lab, Project, in_image, securebuild_leftovers
+from tests.support.layers import added_files
 from tests.support.leaks import (
+    docker_output,
     find_in_bytes,
     find_in_tree,
     image_leaks,
@@ -46,6 +48,23 @@ def _assert_no_leak(engine: Engine, data_root: Path, image: str, key: SSHKey, ou
     assert securebuild_leftovers() == []
 
 
+def _assert_only_venv_and_app(engine: Engine, image: str, key: SSHKey) -> None:
+    """The build adds /opt/venv and /app and nothing else: no mount point left by a
+    secret, cache or bind mount, no cache, no secret file; and the image's history
+    and config do not name the key that built it."""
+    files = added_files(engine.docker, image, BASE_IMAGE, env=engine.child_env())
+    assert any(p.startswith("/opt/venv/lib/") for p in files)
+    assert "/app/app/__main__.py" in files
+    # Folders that already exist in the base image show up when a step touches them.
+    others = {p: size for p, size in files.items() if not p.startswith(("/opt/venv/", "/app/"))}
+    assert set(others) <= {"/opt", "/opt/venv", "/app", "/etc"}, sorted(others)
+    assert set(others.values()) <= {0}, others
+    for where in (["history", "--no-trunc", "--format", "{{.CreatedBy}}"], ["image", "inspect"]):
+        shown = docker_output(engine.docker, *where, image).decode()
+        assert key.fingerprint not in shown, where
+        assert "SSH_IDENTITY" not in shown, where
+
+
 def _assert_one_line_error(
     done: subprocess.CompletedProcess[str], code: int, *phrases: str
 ) -> None:
@@ -67,6 +86,7 @@ def test_agent_key_builds_and_leaks_nothing(
     assert _import_private(engine, project.image) == "1.0.0"
     assert lab.deploy.fingerprint in done.stderr
     _assert_no_leak(engine, data_root, project.image, lab.deploy, done.stdout + done.stderr)
+    _assert_only_venv_and_app(engine, project.image, lab.deploy)
 
 
 def test_keyring_key_builds_and_leaks_nothing(
