@@ -360,14 +360,13 @@ def cli_start(runs: int, project: Path, env: dict[str, str]) -> dict[str, float]
         "inv --list": [str(bindir / "inv"), "--list"],
         "securebuild --help": [str(bindir / "securebuild"), "--help"],
     }
-    result: dict[str, float] = {}
-    for label, argv in commands.items():
-        times = [
-            timed(lambda argv=argv: _run_quietly(argv, env, cwd=project))  # type: ignore[misc]
-            for _ in range(max(runs, 5))
-        ]
-        result[label] = statistics.median(times)
-    return result
+    # Interleaved rounds: the machine's drift then weighs on every command
+    # alike, and the differences between medians mean something.
+    times: dict[str, list[float]] = {label: [] for label in commands}
+    for _ in range(max(runs, 11)):
+        for label, argv in commands.items():
+            times[label].append(timed(lambda argv=argv: _run_quietly(argv, env, cwd=project)))  # type: ignore[misc]
+    return {label: statistics.median(seconds) for label, seconds in times.items()}
 
 
 @dataclass
@@ -539,6 +538,8 @@ def report(f: Figures, engine_version: str, runs: int, quick: bool) -> str:
     lines.append(
         f"  of which this project's own import and collection: {ours_share * 1000:.0f} ms"
         " (the rest is Python and invoke itself)"
+        if ours_share > 0
+        else "  of which this project's own import and collection: lost in the noise"
     )
     lines.append(
         "floor: python -c 'import invoke' alone is "
