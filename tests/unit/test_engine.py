@@ -26,6 +26,7 @@ from securebuild_tasks.errors import EngineError, SecurebuildError
 from securebuild_tasks.keys import ForwardedKey
 from securebuild_tasks.requirements import parse_requirements
 from securebuild_tasks.settings import Settings
+from tests.support.cli import stand_in_docker
 from tests.support.procs import wait_for
 
 
@@ -248,15 +249,12 @@ def engine_api(private_tmpdir: Path) -> Iterator[_EngineAPI]:
 
 def _inspecting_docker(directory: Path, answer: dict[str, object]) -> Path:
     """A docker CLI whose ``image inspect`` prints ``answer``; anything else fails."""
-    directory.mkdir(parents=True, exist_ok=True)
-    script = directory / "docker"
-    script.write_text(
+    return stand_in_docker(
+        directory,
         "#!/bin/sh\n"
         f"if [ \"$1 $2\" = 'image inspect' ]; then echo '{json.dumps([answer])}'; exit 0; fi\n"
-        "exit 1\n"
+        "exit 1\n",
     )
-    script.chmod(0o755)
-    return script
 
 
 def test_built_image_is_inspected_on_the_engine_socket(
@@ -306,7 +304,7 @@ def test_inspect_asks_the_cli_when_the_socket_does_not_answer_with_the_image(
     engine_api: _EngineAPI, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A 404, a socket nobody listens on, or a TCP host: the CLI is asked, and its answer used."""
-    docker = _inspecting_docker(tmp_path / "bin", {"Id": "sha256:" + "c" * 64, "Size": 99})
+    docker = _inspecting_docker(tmp_path, {"Id": "sha256:" + "c" * 64, "Size": 99})
     hosts = [
         f"unix://{engine_api.server_address}",  # answers 404
         f"unix://{tmp_path / 'nobody.sock'}",
@@ -323,7 +321,7 @@ def test_inspect_refuses_to_put_an_odd_reference_in_a_request(
     engine_api: _EngineAPI, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A reference outside docker's grammar never reaches the request line."""
-    docker = _inspecting_docker(tmp_path / "bin", {"Id": "sha256:" + "d" * 64, "Size": 1})
+    docker = _inspecting_docker(tmp_path, {"Id": "sha256:" + "d" * 64, "Size": 1})
     monkeypatch.setenv("DOCKER_HOST", f"unix://{engine_api.server_address}")
     assert inspect_image("app:1 HTTP/1.0\r\nX: y", str(docker)).id == "sha256:" + "d" * 64
     assert engine_api.requests == []
