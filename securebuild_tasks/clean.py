@@ -6,6 +6,9 @@
 - BuildKit cache records of the template's private steps (marked
   ``securebuild-private-step``): their results and cache mounts hold wheels
   and git checkouts of private code, for every project built on this engine;
+- the template's cache mounts under ``/tmp/securebuild``, whichever step made
+  them (the runtime stage's install step is not marked, as its result is the
+  image's own layer, but its caches and temporary files may be private);
 - ephemeral work directories of runs that were killed.
 
 Files and images without those marks are never touched.
@@ -27,6 +30,9 @@ from .errors import EngineError
 from .settings import Settings
 
 PRIVATE_STEP_MARK = "securebuild-private-step"
+# BuildKit names a cache mount's record "cached mount <target> from exec <command>"
+# after the step that first made it.
+PRIVATE_CACHE_MOUNT = "cached mount /tmp/securebuild/"
 
 
 @dataclass(frozen=True)
@@ -116,7 +122,7 @@ def engine_items(settings: Settings, cwd: Path) -> list[Item]:
         Item("dangling image", image.id, int(image.attrs.get("Size", 0)), remover(image.id))
         for image in images
     ]
-    marked = {str(r["ID"]) for r in records if PRIVATE_STEP_MARK in str(r.get("Description", ""))}
+    marked = {str(r["ID"]) for r in records if _is_private(r)}
     # What was built on top of a private step holds its files too.
     private_ids = _with_descendants(marked, records)
     private = [r for r in records if str(r["ID"]) in private_ids and not r.get("InUse")]
@@ -138,6 +144,13 @@ def engine_items(settings: Settings, cwd: Path) -> list[Item]:
             )
         )
     return items
+
+
+def _is_private(record: dict[str, Any]) -> bool:
+    description = str(record.get("Description", ""))
+    if PRIVATE_STEP_MARK in description:
+        return True
+    return record.get("Type") == "exec.cachemount" and description.startswith(PRIVATE_CACHE_MOUNT)
 
 
 def _with_descendants(ids: set[str], records: list[dict[str, Any]]) -> set[str]:

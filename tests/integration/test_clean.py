@@ -18,13 +18,21 @@ from tests.support.fixtures import Lab, Project
 pytestmark = pytest.mark.engine
 
 
-def _private_records() -> list[str]:
+def _records(naming: str) -> list[str]:
+    """Ids of the engine's BuildKit cache records whose description names ``naming``."""
     client = docker.from_env()
     try:
         records = client.df().get("BuildCache") or []
     finally:
         client.close()
-    return [r["ID"] for r in records if PRIVATE_STEP_MARK in r.get("Description", "")]
+    return [r["ID"] for r in records if naming in r.get("Description", "")]
+
+
+def _private_records() -> list[str]:
+    # The runtime stage's install step keeps its temporary files in a cache
+    # mount (a private sdist from the index is unpacked and built there); the
+    # step is not marked, since its result is the image's own layer.
+    return _records(PRIVATE_STEP_MARK) + _records("cached mount /tmp/securebuild/work ")
 
 
 def _image_exists(engine: Engine, ref: str) -> bool:
@@ -60,7 +68,10 @@ def test_clean_removes_only_its_own(
     subprocess.run([engine.docker, "tag", base_image, other], check=True)
     stale = Path(tempfile.mkdtemp(prefix="securebuild-"))
     (stale / "owner").write_text("999999999\n")  # no such process: a killed run
-    assert _private_records() != []
+    assert _records(PRIVATE_STEP_MARK) != []
+    assert _records("cached mount /tmp/securebuild/work ") != []
+    public_caches = _records("cached mount /var/lib/apt/lists ")
+    assert public_caches != []
 
     dry = project.inv("clean", "--dry-run")
     assert dry.returncode == 0, dry.stderr
@@ -79,6 +90,7 @@ def test_clean_removes_only_its_own(
         assert not stale.exists()
         assert not _image_exists(engine, first_id)
         assert _private_records() == []
+        assert _records("cached mount /var/lib/apt/lists ") == public_caches
         assert (project.path / "notes.txt").read_text() == "mine\n"
         assert (project.path / "vendor" / "js" / "lib.js").exists()
         assert (project.path / "requirements.txt").exists()
