@@ -27,8 +27,10 @@ exported from the old recipe.
 from __future__ import annotations
 
 import json
+import os
 import re
 import subprocess
+import tarfile
 from pathlib import Path
 
 import pytest
@@ -42,6 +44,7 @@ from tests.support.fixtures import (
     Project,
     securebuild_leftovers,
 )
+from tests.support.layers import GZIP
 from tests.support.leaks import (
     HEADER,
     cache_leaks,
@@ -192,6 +195,37 @@ def test_exported_cache_search_finds_the_old_recipes_key(
     assert any("private key header" in hits for hits in found.values()), found
 
 
+def test_image_search_reads_the_containerd_stores_gzip_layers(
+    modern_engine: ModernEngine, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The image search can fail on an engine with the containerd image store,
+    whose `docker save` writes the layers gzip'd: a key copied into a layer is
+    found, in its bytes and by its header."""
+    key = make_key(tmp_path / "keys", "p1-gzip-layer")
+    context = tmp_path / "gzip-layer"
+    context.mkdir()
+    (context / "id_key").write_bytes(key.private_bytes)
+    (context / "Dockerfile").write_text(f"FROM {BASE_IMAGE}\nCOPY id_key /root/.ssh/id_rsa\n")
+    image = f"sbt-gzip-layer-{os.getpid()}"
+    built = modern_engine.run("build", "--tag", image, str(context), check=False)
+    assert built.returncode == 0, built.stderr[-3000:]
+    monkeypatch.setenv("DOCKER_HOST", modern_engine.env["DOCKER_HOST"])
+    try:
+        saved = tmp_path / "saved.tar"
+        modern_engine.run("save", "--output", str(saved), image)
+        with tarfile.open(saved) as archive:
+            manifest = archive.extractfile("manifest.json")
+            assert manifest is not None
+            top = archive.extractfile(json.load(manifest)[0]["Layers"][-1])
+            assert top is not None
+            assert top.read(2) == GZIP  # what a plain byte search could not read
+        found = image_leaks(modern_engine.docker, image, key_needles(key.private_bytes), BASE_IMAGE)
+        assert "docker save" in found
+        assert found.get("docker save (added layers)") == ["private key header"]
+    finally:
+        modern_engine.run("image", "rm", "-f", image, check=False)
+
+
 def test_no_key_bytes_in_an_exported_cache(
     project: Project,
     lab: Lab,
@@ -242,6 +276,7 @@ def test_no_key_bytes_in_an_exported_cache(
     assert f"{private_step.group(1)} CACHED" in reused.stderr, reused.stderr[-3000:]
     ran = modern_engine.run("run", "--rm", "--network", "none", project.image)
     assert ran.stdout.strip() == "1.0.0", ran.stderr
+    assert image_leaks(modern_engine.docker, project.image, needles, BASE_IMAGE) == {}
     for tree in (private_tmpdir, project.path):
         assert find_in_tree(tree, needles) == [], tree
     assert securebuild_leftovers() == []

@@ -18,12 +18,14 @@ import re
 import subprocess
 import tarfile
 import tempfile
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import IO, Any
 
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519
+
+from tests.support.layers import GZIP, ZSTD, base_layer_count, layer_streams, open_member
 
 HEADER = re.compile(rb"-----BEGIN (?:OPENSSH |RSA |EC |ENCRYPTED )?PRIVATE KEY-----")
 WINDOW = 40
@@ -92,29 +94,54 @@ def find_in_bytes(data: bytes, needles: Iterable[bytes]) -> list[bytes]:
     return [n for n in needles if n in data]
 
 
-def _grep(needles: list[bytes], args: list[str], stdin: Any = None) -> list[str]:
-    """Search with GNU grep's multi-string matcher (Aho-Corasick-like, fast)."""
+def _grep(
+    needles: list[bytes], args: list[str], chunks: Iterable[bytes] | None = None
+) -> list[str]:
+    """Search with GNU grep's multi-string matcher (Aho-Corasick-like, fast).
+
+    With ``chunks``, grep reads them on its standard input.
+    """
     with tempfile.NamedTemporaryFile("wb", suffix=".needles") as patterns:
         patterns.write(b"\n".join(needles) + b"\n")
         patterns.flush()
         # The pattern file may lie in the tree searched (the test's TMPDIR): skip it.
         skip = ["--exclude", Path(patterns.name).name] if "-r" in args else []
-        done = subprocess.run(
-            ["grep", "-a", "-F", "-f", patterns.name, *skip, *args],
-            stdin=stdin,
-            capture_output=True,
-            check=False,
-        )
-    found = [line for line in done.stdout.decode(errors="replace").splitlines() if line]
-    if done.returncode in (0, 1):
+        command = ["grep", "-a", "-F", "-f", patterns.name, *skip, *args]
+        if chunks is None:
+            done = subprocess.run(command, capture_output=True, check=False)
+            returncode, stdout, stderr = done.returncode, done.stdout, done.stderr
+        else:
+            returncode, stdout, stderr = _grep_chunks(command, chunks)
+    found = [line for line in stdout.decode(errors="replace").splitlines() if line]
+    if returncode in (0, 1):
         return found
     # A live daemon's data root changes while it is read (builds of others run on
     # the same engine): a file that vanished between listing and reading is gone,
     # not unsearched. Any other error still fails the search.
-    errors = done.stderr.decode(errors="replace").splitlines()
+    errors = stderr.decode(errors="replace").splitlines()
     if "-r" in args and errors and all(e.endswith("No such file or directory") for e in errors):
         return found
-    raise RuntimeError(f"grep failed: {done.stderr.decode(errors='replace')}")
+    raise RuntimeError(f"grep failed: {stderr.decode(errors='replace')}")
+
+
+def _grep_chunks(command: list[str], chunks: Iterable[bytes]) -> tuple[int, bytes, bytes]:
+    # grep is run with -c or -l here: its output is a line, so it cannot fill a
+    # pipe and block grep while it is being fed.
+    with subprocess.Popen(
+        command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    ) as grep:
+        feed = grep.stdin
+        assert feed is not None
+        try:
+            for chunk in chunks:
+                feed.write(chunk)
+        except BrokenPipeError:
+            pass  # grep stopped early: its exit code and stderr say why
+        except BaseException:
+            grep.kill()
+            raise
+        stdout, stderr = grep.communicate()
+        return grep.returncode, stdout, stderr
 
 
 def find_in_tree(root: Path, needles: list[bytes]) -> list[str]:
@@ -133,7 +160,9 @@ def image_leaks(
 ) -> dict[str, list[str]]:
     """Where in an image (save stream, history, config) any needle shows up.
 
-    The key's own bytes are searched everywhere. Private-key headers are
+    The key's own bytes are searched everywhere, in every file of the save
+    stream with its layers decompressed (the containerd image store saves them
+    gzip'd, where a byte search sees nothing). Private-key headers are
     searched only in the layers the build added: base images legitimately ship
     test keys (GnuTLS' self-tests, for one).
     """
@@ -141,11 +170,13 @@ def image_leaks(
     with tempfile.TemporaryFile() as saved:
         subprocess.run([docker, "save", image], stdout=saved, check=True)
         saved.seek(0)
-        count = _grep(needles, ["-c"], stdin=saved)
+        count = _grep(needles, ["-c"], chunks=_expanded(saved))
         if count and count != ["0"]:
             found["docker save"] = [f"{count[0]} matching lines"]
         saved.seek(0)
-        added = _added_layers(saved, _base_layers(docker, base_image))
+        with tarfile.open(fileobj=saved) as archive:
+            skip = base_layer_count(docker, base_image)
+            added = b"".join(layer.read() for layer in layer_streams(archive, skip))
     if HEADER.search(added):
         found.setdefault("docker save (added layers)", []).append("private key header")
     for where, args in {
@@ -160,31 +191,22 @@ def image_leaks(
     return found
 
 
+def _expanded(saved: IO[bytes]) -> Iterator[bytes]:
+    """Every file of a `docker save` stream, decompressed, a newline after each."""
+    with tarfile.open(fileobj=saved) as archive:
+        for member in archive.getmembers():
+            if member.isfile():
+                stream = open_member(archive, member)
+                while chunk := stream.read(1 << 20):
+                    yield chunk
+                yield b"\n"
+
+
 def _base_layers(docker: str, base_image: str) -> set[str]:
     if not base_image:
         return set()
     info = json.loads(docker_output(docker, "image", "inspect", base_image))
     return set(info[0]["RootFS"]["Layers"])
-
-
-def _added_layers(saved: IO[bytes], base_layers: set[str]) -> bytes:
-    """The layer tarballs of a ``docker save`` stream that the base image lacks."""
-    added = []
-    with tarfile.open(fileobj=saved) as archive:
-        for member in archive.getmembers():
-            if not member.isfile() or not member.name.endswith("layer.tar"):
-                continue
-            extracted = archive.extractfile(member)
-            if extracted is None:
-                continue
-            digest = hashlib.sha256()
-            chunks = []
-            while chunk := extracted.read(1 << 20):
-                digest.update(chunk)
-                chunks.append(chunk)
-            if f"sha256:{digest.hexdigest()}" not in base_layers:
-                added.append(b"".join(chunks))
-    return b"".join(added)
 
 
 def image_config(docker: str, image: str) -> bytes:
@@ -203,11 +225,6 @@ def image_config(docker: str, image: str) -> bytes:
             config = archive.extractfile(config_name)
             assert config is not None
             return config.read()
-
-
-#: Compressions BuildKit writes cache blobs in, by magic number.
-_GZIP = b"\x1f\x8b"
-_ZSTD = b"\x28\xb5\x2f\xfd"
 
 
 def cache_leaks(
@@ -230,9 +247,9 @@ def cache_leaks(
         raise RuntimeError(f"no cache was exported to {cache_dir}")
     for path in files:
         data = path.read_bytes()
-        if data.startswith(_GZIP):
+        if data.startswith(GZIP):
             data = gzip.decompress(data)
-        elif data.startswith(_ZSTD):
+        elif data.startswith(ZSTD):
             raise RuntimeError(f"{path} is zstd-compressed; this search cannot read it")
         hits = [h.decode() for h in find_in_bytes(data, needles)]
         if HEADER.search(data) and f"sha256:{hashlib.sha256(data).hexdigest()}" not in base:
