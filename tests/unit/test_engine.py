@@ -31,16 +31,13 @@ from tests.support.procs import wait_for
 
 
 def _fake_docker(directory: Path, version: str, *, buildx: bool) -> Path:
-    directory.mkdir(parents=True, exist_ok=True)
-    script = directory / "docker"
-    script.write_text(
+    return stand_in_docker(
+        directory,
         "#!/bin/sh\n"
         f'if [ "$1" = version ]; then echo {version}; exit 0; fi\n'
         f'if [ "$1" = buildx ]; then {"echo v0.12; exit 0" if buildx else "exit 1"}; fi\n'
-        "exit 1\n"
+        "exit 1\n",
     )
-    script.chmod(0o755)
-    return script
 
 
 def test_first_client_without_buildkit_is_skipped(
@@ -140,13 +137,12 @@ def test_clients_before_20_10_are_refused(tmp_path: Path, monkeypatch: pytest.Mo
 
 def _slow_docker(directory: Path) -> tuple[Path, Path]:
     """A docker that logs each start with its pid, then answers `version` only after a minute."""
-    directory.mkdir(parents=True, exist_ok=True)
     log = directory / "started.log"
-    script = directory / "docker"
-    script.write_text(
-        f'#!/bin/sh\necho "$$ $1" >> {log}\nif [ "$1" = version ]; then exec sleep 60; fi\nexit 1\n'
+    script = stand_in_docker(
+        directory,
+        f'#!/bin/sh\necho "$$ $1" >> {log}\n'
+        'if [ "$1" = version ]; then exec sleep 60; fi\nexit 1\n',
     )
-    script.chmod(0o755)
     return script, log
 
 
