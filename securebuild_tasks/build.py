@@ -365,11 +365,18 @@ def plan_build(settings: Settings, cwd: Path) -> BuildPlan:
 
 
 def _uv_config(secrets: dict[str, Path]) -> dict[str, str]:
-    """uv reads no pip.conf: a uv.toml made from its index settings, unless one is given."""
-    if "uv_config" in secrets or "pip_config" not in secrets:
+    """uv reads no pip.conf: a uv.toml made from its index settings, unless one is given.
+
+    The pip config is read even when a uv config is given: pip uses it too,
+    and a file pip cannot read is better refused before the build than quoted
+    by pip in the build's output.
+    """
+    if "pip_config" not in secrets:
         return {}
-    translated = lockfile.uv_config_from_pip(secrets["pip_config"].read_text("utf-8"))
-    return {"uv_config": translated} if translated else {}
+    translated = lockfile.uv_config_from_pip(secrets["pip_config"])
+    if "uv_config" in secrets or not translated:
+        return {}
+    return {"uv_config": translated}
 
 
 def plan_lock(settings: Settings, cwd: Path, output: Path) -> tuple[BuildPlan, lockfile.LockInput]:

@@ -19,7 +19,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from .errors import RequirementsError
+from .errors import RequirementsError, SettingsError
 from .requirements import Requirements, parse_requirements
 
 HEADER = "# securebuild-lock: "
@@ -104,14 +104,36 @@ def check(lock_path: Path, context: Path) -> Requirements:
     return requirements
 
 
-def uv_config_from_pip(pip_conf: str) -> str:
+def uv_config_from_pip(pip_conf: Path) -> str:
     """Translate a pip.conf's index settings into uv.toml, so one file configures both.
 
     Only index location keys are carried over (index-url, extra-index-url,
     find-links, no-index); tokens inside those URLs come along unchanged.
+    A file pip could not read either is refused here, before the build: the
+    parser's own messages quote the offending line, token and all, so the
+    error names only the file and the line number.
     """
     parser = configparser.ConfigParser(interpolation=None)
-    parser.read_string(pip_conf)
+    hint = "a pip config is an INI file: [global] on the first line, then key = value lines"
+    try:
+        parser.read_string(pip_conf.read_text("utf-8"))
+    except UnicodeDecodeError:
+        raise SettingsError(
+            f"pip_config {pip_conf} is not UTF-8 text", hint="save it as UTF-8"
+        ) from None
+    except OSError as exc:
+        raise SettingsError(
+            f"cannot read pip_config {pip_conf}: {exc.strerror}",
+            hint="check the file's permissions",
+        ) from None
+    except configparser.Error as exc:
+        errors = getattr(exc, "errors", None)
+        line = errors[0][0] if errors else getattr(exc, "lineno", None)
+        where = f" (line {line})" if line else ""
+        raise SettingsError(
+            f"pip_config {pip_conf} cannot be read as a pip config{where}: {type(exc).__name__}",
+            hint=hint,
+        ) from None
     values: dict[str, str] = {}
     for section in ("global", "install", "download", "wheel"):
         if parser.has_section(section):

@@ -109,6 +109,16 @@ def test_secret_looking_build_arg(user_project: UserProject) -> None:
     one_line_error(done, 2, "SSH_PRIVATE_KEY", "secret")
 
 
+def test_unreadable_pip_config(user_project: UserProject, tmp_path: Path) -> None:
+    """A pip config pip could not read is refused before the build, its text not quoted."""
+    token = "pypi-AgEIcHlwaS5vcmcSECRETtokenVALUE"
+    conf = tmp_path / "pip.conf"
+    conf.write_text(f"index-url = https://__token__:{token}@pypi.example.com/simple\n")
+    done = user_project.inv("build-image", SECUREBUILD_PIP_CONFIG=str(conf))
+    one_line_error(done, 2, f"pip_config {conf} cannot be read as a pip config (line 1)")
+    assert token not in done.stdout + done.stderr
+
+
 def test_malformed_requirement(user_project: UserProject) -> None:
     """A broken requirement line is named by file and line."""
     (user_project.path / "requirements.txt").write_text("requests==2.32.3\nprivpkg @@ nothing\n")

@@ -1,0 +1,76 @@
+"""lockfile: the pip config's index settings carried over to uv, and refused when unreadable."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from securebuild_tasks.errors import SettingsError
+from securebuild_tasks.lockfile import uv_config_from_pip
+
+TOKEN = "ghp_0123456789abcdefSECRETtokenVALUE"
+
+
+def _translate(tmp_path: Path, text: str | bytes) -> str:
+    conf = tmp_path / "pip.conf"
+    if isinstance(text, bytes):
+        conf.write_bytes(text)
+    else:
+        conf.write_text(text)
+    return uv_config_from_pip(conf)
+
+
+def test_index_settings_become_uv_toml(tmp_path: Path) -> None:
+    """index-url, extra-index-url (several), find-links and no-index reach uv; the rest does not."""
+    translated = _translate(
+        tmp_path,
+        "[global]\n"
+        f"index-url = https://__token__:{TOKEN}@pypi.example.com/simple\n"
+        "timeout = 60\n"
+        "[install]\n"
+        "extra-index-url =\n"
+        "    https://a.example.com/simple\n"
+        "    https://b.example.com/simple\n"
+        "find-links = /wheels\n"
+        "no-index = yes\n",
+    )
+    assert translated.splitlines() == [
+        f'index-url = "https://__token__:{TOKEN}@pypi.example.com/simple"',
+        'extra-index-url = ["https://a.example.com/simple", "https://b.example.com/simple"]',
+        'find-links = ["/wheels"]',
+        "no-index = true",
+    ]
+
+
+def test_no_index_settings_give_nothing(tmp_path: Path) -> None:
+    """A pip config without index settings makes no uv config."""
+    assert _translate(tmp_path, "[global]\ntimeout = 60\n") == ""
+
+
+@pytest.mark.parametrize(
+    ("text", "where"),
+    [
+        (f"index-url = https://bob:{TOKEN}@pypi.example.com/simple\n", "(line 1)"),
+        (f"[global]\nindex-url = https://bob:{TOKEN}@x/simple\n{TOKEN}\n", "(line 3)"),
+        (f"[global]\nindex-url = https://bob:{TOKEN}@x/simple\n[global]\n", "(line 3)"),
+    ],
+)
+def test_unreadable_pip_config_is_refused_without_its_text(
+    tmp_path: Path, text: str, where: str
+) -> None:
+    """A file pip could not read is refused naming the file and line, never quoting it."""
+    with pytest.raises(SettingsError) as raised:
+        _translate(tmp_path, text)
+    line = raised.value.line()
+    assert f"pip_config {tmp_path / 'pip.conf'} cannot be read as a pip config {where}" in line
+    assert "[global]" in line  # the hint says what the file should look like
+    assert TOKEN not in line
+    assert "bob" not in line
+
+
+def test_pip_config_that_is_not_utf8_is_refused(tmp_path: Path) -> None:
+    """Bytes that are not UTF-8 are refused without showing them."""
+    with pytest.raises(SettingsError, match="is not UTF-8 text") as raised:
+        _translate(tmp_path, b"[global]\nindex-url = https://bob:s\xe9cret@x/simple\n")
+    assert "xe9" not in raised.value.line()
