@@ -207,6 +207,22 @@ def test_vendor_then_build_offline(
     assert find_in_tree(data_root, key_needles(lab.deploy.private_bytes)) == []
 
 
+def test_vendor_cache_belongs_to_the_key(
+    project: Project, lab: Lab, moving_server: GitServer
+) -> None:
+    """pip keeps the wheel it built from a git commit: another key gets no wheel from
+    that cache, it is refused by the git host as if nothing had been built before."""
+    url = moving_server.create_package("keyedpkg", "v1.0.0", "1.0.0")
+    (project.path / "known_hosts").write_text(moving_server.known_hosts_line())
+    _lock(project, lab, f"keyedpkg @ git+{url}@v1.0.0\n")
+    assert project.inv("vendor", env=_key_env(lab)).returncode == 0
+    shutil.rmtree(project.path / "vendor" / "python")
+    other = {"SECUREBUILD_KEY_SOURCE": "file", "SECUREBUILD_KEY_FILE": str(lab.other.private)}
+    refused = project.inv("vendor", env=other)
+    _assert_one_line_error(refused, 3, "refused the forwarded key")
+    assert not (project.path / "vendor" / "python").exists()
+
+
 def test_tampered_wheelhouse_is_refused(project: Project, lab: Lab) -> None:
     """A changed wheel, or one missing from the wheelhouse, stops the build."""
     _lock(project, lab, "six\n")
