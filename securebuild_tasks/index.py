@@ -22,6 +22,7 @@ import os
 import sys
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit
 
 from .agent import write_private
@@ -155,7 +156,9 @@ class IndexCredentials:
 
         pip reports a refused token as "no matching distribution", indistinguishable
         from a missing package; one request from here tells the two apart. Any
-        other answer, or none, is not taken as a refusal.
+        other answer, or none, is not taken as a refusal. A redirect is followed
+        only within the index's own scheme, host and port: urllib would carry
+        the token to wherever the index points.
         """
         import base64
         import urllib.error
@@ -168,13 +171,44 @@ class IndexCredentials:
         request = urllib.request.Request(  # noqa: S310 - index_url is checked to be http(s)
             self.url, headers={"Authorization": "Basic " + base64.b64encode(pair).decode()}
         )
+        opener = _same_origin_opener()
         try:
-            with urllib.request.urlopen(request, timeout=15):  # noqa: S310 - see above
+            with opener.open(request, timeout=15):
                 return False
         except urllib.error.HTTPError as exc:
             return exc.code in (401, 403)
         except (OSError, ValueError):
             return False
+
+
+def _origin(url: str) -> tuple[str, str, int | None]:
+    parts = urlsplit(url)
+    return parts.scheme.lower(), (parts.hostname or "").lower(), parts.port
+
+
+def _same_origin_opener() -> Any:
+    """A urllib opener that follows a redirect only to the same scheme, host and port.
+
+    Any other redirect is answered as the 3xx it is. Built on call: urllib.request
+    imports http.client, ssl and email, which `inv --list` must not pay for.
+    """
+    import urllib.request
+
+    class SameOriginRedirects(urllib.request.HTTPRedirectHandler):
+        def redirect_request(
+            self,
+            req: urllib.request.Request,
+            fp: Any,
+            code: int,
+            msg: str,
+            headers: Any,
+            newurl: str,
+        ) -> urllib.request.Request | None:
+            if _origin(newurl) != _origin(req.full_url):
+                return None
+            return super().redirect_request(req, fp, code, msg, headers, newurl)
+
+    return urllib.request.build_opener(SameOriginRedirects)
 
 
 def _read_keyring(creds: IndexCredentials) -> str | None:

@@ -3,8 +3,13 @@ messages or a .netrc that mixes up two sets of credentials."""
 
 from __future__ import annotations
 
+import base64
+import http.server
 import os
+import threading
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -116,3 +121,65 @@ def test_missing_or_unusable_tokens_name_the_source_not_the_token(tmp_path: Path
         creds.check()
     assert "whitespace" in caught.value.line()
     assert TOKEN not in caught.value.line()
+
+
+class _Recorder(http.server.BaseHTTPRequestHandler):
+    """Answers GET by the server's ``routes`` (path: (status, Location)); records each
+    request's path and Authorization header."""
+
+    def do_GET(self) -> None:
+        server: Any = self.server
+        server.seen.append((self.path, self.headers.get("Authorization")))
+        status, location = server.routes.get(self.path, (404, ""))
+        self.send_response(status)
+        if location:
+            self.send_header("Location", location)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    def log_message(self, *args: Any) -> None:
+        """Quiet."""
+
+
+@pytest.fixture
+def http_servers() -> Iterator[list[Any]]:
+    """Two HTTP servers on 127.0.0.1 (the index, and somewhere else), each recording."""
+    servers = []
+    for _ in range(2):
+        server: Any = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Recorder)
+        server.seen, server.routes = [], {}
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        servers.append(server)
+    yield servers
+    for server in servers:
+        server.shutdown()
+        server.server_close()
+
+
+def _creds_for(url: str, tmp_path: Path) -> index.IndexCredentials:
+    environ = {"SECUREBUILD_INDEX_URL": url, "SECUREBUILD_INDEX_TOKEN_SOURCE": "environment"}
+    index._taken[INDEX_TOKEN_ENV] = TOKEN
+    creds = index.index_credentials(resolve({}, environ=environ, cwd=tmp_path), tmp_path)
+    assert creds is not None
+    return creds
+
+
+def test_token_check_follows_redirects_only_within_the_index(
+    http_servers: list[Any], tmp_path: Path
+) -> None:
+    """The refused-token check sends the token to the index alone: a redirect to the
+    same host and port is followed (and its 401 read as a refusal), one elsewhere is not."""
+    own, elsewhere = http_servers
+    own_url = f"http://127.0.0.1:{own.server_port}"
+    own.routes = {"/simple": (301, f"{own_url}/simple/"), "/simple/": (401, "")}
+    assert _creds_for(f"{own_url}/simple", tmp_path).refused()
+    basic = "Basic " + base64.b64encode(f"__token__:{TOKEN}".encode()).decode()
+    assert own.seen == [("/simple", basic), ("/simple/", basic)]
+
+    own.seen.clear()
+    other_url = f"http://127.0.0.1:{elsewhere.server_port}"
+    own.routes = {"/simple/": (302, f"{other_url}/simple/")}
+    elsewhere.routes = {"/simple/": (401, "")}
+    assert not _creds_for(f"{own_url}/simple/", tmp_path).refused()
+    assert [path for path, _ in own.seen] == ["/simple/"]
+    assert elsewhere.seen == []
