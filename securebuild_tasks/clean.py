@@ -131,9 +131,12 @@ def engine_items(settings: Settings, cwd: Path) -> list[Item]:
 
         def prune() -> None:
             # The API takes one id per filter, and a record with children is
-            # kept until they are gone: leaves go first.
+            # kept until they are gone: leaves go first. Without `all`, Docker
+            # 23 and later prune only what they count as dangling, which a
+            # private step's record is not; the id filter already limits the
+            # prune to that one record.
             for record_id in ordered:
-                client.api.prune_builds(filters={"id": [record_id]})
+                client.api.prune_builds(filters={"id": [record_id]}, all=True)
 
         items.append(
             Item(
@@ -153,26 +156,38 @@ def _is_private(record: dict[str, Any]) -> bool:
     return record.get("Type") == "exec.cachemount" and description.startswith(PRIVATE_CACHE_MOUNT)
 
 
+def _parents(record: dict[str, Any]) -> list[str]:
+    """A record's parents. API 1.42 and later list them (Docker 23 to 28 under the
+    key " Parents", a typo in the engine's JSON tag) and leave "Parent" empty."""
+    listed = record.get("Parents") or record.get(" Parents")
+    if listed:
+        return [str(parent) for parent in listed]
+    parent = record.get("Parent")
+    return [str(parent)] if parent else []
+
+
 def _with_descendants(ids: set[str], records: list[dict[str, Any]]) -> set[str]:
     found = set(ids)
     grew = True
     while grew:
-        children = {str(r["ID"]) for r in records if str(r.get("Parent") or "") in found}
+        children = {str(r["ID"]) for r in records if found.intersection(_parents(r))}
         grew = not children <= found
         found |= children
     return found
 
 
 def _leaves_first(records: list[dict[str, Any]]) -> list[str]:
+    """Record ids, each after every record built on it (the engine keeps a record
+    that still has children)."""
     ids = {str(r["ID"]) for r in records}
-    parent = {str(r["ID"]): str(r.get("Parent") or "") for r in records}
+    parents = {str(r["ID"]): [p for p in _parents(r) if p in ids] for r in records}
+    depths: dict[str, int] = {}
 
     def depth(record_id: str) -> int:
-        level = 0
-        while parent.get(record_id) in ids:
-            record_id = parent[record_id]
-            level += 1
-        return level
+        if record_id not in depths:
+            depths[record_id] = 0  # a cycle, which BuildKit never makes, ends here
+            depths[record_id] = 1 + max((depth(p) for p in parents[record_id]), default=-1)
+        return depths[record_id]
 
     return sorted(ids, key=depth, reverse=True)
 

@@ -13,14 +13,14 @@ import pytest
 from securebuild_tasks.clean import PRIVATE_STEP_MARK
 from securebuild_tasks.engine import Engine
 from tests.integration.test_build_image import _assert_one_line_error
-from tests.support.fixtures import Lab, Project
+from tests.support.fixtures import Lab, ModernEngine, Project
 
 pytestmark = pytest.mark.engine
 
 
-def _records(naming: str) -> list[str]:
+def _records(naming: str, host: str | None = None) -> list[str]:
     """Ids of the engine's BuildKit cache records whose description names ``naming``."""
-    client = docker.from_env()
+    client = docker.DockerClient(base_url=host) if host else docker.from_env()
     try:
         records = client.df().get("BuildCache") or []
     finally:
@@ -116,3 +116,30 @@ def test_clean_without_daemon_removes_nothing(project: Project, lab: Lab) -> Non
     local = project.inv("clean", "--local-only", env={"DOCKER_HOST": "unix:///nonexistent.sock"})
     assert local.returncode == 0, local.stderr
     assert not wheelhouse.exists()
+
+
+def test_clean_on_the_containerd_engine(
+    project: Project, lab: Lab, modern_engine: ModernEngine
+) -> None:
+    """On Docker 28 (API 1.42 and later list a record's parents differently), the
+    private steps' records go, with every record built on them."""
+    host = modern_engine.env["DOCKER_HOST"]
+    env = {
+        **modern_engine.env,
+        "SECUREBUILD_KEY_SOURCE": "file",
+        "SECUREBUILD_KEY_FILE": str(lab.deploy.private),
+    }
+    built = project.inv("build-image", env=env)
+    assert built.returncode == 0, built.stderr[-3000:]
+    assert _records(PRIVATE_STEP_MARK, host) != []
+    try:
+        done = project.inv("clean", env=modern_engine.env)
+        assert done.returncode == 0, done.stderr
+        assert "BuildKit cache records of private steps" in done.stderr
+        assert _records(PRIVATE_STEP_MARK, host) == []
+        assert _records("cached mount /tmp/securebuild/", host) == []
+        again = project.inv("clean", env=modern_engine.env)
+        assert again.returncode == 0, again.stderr
+        assert "BuildKit cache records" not in again.stderr
+    finally:
+        modern_engine.run("image", "rm", "-f", project.image, check=False)

@@ -1,0 +1,52 @@
+"""clean: which BuildKit cache records are private, and the order they are pruned in."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from securebuild_tasks.clean import _is_private, _leaves_first, _with_descendants
+
+
+def _record(record_id: str, parents: list[str], api: str, description: str = "") -> dict[str, Any]:
+    """A record as the engine's /system/df lists it, by API version."""
+    record: dict[str, Any] = {"ID": record_id, "Type": "regular", "Description": description}
+    if api == "1.41":  # Docker 20.10: one parent
+        record["Parent"] = parents[0] if parents else ""
+    elif api == "1.42-typo":  # Docker 23 to 28: a list, under a key with a leading space
+        if parents:
+            record[" Parents"] = parents
+    else:  # the key as the API documents it
+        if parents:
+            record["Parents"] = parents
+    return record
+
+
+@pytest.mark.parametrize("api", ["1.41", "1.42-typo", "1.42"])
+def test_descendants_and_order_on_every_api(api: str) -> None:
+    """A private step's records and those built on it are found, children before parents."""
+    records = [
+        _record("base", [], api),
+        _record("private", ["base"], api, "RUN : securebuild-private-step; set -eu"),
+        _record("copy", ["private"], api, "COPY app"),
+        _record("app", ["copy"], api, "COPY . /app"),
+        _record("public", ["base"], api, "RUN apt-get install"),
+    ]
+    marked = {str(r["ID"]) for r in records if _is_private(r)}
+    assert marked == {"private"}
+    found = _with_descendants(marked, records)
+    assert found == {"private", "copy", "app"}
+    assert _leaves_first([r for r in records if r["ID"] in found]) == ["app", "copy", "private"]
+
+
+def test_cache_mounts_under_the_template_folder_are_private() -> None:
+    """A cache mount under /tmp/securebuild is private whichever step made it; others are not."""
+    made_by = "from exec /bin/sh -c set -eu; export HOME=/tmp/securebuild/home"
+    work = {"ID": "w", "Type": "exec.cachemount"}
+    work["Description"] = f"cached mount /tmp/securebuild/work {made_by}"
+    apt = {"ID": "a", "Type": "exec.cachemount"}
+    apt["Description"] = f"cached mount /var/cache/apt {made_by}"
+    layer = {"ID": "l", "Type": "regular"}
+    layer["Description"] = f"cached mount /tmp/securebuild/work {made_by}"
+    assert [_is_private(r) for r in (work, apt, layer)] == [True, False, False]
