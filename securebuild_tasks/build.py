@@ -395,6 +395,7 @@ def plan_lock(settings: Settings, cwd: Path, output: Path) -> tuple[BuildPlan, l
         BASE_IMAGE=settings.base_image,
         LOCK_INPUT=source.relative,
         SSH_IDENTITY="",
+        LOCK_RUN=os.urandom(8).hex(),
         **_index_arg(dockerfile, index),
     )
     plan = BuildPlan(

@@ -85,12 +85,18 @@ def test_lock_pins_commit_and_survives_a_moved_tag(
     assert f"movingpkg @ git+{url}@{old_sha.strip()}" in lock
     assert re.search(r"six==[\d.]+ \\\n\s+--hash=sha256:[0-9a-f]{64}", lock)
 
-    _move_tag(moving_server, "movingpkg", "v1.0.0", "9.9.9")
+    new_sha = _move_tag(moving_server, "movingpkg", "v1.0.0", "9.9.9")
     done = project.inv("build-image", env=_key_env(lab))
     assert done.returncode == 0, done.stderr[-3000:]
     assert _version_in_image(engine, project.image, "movingpkg") == "1.0.0"
     assert find_in_tree(data_root, key_needles(lab.deploy.private_bytes)) == []
     assert securebuild_leftovers() == []
+
+    # Locking again resolves again: the same input now pins where the tag moved.
+    relocked = project.inv("lock", env=_key_env(lab))
+    assert relocked.returncode == 0, relocked.stderr[-3000:]
+    lock = (project.path / "requirements.lock").read_text()
+    assert f"movingpkg @ git+{url}@{new_sha}" in lock
 
 
 def test_stale_and_hand_edited_locks_are_refused(project: Project, lab: Lab) -> None:
