@@ -40,7 +40,12 @@ from .errors import (
 from .hostkeys import default_known_hosts, explain_ssh_failure, select_known_hosts
 from .index import IndexCredentials, index_credentials, index_netloc
 from .keys import ForwardedKey, choose_key_source
-from .requirements import Requirements, parse_requirements, read_requirements
+from .requirements import (
+    Requirements,
+    check_hash_mode,
+    parse_requirements,
+    read_requirements,
+)
 from .settings import Settings, cache_fields
 
 TEMPLATE_NAME = "Dockerfile.template"
@@ -279,7 +284,9 @@ def requirements_for(settings: Settings, context: Path) -> tuple[Requirements, s
     relative to the context; and whether it is the lock."""
     if (context / settings.lock_file).is_file():
         return lockfile.check(context / settings.lock_file, context), settings.lock_file, True
-    return read_requirements(context / settings.requirements), settings.requirements, False
+    requirements = read_requirements(context / settings.requirements)
+    check_hash_mode(requirements)
+    return requirements, settings.requirements, False
 
 
 def choose_dockerfile(settings: Settings, cwd: Path, context: Path) -> Path:

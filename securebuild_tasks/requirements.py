@@ -100,6 +100,26 @@ class Requirements:
         return "\n".join((*self.options, *self.url_lines)) if self.url_lines else ""
 
 
+def check_hash_mode(requirements: Requirements) -> None:
+    """Refuse a file whose hashes pip and uv would refuse, before any build.
+
+    A single ``--hash`` puts the whole file in hash-checking mode (pip's rule,
+    which the template follows with uv too): every requirement from the index
+    then needs an exact ``==`` version and a hash. URL requirements are
+    fetched in their own step and keep their own hashes, if any.
+    """
+    if not any(entry.hashes for entry in requirements.entries):
+        return
+    for entry in requirements.entries:
+        if not entry.url and not (entry.pinned_version and entry.hashes):
+            raise RequirementsError(
+                f"{requirements.path.name} line {entry.line} ({entry.name}) lacks an exact"
+                " version with sha256 hashes, while other lines have hashes",
+                hint="a file with hashes is installed all or nothing: pin it with == and --hash,"
+                " or let `inv lock` write a lock",
+            )
+
+
 def read_requirements(path: Path) -> Requirements:
     """Parse ``path``; raise `RequirementsError` naming the file and line on bad input."""
     try:

@@ -130,6 +130,18 @@ def test_tampered_index_hash_fails_the_build(project: Project, lab: Lab) -> None
     _assert_one_line_error(done, 2, "does not match the hash")
 
 
+def test_partly_hashed_requirements_are_refused(project: Project, lab: Lab) -> None:
+    """A requirements file with some hashes is installed all or nothing (pip's
+    hash-checking mode, which uv follows here): an unpinned line beside the lines
+    `inv lock` wrote is refused before the build, naming it."""
+    six = re.search(r"(?m)^six==.*(?:\n\s+--hash=.*)+", _lock(project, lab, "six\n"))
+    assert six is not None
+    (project.path / "requirements.lock").unlink()
+    project.requirements(f"{six.group(0)}\nwheel\n")
+    done = project.inv("build-image", env=_key_env(lab))
+    _assert_one_line_error(done, 2, "(wheel) lacks an exact version with sha256 hashes")
+
+
 def test_tampered_index_file_fails_the_build(project: Project, lab: Lab, tmp_path: Path) -> None:
     """A file on the index that changes after locking fails the build, hash-checked.
 

@@ -14,6 +14,7 @@ from securebuild_tasks.requirements import (
     Entry,
     Requirements,
     SSHHost,
+    check_hash_mode,
     parse_requirements,
     read_requirements,
 )
@@ -587,3 +588,29 @@ def test_the_two_steps_install_every_requirement_once(text: str, tmp_path: Path)
     options = [line for line in second.splitlines() if line.startswith("-")]
     assert options == list(whole.options)
     assert [e.hashes for e in second_entries] == [e.hashes for e in whole.entries if not e.url]
+
+
+@pytest.mark.parametrize(
+    ("text", "refused"),
+    [
+        (f"six==1.16.0 --hash=sha256:{'a' * 64}\nwheel\n", "line 2 (wheel)"),
+        (f"six==1.16.0 --hash=sha256:{'a' * 64}\nwheel==0.45.1\n", "line 2 (wheel)"),
+        (f"six>=1 --hash=sha256:{'a' * 64}\n", "line 1 (six)"),
+        (
+            f"lib @ https://files.example.com/lib-1.0.tar.gz --hash=sha256:{'a' * 64}\nsix\n",
+            "line 2 (six)",
+        ),
+        (f"six==1.16.0 --hash=sha256:{'a' * 64}\nwheel==0.45.1 --hash=sha256:{'b' * 64}\n", ""),
+        ("lib @ git+ssh://git@git.example.com/org/lib.git@v1\nsix\n", ""),
+    ],
+)
+def test_hashes_are_all_or_nothing(text: str, refused: str) -> None:
+    """Once any line has a hash, every index requirement needs == and a hash."""
+    parsed = _parse(text)
+    if not refused:
+        check_hash_mode(parsed)
+        return
+    with pytest.raises(RequirementsError) as info:
+        check_hash_mode(parsed)
+    assert f"requirements.txt {refused}" in str(info.value)
+    assert "lacks an exact version with sha256 hashes" in str(info.value)
