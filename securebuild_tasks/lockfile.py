@@ -68,9 +68,16 @@ def finish(raw: str, source: LockInput) -> str:
 
 def check(lock_path: Path, context: Path) -> Requirements:
     """Parse a lock, refusing one that is stale or was edited into an unsafe state."""
-    text = lock_path.read_text(encoding="utf-8")
+    try:
+        text = lock_path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise RequirementsError(
+            f"cannot read lock {lock_path}: {exc.__class__.__name__}",
+            hint="check its permissions, or regenerate it with `inv lock`",
+        ) from None
     first = text.splitlines()[0] if text else ""
-    match = re.fullmatch(re.escape(HEADER) + r"input=(\S+) sha256=([0-9a-f]{64})", first)
+    # The input's name may hold spaces: the digest after it ends the line.
+    match = re.fullmatch(re.escape(HEADER) + r"input=(.+) sha256=([0-9a-f]{64})", first)
     if not match:
         raise RequirementsError(
             f"{lock_path} has no securebuild-lock header, so its origin is unknown",

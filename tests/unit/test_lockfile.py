@@ -1,4 +1,4 @@
-"""lockfile: the pip config's index settings carried over to uv, and refused when unreadable."""
+"""lockfile: the lock header, and the pip config's index settings carried over to uv."""
 
 from __future__ import annotations
 
@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from securebuild_tasks.errors import SettingsError
-from securebuild_tasks.lockfile import uv_config_from_pip
+from securebuild_tasks.errors import RequirementsError, SettingsError
+from securebuild_tasks.lockfile import check, find_input, finish, uv_config_from_pip
 
 TOKEN = "ghp_0123456789abcdefSECRETtokenVALUE"
 
@@ -74,3 +74,24 @@ def test_pip_config_that_is_not_utf8_is_refused(tmp_path: Path) -> None:
     with pytest.raises(SettingsError, match="is not UTF-8 text") as raised:
         _translate(tmp_path, b"[global]\nindex-url = https://bob:s\xe9cret@x/simple\n")
     assert "xe9" not in raised.value.line()
+
+
+def test_lock_of_an_input_with_spaces_in_its_name_is_accepted(tmp_path: Path) -> None:
+    """The header names the input whole, spaces and all, and a fresh lock checks."""
+    source = tmp_path / "reqs prod.in"
+    source.write_text("six\n")
+    found = find_input(tmp_path, "reqs prod.in")
+    lock = tmp_path / "requirements.lock"
+    lock.write_text(finish(f"six==1.16.0 \\\n    --hash=sha256:{'a' * 64}\n", found))
+    assert check(lock, tmp_path).names == ("six",)
+    source.write_text("six\nwheel\n")
+    with pytest.raises(RequirementsError, match=r"reqs prod\.in changed since it was locked"):
+        check(lock, tmp_path)
+
+
+def test_unreadable_lock_is_one_error(tmp_path: Path) -> None:
+    """A lock that is not UTF-8 is refused with what to do, not a traceback."""
+    lock = tmp_path / "requirements.lock"
+    lock.write_bytes(b"# securebuild-lock: input=requirements.in sha256=\xff\n")
+    with pytest.raises(RequirementsError, match=r"cannot read lock .*UnicodeDecodeError"):
+        check(lock, tmp_path)
