@@ -753,9 +753,19 @@ def vendor(settings: Settings, *, cwd: Path, out: IO[str] | None = None) -> Path
 
 
 def _write_atomically(path: Path, text: str) -> None:
-    temporary = path.with_name(f".{path.name}.tmp")
-    temporary.write_text(text, encoding="utf-8")
-    os.replace(temporary, path)
+    """Write the lock beside its final name, then rename: a reader never sees half."""
+    temporary = lockfile.partial_path(path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        temporary.write_text(text, encoding="utf-8")
+        os.replace(temporary, path)
+    except OSError as exc:
+        with contextlib.suppress(OSError):
+            temporary.unlink(missing_ok=True)
+        raise SettingsError(
+            f"cannot write the lock {path}: {exc.strerror or exc.__class__.__name__}",
+            hint="check the folder's permissions, or set securebuild.lock_file",
+        ) from None
 
 
 _RESOLUTION = (

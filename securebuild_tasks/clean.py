@@ -76,7 +76,7 @@ def local_items(settings: Settings, cwd: Path) -> list[Item]:
         for path in leftovers:
             if path.is_dir() and not path.is_symlink():
                 items.append(Item("staging folder", str(path), _tree_size(path), _rmtree(path)))
-    partial = context / f".{settings.lock_file}.tmp"
+    partial = lockfile.partial_path(context / settings.lock_file)
     if partial.is_file():
         items.append(Item("partial lock", str(partial), partial.stat().st_size, partial.unlink))
     for path in reap_stale_workdirs(dry_run=True):

@@ -61,6 +61,11 @@ def find_input(context: Path, configured: str) -> LockInput:
     )
 
 
+def partial_path(lock: Path) -> Path:
+    """Where ``inv lock`` writes the lock before renaming it into place."""
+    return lock.with_name(f".{lock.name}.tmp")
+
+
 def finish(raw: str, source: LockInput) -> str:
     """Prepend the securebuild header to uv's output."""
     return f"{HEADER}input={source.relative} sha256={source.sha256}\n{raw}"

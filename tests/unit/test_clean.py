@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import pytest
 
-from securebuild_tasks.clean import _is_private, _leaves_first, _with_descendants
+from securebuild_tasks.clean import _is_private, _leaves_first, _with_descendants, local_items
+from securebuild_tasks.settings import resolve
 
 
 def _record(record_id: str, parents: list[str], api: str, description: str = "") -> dict[str, Any]:
@@ -50,3 +52,15 @@ def test_cache_mounts_under_the_template_folder_are_private() -> None:
     layer = {"ID": "l", "Type": "regular"}
     layer["Description"] = f"cached mount /tmp/securebuild/work {made_by}"
     assert [_is_private(r) for r in (work, apt, layer)] == [True, False, False]
+
+
+def test_partial_lock_is_found_beside_a_lock_in_a_folder(tmp_path: Path) -> None:
+    """A lock_file in a folder leaves its partial file in that folder, and clean finds it."""
+    settings = resolve({}, environ={"SECUREBUILD_LOCK_FILE": "locks/prod.lock"}, cwd=tmp_path)
+    partial = tmp_path / "locks" / ".prod.lock.tmp"
+    partial.parent.mkdir()
+    partial.write_text("half a lock")
+    found = [item for item in local_items(settings, tmp_path) if item.kind == "partial lock"]
+    assert [item.name for item in found] == [str(partial)]
+    found[0].remove()
+    assert not partial.exists()

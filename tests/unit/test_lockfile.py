@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from securebuild_tasks.build import _write_atomically
 from securebuild_tasks.errors import RequirementsError, SettingsError
 from securebuild_tasks.lockfile import check, find_input, finish, uv_config_from_pip
 
@@ -95,3 +96,16 @@ def test_unreadable_lock_is_one_error(tmp_path: Path) -> None:
     lock.write_bytes(b"# securebuild-lock: input=requirements.in sha256=\xff\n")
     with pytest.raises(RequirementsError, match=r"cannot read lock .*UnicodeDecodeError"):
         check(lock, tmp_path)
+
+
+def test_lock_is_written_into_its_folder_or_refused_in_one_line(tmp_path: Path) -> None:
+    """A lock_file in a folder that does not exist yet gets it; one that cannot be
+    made is one error, with no partial file left."""
+    lock = tmp_path / "locks" / "prod.lock"
+    _write_atomically(lock, "pinned\n")
+    assert lock.read_text() == "pinned\n"
+    assert list(lock.parent.iterdir()) == [lock]
+    (tmp_path / "taken").write_text("a file, not a folder")
+    with pytest.raises(SettingsError, match=r"cannot write the lock .*taken/prod\.lock"):
+        _write_atomically(tmp_path / "taken" / "prod.lock", "pinned\n")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["locks", "taken"]
