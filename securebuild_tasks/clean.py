@@ -26,7 +26,7 @@ from . import lockfile
 from .agent import reap_stale_workdirs
 from .build import PROJECT_LABEL, project_id, resolve_context
 from .engine import detect_engine, sdk_client
-from .errors import EngineError
+from .errors import EngineError, SecurebuildError
 from .settings import Settings
 
 PRIVATE_STEP_MARK = "securebuild-private-step"
@@ -60,7 +60,9 @@ def local_items(settings: Settings, cwd: Path) -> list[Item]:
     items: list[Item] = []
     if settings.wheelhouse:
         wheelhouse = context / settings.wheelhouse
-        if (wheelhouse / lockfile.MANIFEST).is_file():
+        # A linked wheelhouse is left alone: removing through the link would
+        # empty a folder that lives elsewhere.
+        if (wheelhouse / lockfile.MANIFEST).is_file() and not wheelhouse.is_symlink():
             items.append(
                 Item(
                     "wheelhouse",
@@ -210,5 +212,10 @@ def clean(settings: Settings, cwd: Path, *, dry_run: bool, local_only: bool) -> 
                     f"the daemon refused to remove {item.describe()} ({exc.__class__.__name__})",
                     hint="see `docker system df -v`; run `inv clean` again once the build using"
                     " it has finished",
+                ) from None
+            except OSError as exc:
+                raise SecurebuildError(
+                    f"cannot remove {item.describe()}: {exc.strerror or exc.__class__.__name__}",
+                    hint="check its permissions, then run `inv clean` again",
                 ) from None
     return items

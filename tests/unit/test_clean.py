@@ -2,12 +2,20 @@
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from securebuild_tasks.clean import _is_private, _leaves_first, _with_descendants, local_items
+from securebuild_tasks.clean import (
+    _is_private,
+    _leaves_first,
+    _with_descendants,
+    clean,
+    local_items,
+)
+from securebuild_tasks.errors import SecurebuildError
 from securebuild_tasks.settings import resolve
 
 
@@ -64,3 +72,43 @@ def test_partial_lock_is_found_beside_a_lock_in_a_folder(tmp_path: Path) -> None
     assert [item.name for item in found] == [str(partial)]
     found[0].remove()
     assert not partial.exists()
+
+
+def _vendored(folder: Path) -> Path:
+    """A wheelhouse as `inv vendor` leaves it."""
+    folder.mkdir(parents=True)
+    (folder / "manifest.json").write_text('{"wheels": []}\n')
+    (folder / "six-1.16.0-py2.py3-none-any.whl").write_bytes(b"PK")
+    return folder
+
+
+def test_linked_wheelhouse_is_left_alone(tmp_path: Path) -> None:
+    """A wheelhouse that is a link to a folder elsewhere is neither listed nor emptied."""
+    elsewhere = _vendored(tmp_path / "shared" / "wheels")
+    project = tmp_path / "project"
+    (project / "vendor").mkdir(parents=True)
+    (project / "vendor" / "python").symlink_to(elsewhere)
+    settings = resolve({}, environ={}, cwd=project)
+    removed = clean(settings, project, dry_run=False, local_only=True)
+    assert [item.kind for item in removed] == []
+    assert (elsewhere / "manifest.json").is_file()
+
+
+def test_a_file_that_cannot_be_removed_is_one_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An OS refusal while removing ends in one line naming what, not a traceback."""
+    _vendored(tmp_path / "vendor" / "python")
+
+    def refuse(path: Path, *args: Any, **kwargs: Any) -> None:
+        raise PermissionError(13, "Permission denied", str(path))
+
+    settings = resolve({}, environ={}, cwd=tmp_path)
+    with monkeypatch.context() as patched:
+        patched.setattr(shutil, "rmtree", refuse)  # root may remove anything: the OS says no here
+        with pytest.raises(SecurebuildError) as raised:
+            clean(settings, tmp_path, dry_run=False, local_only=True)
+    assert raised.value.line() == (
+        f"cannot remove wheelhouse {tmp_path / 'vendor' / 'python'} (0.0 MB): Permission denied:"
+        " check its permissions, then run `inv clean` again"
+    )
