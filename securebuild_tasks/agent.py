@@ -16,6 +16,7 @@ import os
 import shutil
 import signal
 import subprocess
+import sys
 import tempfile
 import time
 from collections.abc import Iterator
@@ -32,8 +33,28 @@ _ORPHAN_AGE = 3600
 
 
 def _base_tempdir() -> Path:
-    # Unix socket paths are limited to ~104 bytes on macOS; a short base helps.
     return Path(tempfile.gettempdir())
+
+
+#: The longest Unix socket path the system takes (sun_path less its NUL byte).
+MAX_SOCKET_PATH = 107 if sys.platform.startswith("linux") else 103
+
+
+def socket_in(workdir: Path, name: str) -> Path:
+    """The path of socket ``name`` in ``workdir``; `AgentError` if it is too long to bind.
+
+    Said before anything starts: ssh-agent and the filtering proxy would fail
+    on it later, with messages that do not say what to change.
+    """
+    path = workdir / name
+    length = len(os.fsencode(path))
+    if length > MAX_SOCKET_PATH:
+        raise AgentError(
+            f"the agent socket {path} would be {length} bytes long, over the"
+            f" {MAX_SOCKET_PATH} a Unix socket path may have",
+            hint="point TMPDIR at a shorter directory, such as /tmp",
+        )
+    return path
 
 
 def _unwritable(where: Path, exc: OSError) -> SecurebuildError:
@@ -149,7 +170,7 @@ class EphemeralAgent:
 
     def __init__(self, workdir: Path, *, lifetime: int) -> None:
         self.workdir = workdir
-        self.socket = workdir / "agent.sock"
+        self.socket = socket_in(workdir, "agent.sock")
         self.lifetime = lifetime
         self._process: subprocess.Popen[bytes] | None = None
         self._agent_pid: int | None = None

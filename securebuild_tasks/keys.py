@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
-from .agent import EphemeralAgent
+from .agent import EphemeralAgent, socket_in
 from .errors import AgentError, KeySourceError
 from .settings import Settings
 
@@ -176,7 +176,7 @@ class AgentKeySource(KeySource):
         from .agent_protocol import FilteringAgentProxy
 
         with FilteringAgentProxy(
-            self.socket_path(), str(workdir / "filtered-agent.sock"), chosen
+            self.socket_path(), str(socket_in(workdir, "filtered-agent.sock")), chosen
         ) as proxy:
             yield ForwardedKey(proxy.socket_path, chosen.fingerprint, self.name, proxy.close)
 

@@ -14,14 +14,17 @@ from pathlib import Path
 import pytest
 
 from securebuild_tasks.agent import (
+    MAX_SOCKET_PATH,
     WORKDIR_PREFIX,
     EphemeralAgent,
     private_workdir,
     reap_stale_workdirs,
+    socket_in,
 )
 from securebuild_tasks.errors import AgentError
-from securebuild_tasks.keys import load_private_key
-from tests.support.realparts import make_key
+from securebuild_tasks.keys import AgentKeySource, load_private_key
+from securebuild_tasks.settings import Settings
+from tests.support.realparts import Agent, make_key
 
 
 def _listed(socket: Path) -> list[str]:
@@ -147,3 +150,25 @@ def test_reap_leaves_live_runs_alone(tmp_path: Path) -> None:
         assert live.exists()
     finally:
         subprocess.run(["rm", "-rf", str(stale), str(live)], check=False)
+
+
+def test_socket_path_too_long_is_said_before_anything_starts(tmp_path: Path) -> None:
+    """A TMPDIR deep enough to make the agent's socket path unbindable is one line
+    saying to shorten it, for the ephemeral agent and for the agent_key proxy."""
+    deep = tmp_path / ("d" * 60) / ("e" * 60)
+    deep.mkdir(parents=True)
+    with pytest.raises(AgentError, match="point TMPDIR at a shorter directory") as raised:
+        EphemeralAgent(deep, lifetime=60)
+    assert f"over the {MAX_SOCKET_PATH} a Unix socket path may have" in raised.value.line()
+
+    agent = Agent(tmp_path / "agent").start()
+    try:
+        agent.add(make_key(tmp_path, "chosen"))
+        source = AgentKeySource(Settings(agent_socket=str(agent.socket), agent_key="chosen"))
+        with pytest.raises(AgentError, match="point TMPDIR at a shorter directory"):
+            source.forward(deep).__enter__()
+        assert list(deep.iterdir()) == []
+    finally:
+        agent.stop()
+    short = socket_in(tmp_path, "agent.sock")
+    assert short == tmp_path / "agent.sock"
