@@ -520,6 +520,16 @@ def store_key_entries(
 
     loaded = load_private_key(data, label, passphrase)
     stored: list[str] = []
+    phrase = ""
+    if asked:
+        # Checked before anything is stored: the keyring takes text only.
+        try:
+            phrase = asked[-1].decode("utf-8")
+        except UnicodeDecodeError:
+            raise KeySourceError(
+                f"the passphrase of the {label} is not UTF-8 text, which a keyring cannot hold",
+                hint="change it to UTF-8 text with `ssh-keygen -p -f KEY`, then store the key",
+            ) from None
     if passphrase_only and not asked:
         raise KeySourceError(
             f"the {label} is not encrypted, so it has no passphrase to store",
@@ -535,7 +545,7 @@ def store_key_entries(
         store_secret(settings, settings.keyring_key, text)
         stored.append(f"{settings.keyring_service}/{settings.keyring_key} ({loaded.fingerprint})")
     if asked:
-        store_secret(settings, passphrase_name(settings), asked[-1].decode("utf-8"))
+        store_secret(settings, passphrase_name(settings), phrase)
         stored.append(f"{settings.keyring_service}/{passphrase_name(settings)}")
     return stored
 

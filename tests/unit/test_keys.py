@@ -12,6 +12,8 @@ from pathlib import Path
 
 import keyring
 import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ed25519
 from keyring.backend import KeyringBackend
 from keyring.errors import PasswordDeleteError
 
@@ -345,3 +347,23 @@ def test_unreadable_key_file_names_the_reason(
     assert str(info.value) == (
         f"cannot read key file {key.private} (Permission denied): check the file's permissions"
     )
+
+
+def test_passphrase_that_is_not_utf8_stores_nothing(
+    tmp_path: Path, memory_keyring: MemoryKeyring
+) -> None:
+    """A key whose passphrase is not UTF-8 is refused before the key is stored, without
+    showing the passphrase's bytes."""
+    phrase = "\u00e9t\u00e9".encode("latin-1")
+    private = ed25519.Ed25519PrivateKey.generate().private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.OpenSSH,
+        serialization.BestAvailableEncryption(phrase),
+    )
+    with pytest.raises(KeySourceError) as raised:
+        store_key_entries(
+            Settings(), private, "key file latin", lambda: phrase, passphrase_only=False
+        )
+    assert "passphrase of the key file latin is not UTF-8 text" in raised.value.line()
+    assert "xe9" not in raised.value.line()
+    assert memory_keyring.store == {}
