@@ -29,7 +29,7 @@ from tests.support.leaks import (
     key_needles,
     raw_needles,
 )
-from tests.support.realparts import Agent, SSHKey
+from tests.support.realparts import Agent, PackageIndex, SSHKey
 
 pytestmark = pytest.mark.engine
 
@@ -270,3 +270,43 @@ def test_doctor_passes_where_a_build_works(project: Project, lab: Lab, keyring_r
     assert lines
     assert all(line.startswith("ok") for line in lines), done.stdout
     assert any("known_hosts: pinned: 127.0.0.1:" in line for line in lines)
+
+
+@pytest.mark.parametrize("needs_setuptools", [False, True], ids=["plain", "needs-setuptools"])
+def test_pip_builds_where_uv_cannot_be_installed(
+    project: Project, lab: Lab, engine: Engine, tmp_path: Path, needs_setuptools: bool
+) -> None:
+    """Where uv cannot be installed (here an index without it, as on a platform it
+    has no wheel for), pip builds the same image: the private package over SSH and
+    the index packages, with only /opt/venv and /app added and no key anywhere.
+    pip leaves the venv; setuptools too, unless an installed package requires it."""
+    wheels = tmp_path / "no-uv"
+    wheels.mkdir()
+    for wheel in lab.index.wheels.glob("*.whl"):
+        if not wheel.name.startswith("uv-"):
+            (wheels / wheel.name).symlink_to(wheel)
+    index = PackageIndex(wheels).start()
+    extra = ""
+    if needs_setuptools:
+        name = f"usesst{uuid.uuid4().hex[:8]}"
+        url = lab.server.create_package(name, "v1.0.0", "1.0.0", dependencies=("setuptools",))
+        extra = f"{name} @ git+{url}@v1.0.0\n"
+    try:
+        (project.path / "pip.conf").write_text(index.pip_config())
+        project.requirements(f"privpkg @ git+{lab.private_url}@v1.0.0\n{extra}six\n")
+        key = {"SECUREBUILD_KEY_SOURCE": "file", "SECUREBUILD_KEY_FILE": str(lab.deploy.private)}
+        # The installers' cached result (with uv) does not depend on the index.
+        done = project.inv("build-image", "--no-cache", env=key)
+    finally:
+        index.stop()
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "uv is not available for this platform; pip installs instead" in done.stderr
+    assert _import_private(engine, project.image) == "1.0.0"
+    found = "[bool(importlib.util.find_spec(m)) for m in ('pip', 'setuptools')]"
+    script = f"import importlib.util; print({found})"
+    kept = in_image(engine.docker, project.image, "python", "-c", script).strip()
+    assert kept == f"[False, {needs_setuptools}]"
+    _assert_only_venv_and_app(engine, project.image, lab.deploy)
+    needles = key_needles(lab.deploy.private_bytes)
+    assert image_leaks(engine.docker, project.image, needles, BASE_IMAGE) == {}
+    assert find_in_bytes((done.stdout + done.stderr).encode(), needles) == []

@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import getpass
 import hashlib
+import json
 import os
 import shutil
 import signal
@@ -181,7 +182,14 @@ class GitServer:
         return f"ssh://{self.user}@127.0.0.1:{self.port}{self.repos / name}.git"
 
     def create_package(
-        self, name: str, tag: str, version: str, *, body: str = "", setup_py: str = ""
+        self,
+        name: str,
+        tag: str,
+        version: str,
+        *,
+        body: str = "",
+        setup_py: str = "",
+        dependencies: tuple[str, ...] = (),
     ) -> str:
         """Make a bare repo holding a tiny installable package; return its URL."""
         work = self.root / "work" / name
@@ -193,6 +201,7 @@ class GitServer:
             'requires = ["setuptools>=61", "wheel"]\n'
             'build-backend = "setuptools.build_meta"\n\n'
             f'[project]\nname = "{name}"\nversion = "{version}"\n'
+            f"dependencies = {json.dumps(list(dependencies))}\n"
         )
         if setup_py:
             (work / "setup.py").write_text(setup_py)
