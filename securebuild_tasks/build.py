@@ -312,6 +312,7 @@ def plan_build(settings: Settings, cwd: Path) -> BuildPlan:
             dockerfile,
             settings,
             BASE_IMAGE=settings.base_image,
+            INSTALLER=settings.installer,
             REQUIREMENTS=requirements_file,
             WHEEL_SOURCE="vendored",
             WHEELHOUSE=settings.wheelhouse,
@@ -339,6 +340,7 @@ def plan_build(settings: Settings, cwd: Path) -> BuildPlan:
         dockerfile,
         settings,
         BASE_IMAGE=settings.base_image,
+        INSTALLER=settings.installer,
         REQUIREMENTS=requirements_file,
         # The URL lines install in a step of their own, over SSH, which a
         # change to the index packages does not rerun (see the template).
@@ -400,6 +402,7 @@ def plan_lock(settings: Settings, cwd: Path, output: Path) -> tuple[BuildPlan, l
         dockerfile,
         settings,
         BASE_IMAGE=settings.base_image,
+        INSTALLER=settings.installer,
         LOCK_INPUT=source.relative,
         SSH_IDENTITY="",
         LOCK_RUN=os.urandom(8).hex(),
@@ -456,6 +459,7 @@ def plan_vendor(settings: Settings, cwd: Path, output: Path) -> BuildPlan:
         dockerfile,
         settings,
         BASE_IMAGE=settings.base_image,
+        INSTALLER=settings.installer,
         REQUIREMENTS=requirements_file,
         SSH_IDENTITY="",
         **_index_arg(dockerfile, index),
@@ -875,6 +879,18 @@ def _explain(exc: BuildError, plan: BuildPlan) -> SecurebuildError:
                 returncode=exc.returncode,
                 output=exc.output,
                 hint="behind a TLS-inspecting proxy, set securebuild.ca_bundle to its CA bundle",
+            )
+        if "securebuild: uv could not be installed" in exc.output:
+            # Before the resolution check: pip's own words ("Could not find a
+            # version that satisfies the requirement uv") would read as the
+            # user's requirement failing.
+            return BuildError(
+                "uv could not be installed in the build (pip's error is in the output above)",
+                command=exc.command,
+                returncode=exc.returncode,
+                output=exc.output,
+                hint="check the index, its credentials and the network, or set"
+                " securebuild.installer=pip",
             )
         if resolution := _resolution_failure(exc.output):
             return RequirementsError(

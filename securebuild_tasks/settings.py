@@ -43,6 +43,7 @@ _BUILD_ARG = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 KEY_SOURCES = ("auto", "agent", "keyring", "file")
 BUILDERS = ("auto", "buildx", "classic")
 PROGRESS = ("auto", "plain", "tty")
+INSTALLERS = ("auto", "uv", "pip")
 PASSPHRASE_SOURCES = ("auto", "keyring", "prompt")
 INDEX_TOKEN_SOURCES = ("auto", "environment", "keyring")
 
@@ -72,6 +73,7 @@ class Settings:
     base_image: str = "python:3.12-slim"
     build_args: dict[str, str] = field(default_factory=dict)
     no_cache: bool = False
+    installer: str = "auto"
     cache_from: str = ""
     cache_to: str = ""
     audit: bool = False
@@ -122,6 +124,8 @@ HELP: dict[str, str] = {
     "base_image": "base image for the built-in template (a non-secret build arg)",
     "build_args": "extra non-secret build args, NAME=VALUE[,NAME=VALUE]",
     "no_cache": "build without BuildKit's cache (private packages are fetched again)",
+    "installer": "what installs packages in the build: auto (uv; pip only on a platform uv"
+    " has no wheel for), uv or pip",
     "cache_from": "an exported build cache to start from (buildx --cache-from), e.g."
     " type=local,src=.buildcache",
     "cache_to": "export the build cache (buildx --cache-to), e.g."
@@ -355,6 +359,7 @@ def _validate(s: Settings, origins: Mapping[str, str]) -> None:
         "key_source": KEY_SOURCES,
         "builder": BUILDERS,
         "progress": PROGRESS,
+        "installer": INSTALLERS,
         "passphrase_source": PASSPHRASE_SOURCES,
         "index_token_source": INDEX_TOKEN_SOURCES,
     }

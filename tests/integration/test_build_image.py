@@ -7,6 +7,7 @@ leave no copy of the key anywhere the build touched.
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -273,34 +274,27 @@ def test_doctor_passes_where_a_build_works(project: Project, lab: Lab, keyring_r
 
 
 @pytest.mark.parametrize("needs_setuptools", [False, True], ids=["plain", "needs-setuptools"])
-def test_pip_builds_where_uv_cannot_be_installed(
-    project: Project, lab: Lab, engine: Engine, tmp_path: Path, needs_setuptools: bool
+def test_pip_builds_with_installer_pip(
+    project: Project, lab: Lab, engine: Engine, needs_setuptools: bool
 ) -> None:
-    """Where uv cannot be installed (here an index without it, as on a platform it
-    has no wheel for), pip builds the same image: the private package over SSH and
-    the index packages, with only /opt/venv and /app added and no key anywhere.
-    pip leaves the venv; setuptools too, unless an installed package requires it."""
-    wheels = tmp_path / "no-uv"
-    wheels.mkdir()
-    for wheel in lab.index.wheels.glob("*.whl"):
-        if not wheel.name.startswith("uv-"):
-            (wheels / wheel.name).symlink_to(wheel)
-    index = PackageIndex(wheels).start()
+    """installer=pip (as on a platform uv has no wheel for) builds the same image with
+    pip: the private package over SSH and the index packages, with only /opt/venv
+    and /app added and no key anywhere. pip leaves the venv; setuptools too,
+    unless an installed package requires it."""
     extra = ""
     if needs_setuptools:
         name = f"usesst{uuid.uuid4().hex[:8]}"
         url = lab.server.create_package(name, "v1.0.0", "1.0.0", dependencies=("setuptools",))
         extra = f"{name} @ git+{url}@v1.0.0\n"
-    try:
-        (project.path / "pip.conf").write_text(index.pip_config())
-        project.requirements(f"privpkg @ git+{lab.private_url}@v1.0.0\n{extra}six\n")
-        key = {"SECUREBUILD_KEY_SOURCE": "file", "SECUREBUILD_KEY_FILE": str(lab.deploy.private)}
-        # The installers' cached result (with uv) does not depend on the index.
-        done = project.inv("build-image", "--no-cache", env=key)
-    finally:
-        index.stop()
+    project.requirements(f"privpkg @ git+{lab.private_url}@v1.0.0\n{extra}six\n")
+    env = {
+        "SECUREBUILD_KEY_SOURCE": "file",
+        "SECUREBUILD_KEY_FILE": str(lab.deploy.private),
+        "SECUREBUILD_INSTALLER": "pip",
+    }
+    done = project.inv("build-image", env=env)
     assert done.returncode == 0, done.stderr[-3000:]
-    assert "uv is not available for this platform; pip installs instead" in done.stderr
+    assert "securebuild: installer=pip: pip installs, not uv" in done.stderr
     assert _import_private(engine, project.image) == "1.0.0"
     found = "[bool(importlib.util.find_spec(m)) for m in ('pip', 'setuptools')]"
     script = f"import importlib.util; print({found})"
@@ -310,3 +304,27 @@ def test_pip_builds_where_uv_cannot_be_installed(
     needles = key_needles(lab.deploy.private_bytes)
     assert image_leaks(engine.docker, project.image, needles, BASE_IMAGE) == {}
     assert find_in_bytes((done.stdout + done.stderr).encode(), needles) == []
+
+
+def test_uv_that_cannot_be_installed_fails_rather_than_falls_back(
+    project: Project, lab: Lab, tmp_path: Path
+) -> None:
+    """On a platform uv has wheels for, an index that does not serve uv (or a network
+    fault) fails the build in one line: a quiet fallback to pip would be kept in
+    BuildKit's cache for every later build."""
+    wheels = tmp_path / "no-uv"
+    wheels.mkdir()
+    for wheel in lab.index.wheels.glob("*.whl"):
+        if not wheel.name.startswith("uv-"):
+            (wheels / wheel.name).symlink_to(wheel)
+    index = PackageIndex(wheels).start()
+    try:
+        (project.path / "pip.conf").write_text(index.pip_config())
+        project.requirements(f"privpkg @ git+{lab.private_url}@v1.0.0\n")
+        key = {"SECUREBUILD_KEY_SOURCE": "file", "SECUREBUILD_KEY_FILE": str(lab.deploy.private)}
+        # The installers' cached result does not depend on the pip config's index.
+        done = project.inv("build-image", "--no-cache", env=key)
+    finally:
+        index.stop()
+    _assert_one_line_error(done, 6, "uv could not be installed in the build", "installer=pip")
+    assert re.search(r"(?m)^#\d+ [\d.]+ ERROR: No matching distribution found for uv$", done.stderr)

@@ -201,7 +201,9 @@ class GitServer:
             'requires = ["setuptools>=61", "wheel"]\n'
             'build-backend = "setuptools.build_meta"\n\n'
             f'[project]\nname = "{name}"\nversion = "{version}"\n'
-            f"dependencies = {json.dumps(list(dependencies))}\n"
+            # Only when asked: declared metadata changes how often uv fetches
+            # (see test_one_ssh_login_serves_every_fetch_of_a_step).
+            + (f"dependencies = {json.dumps(list(dependencies))}\n" if dependencies else "")
         )
         if setup_py:
             (work / "setup.py").write_text(setup_py)

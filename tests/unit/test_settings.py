@@ -474,6 +474,7 @@ def test_invalid_value_names_its_level(tmp_path: Path, level: str, origin: str) 
         ("builder", "docker"),
         ("progress", "fancy"),
         ("passphrase_source", "environment"),
+        ("installer", "poetry"),
     ],
 )
 def test_choice_outside_allowed_values(tmp_path: Path, name: str, value: str) -> None:
