@@ -169,10 +169,25 @@ def _build_args(dockerfile: Path, settings: Settings, **wanted: str) -> dict[str
     return args
 
 
-def _index_arg(dockerfile: Path, index: IndexCredentials | None) -> dict[str, str]:
-    """``INDEX_URL`` for a Dockerfile that can use it; refuse one that cannot."""
+def _index_arg(
+    dockerfile: Path, index: IndexCredentials | None, requirements: Requirements
+) -> dict[str, str]:
+    """``INDEX_URL`` for a Dockerfile that can use it; refuse one that cannot.
+
+    A requirements file that names its own index as well is refused: pip lets
+    the file's ``--index-url`` win over the setting, uv the other way round,
+    so the two installers would fetch from different places.
+    """
     if index is None:
         return {}
+    for option in requirements.options:
+        name = option.split()[0].split("=")[0]
+        if name == "--index-url" or (name.startswith("-i") and not name.startswith("--")):
+            raise SettingsError(
+                f"index_url is set and {requirements.path.name} names an index too"
+                f" ({option.split()[0][:11]}): pip and uv disagree on which one wins",
+                hint="keep one: remove the file's --index-url, or unset securebuild.index_url",
+            )
     if "INDEX_URL" not in _declared_args(dockerfile):
         raise SettingsError(
             f"index_url is set but {dockerfile} declares no ARG INDEX_URL, so pip would not use it",
@@ -351,7 +366,7 @@ def plan_build(settings: Settings, cwd: Path) -> BuildPlan:
         # No wheelhouse folder in the context: nothing to prune from /app, so an
         # app change costs one COPY rather than a container run.
         APP_SOURCE="app-pruned" if wheelhouse is not None and wheelhouse.exists() else "app-plain",
-        **_index_arg(dockerfile, index),
+        **_index_arg(dockerfile, index, requirements),
     )
     secrets = _secrets(settings, cwd, index)
     return BuildPlan(
@@ -406,7 +421,7 @@ def plan_lock(settings: Settings, cwd: Path, output: Path) -> tuple[BuildPlan, l
         LOCK_INPUT=source.relative,
         SSH_IDENTITY="",
         LOCK_RUN=os.urandom(8).hex(),
-        **_index_arg(dockerfile, index),
+        **_index_arg(dockerfile, index, requirements),
     )
     plan = BuildPlan(
         settings,
@@ -462,7 +477,7 @@ def plan_vendor(settings: Settings, cwd: Path, output: Path) -> BuildPlan:
         INSTALLER=settings.installer,
         REQUIREMENTS=requirements_file,
         SSH_IDENTITY="",
-        **_index_arg(dockerfile, index),
+        **_index_arg(dockerfile, index, requirements),
     )
     return BuildPlan(
         settings,

@@ -119,6 +119,22 @@ def test_unreadable_pip_config(user_project: UserProject, tmp_path: Path) -> Non
     assert token not in done.stdout + done.stderr
 
 
+@pytest.mark.parametrize(
+    "option", ["--index-url https://other.example.com/simple", "-i https://o/s"]
+)
+def test_index_named_twice(user_project: UserProject, option: str) -> None:
+    """index_url and an index in the requirements file: pip and uv pick differently, refused."""
+    reqs = user_project.path / "requirements.txt"
+    reqs.write_text(f"{option}\n{reqs.read_text()}")
+    done = user_project.inv(
+        "build-image",
+        SECUREBUILD_INDEX_URL="https://pypi.example.com/simple/",
+        SECUREBUILD_INDEX_TOKEN="tok-0123456789abcdef",
+    )
+    line = one_line_error(done, 2, "index_url is set and requirements.txt names an index too")
+    assert "tok-0123456789abcdef" not in line
+
+
 def test_malformed_requirement(user_project: UserProject) -> None:
     """A broken requirement line is named by file and line."""
     (user_project.path / "requirements.txt").write_text("requests==2.32.3\nprivpkg @@ nothing\n")
