@@ -141,6 +141,8 @@ def uv_config_from_pip(pip_conf: Path) -> str:
     except configparser.Error as exc:
         errors = getattr(exc, "errors", None)
         line = errors[0][0] if errors else getattr(exc, "lineno", None)
+        if line is None:  # a ParsingError replaced by one that keeps no lines (detect-secrets)
+            line = _first_bad_line(pip_conf.read_text("utf-8"))
         where = f" (line {line})" if line else ""
         raise SettingsError(
             f"pip_config {pip_conf} cannot be read as a pip config{where}: {type(exc).__name__}",
@@ -160,6 +162,17 @@ def uv_config_from_pip(pip_conf: Path) -> str:
     if values.get("no-index", "").strip().lower() in {"1", "true", "yes", "on"}:
         lines.append("no-index = true")
     return "\n".join(lines) + "\n" if lines else ""
+
+
+def _first_bad_line(text: str) -> int | None:
+    """The first line number at which ``text`` stops parsing as INI (pip configs are short)."""
+    lines = text.splitlines(keepends=True)
+    for number in range(1, len(lines) + 1):
+        try:
+            configparser.ConfigParser(interpolation=None).read_string("".join(lines[:number]))
+        except configparser.Error:
+            return number
+    return None
 
 
 @dataclass(frozen=True)
