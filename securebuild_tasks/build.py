@@ -43,6 +43,7 @@ from .keys import ForwardedKey, choose_key_source
 from .requirements import (
     Requirements,
     check_hash_mode,
+    option_name,
     parse_requirements,
     read_requirements,
 )
@@ -180,12 +181,11 @@ def _index_arg(
     """
     if index is None:
         return {}
-    for option in requirements.options:
-        name = option.split()[0].split("=")[0]
-        if name == "--index-url" or (name.startswith("-i") and not name.startswith("--")):
+    for option in map(option_name, requirements.options):
+        if option in ("--index-url", "-i"):
             raise SettingsError(
                 f"index_url is set and {requirements.path.name} names an index too"
-                f" ({option.split()[0][:11]}): pip and uv disagree on which one wins",
+                f" ({option}): pip and uv disagree on which one wins",
                 hint="keep one: remove the file's --index-url, or unset securebuild.index_url",
             )
     if "INDEX_URL" not in _declared_args(dockerfile):

@@ -125,10 +125,8 @@ def uv_config_from_pip(pip_conf: Path) -> str:
     parser's own messages quote the offending line, token and all, so the
     error names only the file and the line number.
     """
-    parser = configparser.ConfigParser(interpolation=None)
-    hint = "a pip config is an INI file: [global] on the first line, then key = value lines"
     try:
-        parser.read_string(pip_conf.read_text("utf-8"))
+        text = pip_conf.read_text("utf-8")
     except UnicodeDecodeError:
         raise SettingsError(
             f"pip_config {pip_conf} is not UTF-8 text", hint="save it as UTF-8"
@@ -138,15 +136,15 @@ def uv_config_from_pip(pip_conf: Path) -> str:
             f"cannot read pip_config {pip_conf}: {exc.strerror}",
             hint="check the file's permissions",
         ) from None
+    parser = configparser.ConfigParser(interpolation=None)
+    try:
+        parser.read_string(text)
     except configparser.Error as exc:
-        errors = getattr(exc, "errors", None)
-        line = errors[0][0] if errors else getattr(exc, "lineno", None)
-        if line is None:  # a ParsingError replaced by one that keeps no lines (detect-secrets)
-            line = _first_bad_line(pip_conf.read_text("utf-8"))
+        line = _first_bad_line(text)
         where = f" (line {line})" if line else ""
         raise SettingsError(
             f"pip_config {pip_conf} cannot be read as a pip config{where}: {type(exc).__name__}",
-            hint=hint,
+            hint="a pip config is an INI file: [global] on the first line, then key = value lines",
         ) from None
     values: dict[str, str] = {}
     for section in ("global", "install", "download", "wheel"):
@@ -165,7 +163,12 @@ def uv_config_from_pip(pip_conf: Path) -> str:
 
 
 def _first_bad_line(text: str) -> int | None:
-    """The first line number at which ``text`` stops parsing as INI (pip configs are short)."""
+    """The first line number at which ``text`` stops parsing as INI (pip configs are short).
+
+    Found by parsing ever longer beginnings rather than read from the error:
+    the errors disagree on where they keep it, and detect-secrets replaces
+    configparser's ParsingError with one that keeps no lines at all.
+    """
     lines = text.splitlines(keepends=True)
     for number in range(1, len(lines) + 1):
         try:

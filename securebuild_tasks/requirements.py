@@ -218,8 +218,13 @@ def _logical_lines(text: str) -> list[tuple[int, str]]:
     return lines
 
 
+def option_name(line: str) -> str:
+    """The option a file-level option line sets (``--index-url`` of ``--index-url=URL``)."""
+    return re.split(r"[=\s]", line, maxsplit=1)[0]
+
+
 def _check_option(line: str, where: str) -> None:
-    option = re.split(r"[=\s]", line, maxsplit=1)[0]
+    option = option_name(line)
     if option in ("-r", "--requirement", "-c", "--constraint"):
         raise RequirementsError(
             f"{where} includes another file ({option}), which the build cannot see",
