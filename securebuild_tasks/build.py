@@ -476,6 +476,7 @@ def plan_vendor(settings: Settings, cwd: Path, output: Path) -> BuildPlan:
         BASE_IMAGE=settings.base_image,
         INSTALLER=settings.installer,
         REQUIREMENTS=requirements_file,
+        URL_REQUIREMENTS=requirements.url_requirements,
         SSH_IDENTITY="",
         **_index_arg(dockerfile, index, requirements),
     )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
@@ -223,6 +224,57 @@ def test_vendor_then_build_offline(
     )
     assert listing.strip() == ""
     assert find_in_tree(data_root, key_needles(lab.deploy.private_bytes)) == []
+
+
+def _sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def test_hashed_file_mixing_git_archive_and_index_lines(
+    project: Project, lab: Lab, engine: Engine, moving_server: GitServer
+) -> None:
+    """A hand-hashed file as pip reads it: NAME@URL without spaces, a URL archive
+    with a hash of its own, and a file-level index option that the git packages'
+    build backend is found through (pip.conf gives no index at all).
+
+    `inv vendor` builds every wheel, and a build installs them all with pip
+    (which refuses git and hashed lines in one file) and with uv."""
+    spaced = moving_server.create_package("spacedpkg", "v1.0.0", "1.0.0")
+    tight = moving_server.create_package("tightpkg", "v1.0.0", "1.0.0")
+    (project.path / "known_hosts").write_text(moving_server.known_hosts_line())
+    wheels = lab.index.wheels
+    six = next(wheels.glob("six-*.whl"))
+    backend = next(wheels.glob("setuptools-*.whl"))
+    project.requirements(
+        f"--find-links http://127.0.0.1:{lab.index.port}/\n"
+        f"spacedpkg @ git+{spaced}@v1.0.0\n"
+        f"tightpkg@git+{tight}@v1.0.0\n"
+        f"six @ http://127.0.0.1:{lab.index.port}/{six.name} --hash=sha256:{_sha256(six)}\n"
+        f"setuptools=={backend.name.split('-')[1]} \\\n    --hash=sha256:{_sha256(backend)}\n"
+    )
+    lab_config = (project.path / "pip.conf").read_text()
+    (project.path / "pip.conf").write_text("[global]\nno-index = true\n")
+    with_pip = {**_key_env(lab), "SECUREBUILD_INSTALLER": "pip"}
+
+    done = project.inv("vendor", env=with_pip)
+    assert done.returncode == 0, done.stderr[-3000:]
+    wheelhouse = project.path / "vendor" / "python"
+    manifest = json.loads((wheelhouse / "manifest.json").read_text())
+    names = sorted(w["file"].split("-")[0] for w in manifest["wheels"])
+    assert names == ["setuptools", "six", "spacedpkg", "tightpkg"]
+    shutil.rmtree(project.path / "vendor")
+
+    check = (
+        "import setuptools, six, spacedpkg, tightpkg; print(spacedpkg.VERSION, tightpkg.VERSION)"
+    )
+    built = project.inv("build-image", env=with_pip)
+    assert built.returncode == 0, built.stderr[-3000:]
+    assert in_image(engine.docker, project.image, "python", "-c", check).split() == ["1.0.0"] * 2
+
+    (project.path / "pip.conf").write_text(lab_config)
+    built = project.inv("build-image", env={**_key_env(lab), "SECUREBUILD_INSTALLER": "uv"})
+    assert built.returncode == 0, built.stderr[-3000:]
+    assert in_image(engine.docker, project.image, "python", "-c", check).split() == ["1.0.0"] * 2
 
 
 def test_vendor_cache_belongs_to_the_key(

@@ -64,3 +64,20 @@ def declared_names(instruction: Instruction) -> list[str]:
 def run_mounts(instruction: Instruction) -> list[str]:
     """The ``--mount=...`` options of a RUN instruction, as written."""
     return re.findall(r"--mount=(\S+)", instruction.args) if instruction.keyword == "RUN" else []
+
+
+def index_filter(text: str) -> str:
+    """The awk program with which the template's steps keep a file's non-URL lines.
+
+    The runtime step and the wheels step (``inv vendor``) must split a file
+    alike, so every copy in the template must be the same program.
+    """
+    found = {
+        program
+        for step in instructions(text)
+        if step.keyword == "RUN"
+        for program in re.findall(r"awk '(.*?)' requirements\.txt > index\.txt", step.args)
+    }
+    if len(found) != 1:
+        raise AssertionError(f"the template's index.txt filters differ or are missing: {found}")
+    return found.pop()

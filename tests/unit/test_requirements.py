@@ -556,26 +556,22 @@ def test_no_url_line_means_no_first_step() -> None:
     assert _parse("--index-url https://i.example/simple\nrequests\n").url_requirements == ""
 
 
-def _template_filter() -> str:
-    """The awk program with which the template's second step drops the URL lines."""
-    from securebuild_tasks.build import template_path
-    from tests.support.dockerfile import instructions
-
-    runs = [i.args for i in instructions(template_path().read_text()) if i.keyword == "RUN"]
-    [program] = [m for r in runs for m in re.findall(r"awk '(.*?)' requirements\.txt > index", r)]
-    return program
-
-
 @pytest.mark.parametrize("text", [MIXED, "requests\n", "a @ git+ssh://git@h/a.git@v1\n"])
 def test_the_two_steps_install_every_requirement_once(text: str, tmp_path: Path) -> None:
     """The template's filter and the tool's split agree: each requirement in exactly one
     step, the file's options in both, hashes kept with their requirement."""
     import subprocess
 
+    from securebuild_tasks.build import template_path
+    from tests.support.dockerfile import index_filter
+
     path = tmp_path / "requirements.txt"
     path.write_text(text)
     second = subprocess.run(
-        ["awk", _template_filter(), str(path)], capture_output=True, text=True, check=True
+        ["awk", index_filter(template_path().read_text()), str(path)],
+        capture_output=True,
+        text=True,
+        check=True,
     ).stdout
     whole = _parse(text)
     first = whole.url_requirements

@@ -8,7 +8,6 @@ the same way, or a requirement is installed twice, or not at all.
 
 from __future__ import annotations
 
-import re
 import shutil
 import subprocess
 from pathlib import Path
@@ -17,7 +16,7 @@ import pytest
 
 from securebuild_tasks.build import template_path
 from securebuild_tasks.requirements import parse_requirements
-from tests.support.dockerfile import instructions
+from tests.support.dockerfile import index_filter
 
 TRICKY = """\
 six==1.16.0 \\
@@ -33,21 +32,15 @@ https://files.example.com/bare-1.0.tar.gz#egg=bare
 """.format(a="a" * 64)
 
 
-def _index_filter() -> str:
-    """The awk program the runtime step runs on requirements.txt."""
-    text = template_path().read_text()
-    for step in instructions(text):
-        found = re.search(r"awk '(.*?)' requirements\.txt > index\.txt", step.args)
-        if step.keyword == "RUN" and found:
-            return found.group(1)
-    raise AssertionError("the template has no awk filter for index.txt")
-
-
 @pytest.mark.skipif(shutil.which("awk") is None, reason="no awk on this machine")
 def test_index_lines_are_the_tools_non_url_requirements(tmp_path: Path) -> None:
     """The awk filter keeps exactly the requirements the tool does not send over SSH."""
     index = subprocess.run(
-        ["awk", _index_filter()], input=TRICKY, capture_output=True, text=True, check=True
+        ["awk", index_filter(template_path().read_text())],
+        input=TRICKY,
+        capture_output=True,
+        text=True,
+        check=True,
     ).stdout
     tool = parse_requirements(TRICKY, tmp_path / "requirements.txt")
     by_awk = parse_requirements(index, tmp_path / "index.txt")
