@@ -715,12 +715,14 @@ def build_image(settings: Settings, *, cwd: Path, out: IO[str] | None = None) ->
 
 def lock(settings: Settings, *, cwd: Path, out: IO[str] | None = None) -> Path:
     """Resolve the lock input inside the target image; write the lock file."""
-    with tempfile.TemporaryDirectory(prefix="securebuild-lock-") as tmp:
+    # A work dir with this process as its owner: another run's reaper leaves it
+    # alone however long the resolution takes, and removes it if this run is killed.
+    with private_workdir() as tmp:
         with EngineProbe(settings.docker, settings.builder) as probe:
-            plan, source = plan_lock(settings, cwd, Path(tmp))
+            plan, source = plan_lock(settings, cwd, tmp)
             execute(plan, out=out, probe=probe)
         try:
-            raw = (Path(tmp) / "requirements.lock").read_text(encoding="utf-8")
+            raw = (tmp / "requirements.lock").read_text(encoding="utf-8")
         except OSError:
             raise BuildError(
                 "the lock stage produced no requirements.lock",

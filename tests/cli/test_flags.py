@@ -286,3 +286,43 @@ def test_cache_directory_inside_the_context_is_refused(
     (project / ".dockerignore").write_text(".buildcache\n")
     argv = _build(project, cached)
     assert argv[argv.index("--cache-to") + 1] == f"type=local,dest={project}/.buildcache,mode=max"
+
+
+LOCKER = """\
+#!/bin/sh
+case "$1" in
+  version) echo 20.10.24; exit 0 ;;
+  buildx) exit 1 ;;
+  info) echo 20.10.24; exit 0 ;;
+  build)
+    for arg in "$@"; do
+      case "$arg" in type=local,dest=*) dest="${arg#type=local,dest=}" ;; esac
+    done
+    printf 'six==1.16.0\\n' > "$dest/requirements.lock"
+    # A resolution that has run for two hours, and another run starting now.
+    touch -d '2 hours ago' "$dest"
+    "$PYTHON" -c 'from securebuild_tasks.agent import reap_stale_workdirs; reap_stale_workdirs()'
+    exit 0 ;;
+esac
+exit 1
+"""
+
+
+def test_a_long_lock_keeps_its_output_from_other_runs_reapers(
+    recorded: tuple[Path, dict[str, str]], tmp_path: Path
+) -> None:
+    """Another run's reaper removes dead runs' work dirs: never a lock's that is running."""
+    project, env = recorded
+    (project / "requirements.in").write_text("six\n")
+    temp = tmp_path / "temp"
+    temp.mkdir()
+    env = {
+        **env,
+        "SECUREBUILD_DOCKER": str(stand_in_docker(tmp_path / "locker", LOCKER)),
+        "PYTHON": sys.executable,
+        "TMPDIR": str(temp),
+    }
+    done = run_cli("invoke", project, "lock", env=env)
+    assert done.returncode == 0, done.stderr
+    assert (project / "requirements.lock").read_text().splitlines()[1:] == ["six==1.16.0"]
+    assert list(temp.iterdir()) == []
