@@ -392,6 +392,13 @@ def load_private_key(data: bytes, label: str, passphrase: Callable[[], bytes]) -
             key = loader(data, password=None)
         except TypeError:  # "Password was not given but private key is encrypted"
             secret = passphrase()
+            if not secret:
+                # cryptography takes b"" for no password and raises TypeError again.
+                raise KeySourceError(
+                    f"the {label} is encrypted and the passphrase given for it is empty",
+                    hint="give its passphrase at the prompt, or store it with"
+                    " `inv store-key --passphrase-only`",
+                ) from None
             try:
                 key = loader(data, password=secret)
             except ValueError:

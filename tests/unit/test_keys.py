@@ -128,6 +128,55 @@ def test_wrong_passphrase_names_the_key_not_its_bytes(tmp_path: Path) -> None:
     assert b"open barley" not in text
 
 
+@pytest.mark.parametrize("kind", ["ed25519", "rsa-pem"])
+def test_empty_passphrase_is_said_to_be_empty(tmp_path: Path, kind: str) -> None:
+    """Enter at the prompt, or an empty stored passphrase: said as such, for either format
+    (cryptography takes an empty password for none and would say the key is unreadable)."""
+    key = make_key(tmp_path, "enc", passphrase="open sesame", kind=kind.split("-")[0])
+    if kind == "rsa-pem":
+        phrase = "open sesame"
+        subprocess.run(
+            [
+                "ssh-keygen",
+                "-q",
+                "-p",
+                "-m",
+                "PEM",
+                "-P",
+                phrase,
+                "-N",
+                phrase,
+                "-f",
+                str(key.private),
+            ],
+            check=True,
+            capture_output=True,
+        )
+        assert b"BEGIN RSA PRIVATE KEY" in key.private.read_bytes()
+    with pytest.raises(KeySourceError, match="the passphrase given for it is empty"):
+        load_private_key(key.private.read_bytes(), "key file enc", lambda: b"")
+
+
+def test_keyring_source_says_its_stored_passphrase_is_empty(
+    tmp_path: Path, memory_keyring: MemoryKeyring
+) -> None:
+    """A passphrase entry set to "" by another tool is named, not taken for a bad key."""
+    key = make_key(tmp_path, "enc", passphrase="pw two")
+    settings = Settings()
+    memory_keyring.set_password(
+        settings.keyring_service, settings.keyring_key, key.private_bytes.decode()
+    )
+    memory_keyring.set_password(settings.keyring_service, passphrase_name(settings), "")
+    workdir = tmp_path / "work"
+    workdir.mkdir(mode=0o700)
+    source = KeyringKeySource(settings)
+    with (
+        pytest.raises(KeySourceError, match="passphrase given for it is empty"),
+        source.forward(workdir),
+    ):
+        pass
+
+
 def test_pem_rsa_key_loads(tmp_path: Path) -> None:
     """A traditional PEM RSA key ("BEGIN RSA PRIVATE KEY") is accepted too."""
     key = make_key(tmp_path, "pem", kind="rsa")
