@@ -5,6 +5,7 @@ from __future__ import annotations
 import atexit
 import functools
 import gc
+import inspect
 import json
 import os
 import sys
@@ -14,10 +15,11 @@ from typing import Any, TypeVar
 
 from invoke.context import Context
 from invoke.exceptions import Exit
+from invoke.tasks import task
 
 from ..errors import SecurebuildError, silence_stdout
 from ..index import adopt_env_token
-from ..settings import NAMESPACE, Settings, resolve
+from ..settings import HELP, NAMESPACE, Settings, resolve
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -70,6 +72,55 @@ def reports_errors(func: F) -> F:
             raise Exit(code=1) from None
 
     return wrapper  # type: ignore[return-value]  # functools.wraps keeps the signature
+
+
+def setting_task(
+    *names: str, switches: tuple[str, ...] = (), extra_help: Mapping[str, str] | None = None
+) -> Callable[[Callable[..., None]], Any]:
+    """Make ``body(c, settings, **own)`` a task with a flag for each setting it takes.
+
+    Each of ``names`` becomes a long flag (``key_file``: ``--key-file VALUE``)
+    with the setting's help from `HELP` and no default of its own, so a flag
+    not given leaves the setting to the environment, ``.env``, config and the
+    defaults; each of ``switches`` becomes a flag that only turns its setting
+    on (``--no-cache``). The body gets the resolved `Settings`, then the flags
+    of its own signature (``extra_help`` describes those).
+
+    invoke reads a task's flags from its signature, so the settings' flags are
+    given to it as one (``__signature__``) instead of being written out, with
+    the same list again for `settings_for`, in every task.
+    """
+    kind = inspect.Parameter.POSITIONAL_OR_KEYWORD
+
+    def decorate(body: Callable[..., None]) -> Any:
+        own = list(inspect.signature(body).parameters.values())[2:]  # after c, settings
+        signature = inspect.Signature(
+            [
+                inspect.Parameter("c", kind, annotation=Context),
+                *(inspect.Parameter(n, kind, default=None, annotation="str | None") for n in names),
+                *(inspect.Parameter(n, kind, default=False, annotation="bool") for n in switches),
+                *own,
+            ]
+        )
+
+        @functools.wraps(body)
+        def run(*args: Any, **kwargs: Any) -> None:
+            bound = signature.bind(*args, **kwargs)
+            bound.apply_defaults()
+            given = dict(bound.arguments)
+            c = given.pop("c")
+            flags = {n: given.pop(n) for n in names}
+            # A switch only ever turns its setting on; off means "not given".
+            flags.update({n: True if given.pop(n) else None for n in switches})
+            body(c, settings_for(c, **flags), **given)
+
+        run.__signature__ = signature  # type: ignore[attr-defined]
+        helps = {n.replace("_", "-"): HELP[n] for n in (*names, *switches)}
+        helps.update(extra_help or {})
+        # Long flags only: with this many options invoke's short flags run out.
+        return task(auto_shortflags=False, help=helps)(reports_errors(run))
+
+    return decorate
 
 
 def config_file_error(exc: BaseException) -> str | None:

@@ -6,12 +6,12 @@ import sys
 from pathlib import Path
 
 from invoke.context import Context
-from invoke.tasks import task
 
-from ..settings import HELP
-from ._common import reports_errors, settings_for
+from ..settings import Settings
+from ._common import setting_task
 
-_FLAGS = (
+
+@setting_task(
     "image",
     "tag",
     "dockerfile",
@@ -29,69 +29,17 @@ _FLAGS = (
     "known_hosts",
     "ca_bundle",
     "pip_config",
-)
-
-
-# Long flags only: with this many options invoke's generated short flags run out.
-@task(
-    auto_shortflags=False,
-    help={
-        **{name.replace("_", "-"): HELP[name] for name in _FLAGS},
+    "installer",
+    switches=("no_cache", "audit"),
+    extra_help={
         "audit": "audit the built image for private-key material; fail the build on a finding",
         "json": "print a JSON summary on stdout (build output stays on stderr)",
     },
 )
-@reports_errors
-def build_image(
-    c: Context,
-    image: str | None = None,
-    tag: str | None = None,
-    dockerfile: str | None = None,
-    context: str | None = None,
-    requirements: str | None = None,
-    target: str | None = None,
-    platform: str | None = None,
-    network: str | None = None,
-    docker: str | None = None,
-    builder: str | None = None,
-    progress: str | None = None,
-    key_source: str | None = None,
-    agent_key: str | None = None,
-    key_file: str | None = None,
-    known_hosts: str | None = None,
-    ca_bundle: str | None = None,
-    pip_config: str | None = None,
-    no_cache: bool = False,
-    audit: bool = False,
-    json: bool = False,
-) -> None:
+def build_image(c: Context, settings: Settings, json: bool = False) -> None:
     """Build the image, forwarding the SSH key to BuildKit (never into a layer)."""
     from ..build import build_image as run_build
 
-    settings = settings_for(
-        c,
-        image=image,
-        tag=tag,
-        dockerfile=dockerfile,
-        context=context,
-        requirements=requirements,
-        target=target,
-        platform=platform,
-        network=network,
-        docker=docker,
-        builder=builder,
-        progress=progress,
-        key_source=key_source,
-        agent_key=agent_key,
-        key_file=key_file,
-        known_hosts=known_hosts,
-        ca_bundle=ca_bundle,
-        pip_config=pip_config,
-        # A bool flag only ever turns the setting on; off means "not given".
-        no_cache=True if no_cache else None,
-        audit=True if audit else None,
-    )
-    audit = settings.audit
     result = run_build(settings, cwd=Path.cwd(), out=sys.stderr)
     how = (
         "offline from the wheelhouse"
@@ -103,7 +51,7 @@ def build_image(
         f"{result.size / 1e6:.1f} MB) in {result.seconds:.1f} s {how}",
         file=sys.stderr,
     )
-    if audit:
+    if settings.audit:
         from ..audit import run_audit
 
         # With --json, stdout carries only the summary: findings go to stderr.
@@ -126,6 +74,6 @@ def build_image(
             "key_fingerprint": result.key_fingerprint or None,
             "key_source": result.key_source or None,
             "offline": result.offline,
-            "audit": "clean" if audit else None,
+            "audit": "clean" if settings.audit else None,
         }
         print(json_module.dumps(summary))

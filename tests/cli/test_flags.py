@@ -103,6 +103,22 @@ def test_flags_reach_the_docker_command(recorded: tuple[Path, dict[str, str]]) -
     assert "--no-cache" not in _build(project, env)
 
 
+def test_setting_flags_win_over_the_environment(recorded: tuple[Path, dict[str, str]]) -> None:
+    """A task's setting flag outranks SECUREBUILD_*; without it the environment decides;
+    a bad value is one line naming the flag."""
+    project, env = recorded
+    env = {**env, "SECUREBUILD_INSTALLER": "uv"}
+    assert "INSTALLER=pip" in _build(project, env, "--installer", "pip")
+    assert "INSTALLER=uv" in _build(project, env)
+    assert "INSTALLER=auto" in _build(
+        project, {k: v for k, v in env.items() if "INSTALLER" not in k}
+    )
+    done = run_cli("invoke", project, "build-image", "--installer", "poetry", env=env)
+    assert done.returncode == 2, done.stderr
+    last = done.stderr.strip().splitlines()[-1]
+    assert "installer" in last and "poetry" in last and "Traceback" not in done.stderr
+
+
 def test_no_key_bytes_in_argv_or_environment(
     recorded: tuple[Path, dict[str, str]], tmp_path: Path
 ) -> None:
