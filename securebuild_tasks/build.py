@@ -11,6 +11,8 @@ a wheelhouse. Tasks call these; tests call them directly.
 from __future__ import annotations
 
 import contextlib
+import hashlib
+import json
 import os
 import re
 import shutil
@@ -23,7 +25,7 @@ from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 from types import FrameType
-from typing import IO
+from typing import IO, Any
 
 from . import lockfile
 from .agent import private_workdir, reap_stale_workdirs, write_private
@@ -351,11 +353,13 @@ def plan_build(settings: Settings, cwd: Path) -> BuildPlan:
             cache_to=_cache_option(settings, cwd, "cache_to"),
         )
     index = index_credentials(settings, cwd)
+    secrets = _secrets(settings, cwd, index)
     args = _build_args(
         dockerfile,
         settings,
         BASE_IMAGE=settings.base_image,
         INSTALLER=settings.installer,
+        INDEX_CONFIG=index_config(secrets),
         REQUIREMENTS=requirements_file,
         # The URL lines install in a step of their own, over SSH, which a
         # change to the index packages does not rerun (see the template).
@@ -368,7 +372,6 @@ def plan_build(settings: Settings, cwd: Path) -> BuildPlan:
         APP_SOURCE="app-pruned" if wheelhouse is not None and wheelhouse.exists() else "app-plain",
         **_index_arg(dockerfile, index, requirements),
     )
-    secrets = _secrets(settings, cwd, index)
     return BuildPlan(
         settings,
         context,
@@ -403,6 +406,82 @@ def _uv_config(secrets: dict[str, Path]) -> dict[str, str]:
     return {"uv_config": translated}
 
 
+# A URL's scheme, then its user info (dropped), its host and path, then its
+# query and fragment (dropped): the parts that may carry a token go.
+_URL_PARTS = re.compile(r"([a-z][a-z0-9+.-]*://)(?:[^/?#@\s]*@)?([^?#\s]*)(?:[?#]\S*)?", re.I)
+
+
+def _without_credentials(value: object) -> object:
+    """``value`` (a parsed config) with the user info and query of every URL in it taken out."""
+    if isinstance(value, str):
+        return _URL_PARTS.sub(r"\1\2", value)
+    if isinstance(value, dict):
+        return {key: _without_credentials(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_without_credentials(item) for item in value]
+    return value
+
+
+def index_config(secrets: dict[str, Path]) -> str:
+    """A digest of where the build's packages come from, for the cache keys (``INDEX_CONFIG``).
+
+    BuildKit keys a step by its command, build args and files, never by what
+    its secret mounts hold: without this, a pip or uv config pointed at
+    another index, or a new CA bundle, would leave every install step cached.
+    Only what holds no secret goes in: the configs' index settings with the
+    user info and query of every URL taken out, and the CA bundle
+    (certificates are public). The .netrc holds nothing but credentials and
+    stays out, so a rotated token reruns nothing. Empty without such files.
+    """
+    parts: dict[str, object] = {}
+    if "pip_config" in secrets:
+        parts["pip_config"] = _without_credentials(
+            lockfile.uv_config_from_pip(secrets["pip_config"])
+        )
+    if "uv_config" in secrets:
+        parts["uv_config"] = _without_credentials(_read_toml(secrets["uv_config"], "uv_config"))
+    if "ca_bundle" in secrets:
+        bundle = _read_secret(secrets["ca_bundle"], "ca_bundle")
+        parts["ca_bundle"] = hashlib.sha256(bundle).hexdigest()
+    if not parts:
+        return ""
+    return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:32]
+
+
+def _read_secret(path: Path, setting: str) -> bytes:
+    try:
+        return path.read_bytes()
+    except OSError as exc:
+        raise SettingsError(
+            f"cannot read {setting} {path}: {exc.strerror or exc.__class__.__name__}",
+            hint="check the file's permissions",
+        ) from None
+
+
+def _tomllib() -> Any:
+    if sys.version_info >= (3, 11):
+        import tomllib
+    else:  # pragma: no cover - Python 3.10
+        import tomli as tomllib
+    return tomllib
+
+
+def _read_toml(path: Path, setting: str) -> object:
+    """A TOML file the tool hands to uv, parsed; one line (never its text) if it is not TOML."""
+    tomllib = _tomllib()
+    try:
+        return tomllib.loads(_read_secret(path, setting).decode("utf-8"))
+    except UnicodeDecodeError:
+        raise SettingsError(
+            f"{setting} {path} is not UTF-8 text", hint="save it as UTF-8"
+        ) from None
+    except tomllib.TOMLDecodeError as exc:
+        # The message gives the line and column, never the text found there.
+        raise SettingsError(
+            f"{setting} {path} cannot be read as TOML: {exc}", hint="fix its TOML syntax"
+        ) from None
+
+
 def plan_lock(settings: Settings, cwd: Path, output: Path) -> tuple[BuildPlan, lockfile.LockInput]:
     """Plan ``lock``: resolve the lock input inside the target image, export the lock."""
     context = resolve_context(settings, cwd)
@@ -418,6 +497,7 @@ def plan_lock(settings: Settings, cwd: Path, output: Path) -> tuple[BuildPlan, l
         settings,
         BASE_IMAGE=settings.base_image,
         INSTALLER=settings.installer,
+        INDEX_CONFIG=index_config(secrets),
         LOCK_INPUT=source.relative,
         SSH_IDENTITY="",
         LOCK_RUN=os.urandom(8).hex(),
@@ -443,10 +523,7 @@ def plan_lock(settings: Settings, cwd: Path, output: Path) -> tuple[BuildPlan, l
 def _input_requirements(source: lockfile.LockInput) -> Requirements:
     if source.path.name != "pyproject.toml":
         return read_requirements(source.path)
-    if sys.version_info >= (3, 11):
-        import tomllib
-    else:  # pragma: no cover - Python 3.10
-        import tomli as tomllib
+    tomllib = _tomllib()
     try:
         data = tomllib.loads(source.path.read_text(encoding="utf-8"))
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
@@ -470,11 +547,13 @@ def plan_vendor(settings: Settings, cwd: Path, output: Path) -> BuildPlan:
     requirements, requirements_file, _ = requirements_for(settings, context)
     dockerfile = template_path()
     index = index_credentials(settings, cwd)
+    secrets = _secrets(settings, cwd, index)
     args = _build_args(
         dockerfile,
         settings,
         BASE_IMAGE=settings.base_image,
         INSTALLER=settings.installer,
+        INDEX_CONFIG=index_config(secrets),
         REQUIREMENTS=requirements_file,
         URL_REQUIREMENTS=requirements.url_requirements,
         SSH_IDENTITY="",
@@ -486,7 +565,7 @@ def plan_vendor(settings: Settings, cwd: Path, output: Path) -> BuildPlan:
         dockerfile,
         requirements,
         args,
-        _secrets(settings, cwd, index),
+        secrets,
         generated_secrets={"known_hosts": pinned_hosts(settings, requirements)},
         target="wheelhouse",
         output=output,

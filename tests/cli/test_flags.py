@@ -116,7 +116,9 @@ def test_setting_flags_win_over_the_environment(recorded: tuple[Path, dict[str, 
     done = run_cli("invoke", project, "build-image", "--installer", "poetry", env=env)
     assert done.returncode == 2, done.stderr
     last = done.stderr.strip().splitlines()[-1]
-    assert "installer" in last and "poetry" in last and "Traceback" not in done.stderr
+    assert "installer" in last
+    assert "poetry" in last
+    assert "Traceback" not in done.stderr
 
 
 def test_no_key_bytes_in_argv_or_environment(

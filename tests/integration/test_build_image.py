@@ -322,9 +322,44 @@ def test_uv_that_cannot_be_installed_fails_rather_than_falls_back(
         (project.path / "pip.conf").write_text(index.pip_config())
         project.requirements(f"privpkg @ git+{lab.private_url}@v1.0.0\n")
         key = {"SECUREBUILD_KEY_SOURCE": "file", "SECUREBUILD_KEY_FILE": str(lab.deploy.private)}
-        # The installers' cached result does not depend on the pip config's index.
-        done = project.inv("build-image", "--no-cache", env=key)
+        # Another index in the pip config: the installers step runs again (INDEX_CONFIG).
+        done = project.inv("build-image", env=key)
     finally:
         index.stop()
     _assert_one_line_error(done, 6, "uv could not be installed in the build", "installer=pip")
     assert re.search(r"(?m)^#\d+ [\d.]+ ERROR: No matching distribution found for uv$", done.stderr)
+
+
+def _cached(output: str, stage: str) -> bool:
+    """Whether the build output shows ``stage``'s RUN step taken from the cache."""
+    steps = re.findall(rf"(?m)^#(\d+) \[{re.escape(stage)} [^\]]*\] RUN", output)
+    assert steps, f"no RUN step of {stage} in the build output"
+    return all(re.search(rf"(?m)^#{n} CACHED$", output) for n in steps)
+
+
+def test_another_index_reruns_the_installs_a_rotated_token_does_not(
+    project: Project, lab: Lab
+) -> None:
+    """BuildKit keys a step by its args, not by what a secret mount holds: the pip
+    config's index settings reach the cache keys as a digest without credentials."""
+    key = {"SECUREBUILD_KEY_SOURCE": "file", "SECUREBUILD_KEY_FILE": str(lab.deploy.private)}
+    project.requirements(f"privpkg @ git+{lab.private_url}@v1.0.0\nsix\n")
+    first = project.inv("build-image", env=key)
+    assert first.returncode == 0, first.stderr[-3000:]
+
+    config = project.path / "pip.conf"
+    config.write_text(lab.index.pip_config().replace("http://", "http://ci:rotated-token@"))
+    rotated = project.inv("build-image", env=key)
+    assert rotated.returncode == 0, rotated.stderr[-3000:]
+    stages = ("installers", "installed-wheels", "runtime-wheels")
+    assert [_cached(rotated.stderr, stage) for stage in stages] == [True, True, True]
+
+    other = PackageIndex(lab.index.wheels).start()  # the same wheels, at another address
+    try:
+        config.write_text(other.pip_config())
+        moved = project.inv("build-image", env=key)
+    finally:
+        other.stop()
+    assert moved.returncode == 0, moved.stderr[-3000:]
+    assert [_cached(moved.stderr, stage) for stage in stages] == [False, False, False]
+    assert "rotated-token" not in moved.stderr + rotated.stderr
