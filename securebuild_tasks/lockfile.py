@@ -149,7 +149,11 @@ def uv_config_from_pip(pip_conf: Path) -> str:
     values: dict[str, str] = {}
     for section in ("global", "install", "download", "wheel"):
         if parser.has_section(section):
-            values.update(parser.items(section))
+            # pip's own key normalisation: index_url and --index-url are index-url.
+            values.update(
+                (key.lower().replace("_", "-").removeprefix("--"), value)
+                for key, value in parser.items(section)
+            )
     lines = []
     if values.get("index-url"):
         lines.append(f"index-url = {json.dumps(values['index-url'].strip())}")

@@ -147,13 +147,17 @@ def parse_requirements(text: str, path: Path) -> Requirements:
     entries: list[Entry] = []
     options: list[str] = []
     url_lines: list[str] = []
-    for lineno, line in _logical_lines(text):
-        where = f"{path} line {lineno}"
+    # Comments too: the file is copied whole, comments and all. The logical
+    # lines are checked as well, for a URL split by a continuation.
+    numbered = [*enumerate(text.splitlines(), start=1), *_logical_lines(text)]
+    for lineno, line in numbered:
         if _URL_CREDENTIALS.search(line):
             raise RequirementsError(
-                f"{where} has credentials in a URL; the file is copied into the image",
+                f"{path} line {lineno} has credentials in a URL; the file is copied into the image",
                 hint="move the index and its token to a pip.conf given as securebuild.pip_config",
             )
+    for lineno, line in _logical_lines(text):
+        where = f"{path} line {lineno}"
         if line.startswith("-"):
             _check_option(line, where)
             options.append(line)

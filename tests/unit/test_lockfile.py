@@ -44,6 +44,14 @@ def test_index_settings_become_uv_toml(tmp_path: Path) -> None:
     ]
 
 
+@pytest.mark.parametrize("key", ["index_url", "INDEX-URL", "--index-url"])
+def test_key_names_are_read_as_pip_reads_them(tmp_path: Path, key: str) -> None:
+    """pip takes index_url (and any case, and a leading --) for index-url: so must uv's copy,
+    or uv would resolve from PyPI what pip takes from the private index."""
+    translated = _translate(tmp_path, f"[global]\n{key} = https://pypi.example.com/simple\n")
+    assert translated == 'index-url = "https://pypi.example.com/simple"\n'
+
+
 def test_no_index_settings_give_nothing(tmp_path: Path) -> None:
     """A pip config without index settings makes no uv config."""
     assert _translate(tmp_path, "[global]\ntimeout = 60\n") == ""

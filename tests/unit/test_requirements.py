@@ -280,6 +280,9 @@ TOKEN = "ghp_0123456789abcdefSECRETtokenVALUE"
         f"--extra-index-url=https://{TOKEN}@pypi.example.com/simple",
         f"-i HTTPS://x:{TOKEN}@pypi.example.com/simple",
         f"lib @ git+https://user:{TOKEN}@github.com/org/lib.git this is not valid",
+        f"# --extra-index-url https://__token__:{TOKEN}@gitlab.example.com/simple",
+        f"requests==2.31.0  # was https://{TOKEN}@files.example.com/requests.tar.gz",
+        f"lib @ git+https://user:{TOKEN}\\\n@github.com/org/lib.git",
     ],
 )
 def test_credentials_in_url_refused_without_echo(line: str) -> None:
