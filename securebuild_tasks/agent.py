@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -26,9 +27,12 @@ from types import TracebackType
 from .errors import AgentError, SecurebuildError
 
 WORKDIR_PREFIX = "securebuild-"
+# The names `tempfile.mkdtemp` gives: the prefix and eight characters of its
+# alphabet. Anything else under the prefix is somebody else's.
+_WORKDIR_NAME = re.compile(re.escape(WORKDIR_PREFIX) + r"[a-z0-9_]{8}")
 _OWNER_FILE = "owner"
 # A work dir without an owner file (a run killed between creating the dir and
-# writing the file) is stale once it is this old.
+# writing the file, so still empty) is stale once it is this old.
 _ORPHAN_AGE = 3600
 
 
@@ -108,15 +112,19 @@ def reap_stale_workdirs(*, dry_run: bool = False, only: Path | None = None) -> l
     candidates = [only] if only is not None else _base_tempdir().glob(WORKDIR_PREFIX + "*")
     for path in candidates:
         try:
-            if path.is_symlink() or not path.is_dir() or path.stat().st_uid != os.getuid():
+            if not _WORKDIR_NAME.fullmatch(path.name) or path.is_symlink() or not path.is_dir():
+                continue
+            if path.stat().st_uid != os.getuid():
                 continue
             owner_file = path / _OWNER_FILE
             if owner_file.exists():
                 owner = int(owner_file.read_text(encoding="ascii").split()[0])
                 if _alive(owner):
                     continue
-            elif time.time() - path.stat().st_mtime < _ORPHAN_AGE:
-                continue  # being created right now by another run
+            elif any(path.iterdir()) or time.time() - path.stat().st_mtime < _ORPHAN_AGE:
+                # Files but no owner: not made by `private_workdir`, which
+                # writes the owner before anything else. Or being created now.
+                continue
         except (OSError, ValueError, IndexError, AttributeError):
             continue
         reaped.append(path)

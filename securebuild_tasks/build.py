@@ -324,7 +324,7 @@ def plan_build(settings: Settings, cwd: Path) -> BuildPlan:
     wheelhouse = context / settings.wheelhouse if settings.wheelhouse else None
     if wheelhouse is not None and (wheelhouse / lockfile.MANIFEST).is_file():
         # A reviewed wheelhouse: no key, no host keys, no network.
-        lockfile.check_wheelhouse(wheelhouse, requirements if locked else None)
+        lockfile.check_wheelhouse(wheelhouse, context / requirements_file)
         args = _build_args(
             dockerfile,
             settings,
@@ -828,7 +828,7 @@ def vendor(settings: Settings, *, cwd: Path, out: IO[str] | None = None) -> Path
             f"wheelhouse {wheelhouse} is a file, not a folder",
             hint="move it away, or set securebuild.wheelhouse to another folder",
         )
-    foreign = wheelhouse.exists() and not (wheelhouse / lockfile.MANIFEST).is_file()
+    foreign = wheelhouse.exists() and not lockfile.is_wheelhouse(wheelhouse)
     if foreign and any(wheelhouse.iterdir()):
         raise SettingsError(
             f"{wheelhouse} exists and was not made by `inv vendor`; not overwriting it",
@@ -840,8 +840,10 @@ def vendor(settings: Settings, *, cwd: Path, out: IO[str] | None = None) -> Path
     try:
         with EngineProbe(settings.docker, settings.builder) as probe:
             plan = plan_vendor(settings, cwd, staging)
+            source = plan.build_args.get("REQUIREMENTS", "")
+            digest = lockfile.requirements_digest(plan.context / source)
             execute(plan, out=out, probe=probe)
-        lockfile.write_manifest(staging, plan.build_args.get("REQUIREMENTS", ""))
+        lockfile.write_manifest(staging, source, digest)
         old = wheelhouse.with_name(f".{wheelhouse.name}.old")
         shutil.rmtree(old, ignore_errors=True)
         if wheelhouse.exists():

@@ -60,9 +60,10 @@ def local_items(settings: Settings, cwd: Path) -> list[Item]:
     items: list[Item] = []
     if settings.wheelhouse:
         wheelhouse = context / settings.wheelhouse
-        # A linked wheelhouse is left alone: removing through the link would
-        # empty a folder that lives elsewhere.
-        if (wheelhouse / lockfile.MANIFEST).is_file() and not wheelhouse.is_symlink():
+        # Only a folder `inv vendor` made (its manifest's mark; never a link,
+        # never the context or a folder holding it).
+        holds_context = wheelhouse.resolve() in (context.resolve(), *context.resolve().parents)
+        if lockfile.is_wheelhouse(wheelhouse) and not holds_context:
             items.append(
                 Item(
                     "wheelhouse",

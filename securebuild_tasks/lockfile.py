@@ -26,6 +26,9 @@ HEADER = "# securebuild-lock: "
 INPUT_CANDIDATES = ("requirements.in", "pyproject.toml")
 MANIFEST = "manifest.json"
 HASHES = "requirements.hashes"
+#: The mark `write_manifest` puts in every manifest: a folder without it is not
+#: a wheelhouse of this tool's, whatever files it holds.
+GENERATOR = "securebuild-tasks"
 # A line of the template's wheel manifest; /tmp/wheels is the mount point inside
 # the build, not a path on this machine.
 _HASH_LINE = re.compile(r"/tmp/wheels/(\S+\.whl) --hash=sha256:([0-9a-f]{64})")  # noqa: S108
@@ -190,8 +193,37 @@ class Wheel:
     sha256: str
 
 
-def write_manifest(wheelhouse: Path, source: str) -> list[Wheel]:
-    """Hash every wheel and write manifest.json; check it against the build's own list."""
+def is_wheelhouse(folder: Path) -> bool:
+    """Whether ``folder`` is a wheelhouse `inv vendor` made: its manifest bears the
+    generator mark. A link is never one (removing through it would empty a folder
+    that lives elsewhere)."""
+    if folder.is_symlink():
+        return False
+    try:
+        manifest = json.loads((folder / MANIFEST).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    return isinstance(manifest, dict) and manifest.get("generator") == GENERATOR
+
+
+def requirements_digest(path: Path) -> str:
+    """The sha256 of the requirements file (or lock) a wheelhouse is made from."""
+    try:
+        return hashlib.sha256(path.read_bytes()).hexdigest()
+    except OSError as exc:
+        raise RequirementsError(
+            f"cannot read {path}: {exc.strerror or exc.__class__.__name__}",
+            hint="check the file's permissions",
+        ) from None
+
+
+def write_manifest(wheelhouse: Path, source: str, digest: str) -> list[Wheel]:
+    """Hash every wheel and write manifest.json; check it against the build's own list.
+
+    ``source`` names the requirements file (or lock) the wheels were built
+    from and ``digest`` is its sha256, so a build can tell a wheelhouse made
+    from another version of that file.
+    """
     wheels = [
         Wheel(path.name, hashlib.sha256(path.read_bytes()).hexdigest())
         for path in sorted(wheelhouse.glob("*.whl"))
@@ -203,8 +235,9 @@ def write_manifest(wheelhouse: Path, source: str) -> list[Wheel]:
             hint="run `inv vendor` again; if it repeats, check the disk and the build cache",
         )
     manifest = {
-        "generator": "securebuild-tasks",
+        "generator": GENERATOR,
         "requirements": source,
+        "requirements_sha256": digest,
         "wheels": [{"file": w.file, "sha256": w.sha256} for w in wheels],
     }
     (wheelhouse / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
@@ -222,19 +255,22 @@ def _hash_lines(path: Path) -> dict[str, str]:
     return found
 
 
-def check_wheelhouse(wheelhouse: Path, lock: Requirements | None) -> list[Wheel]:
-    """Verify a wheelhouse against its manifest (and the lock, when there is one)."""
+def check_wheelhouse(wheelhouse: Path, requirements: Path) -> list[Wheel]:
+    """Verify a wheelhouse against its manifest, and that it was made from ``requirements``
+    as that file is now (a wheelhouse of an older lock would install the older versions)."""
     try:
         manifest = json.loads((wheelhouse / MANIFEST).read_text(encoding="utf-8"))
         wheels = [Wheel(str(w["file"]), str(w["sha256"])) for w in manifest["wheels"]]
+        if manifest["generator"] != GENERATOR:
+            raise ValueError
     except (OSError, ValueError, KeyError, TypeError):
         raise RequirementsError(
-            f"wheelhouse {wheelhouse} has no readable {MANIFEST}",
-            hint="recreate it with `inv vendor`",
+            f"wheelhouse {wheelhouse} has no readable {MANIFEST} made by `inv vendor`",
+            hint="recreate it with `inv vendor`, or move the folder away",
         ) from None
     for wheel in wheels:
         path = wheelhouse / wheel.file
-        if not path.is_file():
+        if "/" in wheel.file or "\\" in wheel.file or not path.is_file():
             raise RequirementsError(
                 f"wheelhouse {wheelhouse} lacks {wheel.file}, listed in its manifest",
                 hint="recreate it with `inv vendor`",
@@ -249,20 +285,9 @@ def check_wheelhouse(wheelhouse: Path, lock: Requirements | None) -> list[Wheel]
             f"{HASHES} in {wheelhouse} does not match {MANIFEST}",
             hint="recreate the wheelhouse with `inv vendor`",
         )
-    if lock is not None:
-        from packaging.utils import InvalidWheelFilename, canonicalize_name, parse_wheel_filename
-
-        try:
-            names = {parse_wheel_filename(w.file)[0] for w in wheels}
-        except InvalidWheelFilename:
-            raise RequirementsError(
-                f"{MANIFEST} in {wheelhouse} lists a file that is not a wheel",
-                hint="recreate the wheelhouse with `inv vendor`",
-            ) from None
-        missing = sorted({canonicalize_name(e.name) for e in lock.entries} - names)
-        if missing:
-            raise RequirementsError(
-                f"wheelhouse {wheelhouse} lacks {', '.join(missing)}, which the lock needs",
-                hint="run `inv vendor` after `inv lock`",
-            )
+    if manifest.get("requirements_sha256") != requirements_digest(requirements):
+        raise RequirementsError(
+            f"wheelhouse {wheelhouse} was not made from {requirements.name} as it is now",
+            hint="run `inv vendor` again (after `inv lock`, when you use a lock)",
+        )
     return wheels

@@ -537,7 +537,8 @@ _BUILD_ARG_STAGE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 def check_relative(value: str, name: str, origins: Mapping[str, str]) -> None:
     """Refuse a path that must stay inside the build context but does not."""
     path = Path(value)
-    if not value or path.is_absolute() or ".." in path.parts:
+    # No parts: "." or "./", the context itself.
+    if not value or path.is_absolute() or ".." in path.parts or not path.parts:
         raise SettingsError(
             f"setting {name} from {origins[name]} must be a path inside the build context,"
             f" not {_show(value)}",

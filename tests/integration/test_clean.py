@@ -109,7 +109,7 @@ def test_clean_without_daemon_removes_nothing(project: Project, lab: Lab) -> Non
     """With no daemon, clean says so in one line and leaves the wheelhouse alone."""
     wheelhouse = project.path / "vendor" / "python"
     wheelhouse.mkdir(parents=True)
-    (wheelhouse / "manifest.json").write_text('{"wheels": []}\n')
+    (wheelhouse / "manifest.json").write_text('{"generator": "securebuild-tasks", "wheels": []}\n')
     done = project.inv("clean", env={"DOCKER_HOST": "unix:///nonexistent/docker.sock"})
     _assert_one_line_error(done, 5, "cannot reach the Docker daemon")
     assert (wheelhouse / "manifest.json").exists()

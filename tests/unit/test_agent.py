@@ -152,6 +152,27 @@ def test_reap_leaves_live_runs_alone(tmp_path: Path) -> None:
         subprocess.run(["rm", "-rf", str(stale), str(live)], check=False)
 
 
+def test_reap_leaves_folders_it_did_not_make_alone(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Only the tool's own work dirs are reaped: a user's securebuild-notes, or any
+    folder with files but no owner, stays however old; an empty orphan goes."""
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    old = time.time() - 2 * 3600
+    notes = tmp_path / "securebuild-notes"
+    notes.mkdir()
+    (notes / "todo.txt").write_text("mine\n")
+    unowned = Path(tempfile.mkdtemp(prefix=WORKDIR_PREFIX))
+    (unowned / "data").write_text("no owner file\n")
+    orphan = Path(tempfile.mkdtemp(prefix=WORKDIR_PREFIX))
+    for path in (notes, unowned, orphan):
+        os.utime(path, (old, old))
+    assert reap_stale_workdirs() == [orphan]
+    assert (notes / "todo.txt").is_file()
+    assert (unowned / "data").is_file()
+    assert not orphan.exists()
+
+
 def test_socket_path_too_long_is_said_before_anything_starts(tmp_path: Path) -> None:
     """A TMPDIR deep enough to make the agent's socket path unbindable is one line
     saying to shorten it, for the ephemeral agent and for the agent_key proxy."""

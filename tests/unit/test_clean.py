@@ -77,9 +77,30 @@ def test_partial_lock_is_found_beside_a_lock_in_a_folder(tmp_path: Path) -> None
 def _vendored(folder: Path) -> Path:
     """A wheelhouse as `inv vendor` leaves it."""
     folder.mkdir(parents=True)
-    (folder / "manifest.json").write_text('{"wheels": []}\n')
+    (folder / "manifest.json").write_text('{"generator": "securebuild-tasks", "wheels": []}\n')
     (folder / "six-1.16.0-py2.py3-none-any.whl").write_bytes(b"PK")
     return folder
+
+
+@pytest.mark.parametrize("manifest", ['{"name": "my web app"}', "[]", "not json"])
+def test_a_folder_with_a_manifest_of_its_own_is_not_a_wheelhouse(
+    tmp_path: Path, manifest: str
+) -> None:
+    """A manifest.json that `inv vendor` did not write (a web app's, say) makes no
+    wheelhouse: clean leaves the folder as it is."""
+    project = tmp_path / "project"
+    public = project / "public"
+    public.mkdir(parents=True)
+    (public / "manifest.json").write_text(manifest)
+    (public / "app.js").write_text("console.log(1)\n")
+    settings = resolve({}, environ={"SECUREBUILD_WHEELHOUSE": "public"}, cwd=project)
+    assert clean(settings, project, dry_run=False, local_only=True) == []
+    assert (public / "app.js").is_file()
+    (public / "manifest.json").write_text('{"generator": "securebuild-tasks", "wheels": []}')
+    assert [i.kind for i in clean(settings, project, dry_run=False, local_only=True)] == [
+        "wheelhouse"
+    ]
+    assert not public.exists()
 
 
 def test_linked_wheelhouse_is_left_alone(tmp_path: Path) -> None:

@@ -2,13 +2,22 @@
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 
 import pytest
 
 from securebuild_tasks.build import _write_atomically
 from securebuild_tasks.errors import RequirementsError, SettingsError
-from securebuild_tasks.lockfile import check, find_input, finish, uv_config_from_pip
+from securebuild_tasks.lockfile import (
+    check,
+    check_wheelhouse,
+    find_input,
+    finish,
+    requirements_digest,
+    uv_config_from_pip,
+    write_manifest,
+)
 
 TOKEN = "ghp_0123456789abcdefSECRETtokenVALUE"
 
@@ -117,3 +126,24 @@ def test_lock_is_written_into_its_folder_or_refused_in_one_line(tmp_path: Path) 
     with pytest.raises(SettingsError, match=r"cannot write the lock .*taken/prod\.lock"):
         _write_atomically(tmp_path / "taken" / "prod.lock", "pinned\n")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["locks", "taken"]
+
+
+def test_a_wheelhouse_made_from_another_lock_is_refused(tmp_path: Path) -> None:
+    """The wheelhouse records the lock it was built from: after `inv lock` moves a pin,
+    the old wheels are not installed in silence."""
+    wheelhouse = tmp_path / "vendor"
+    wheelhouse.mkdir()
+    wheel = wheelhouse / "six-1.16.0-py2.py3-none-any.whl"
+    wheel.write_bytes(b"PK six 1.16.0")
+    digest = hashlib.sha256(wheel.read_bytes()).hexdigest()
+    (wheelhouse / "requirements.hashes").write_text(
+        f"/tmp/wheels/{wheel.name} --hash=sha256:{digest}\n"
+    )
+    lock = tmp_path / "requirements.lock"
+    lock.write_text(f"six==1.16.0 --hash=sha256:{'a' * 64}\n")
+    write_manifest(wheelhouse, lock.name, requirements_digest(lock))
+    assert [w.file for w in check_wheelhouse(wheelhouse, lock)] == [wheel.name]
+
+    lock.write_text(f"six==1.17.0 --hash=sha256:{'b' * 64}\n")
+    with pytest.raises(RequirementsError, match=r"not made from requirements\.lock as it is now"):
+        check_wheelhouse(wheelhouse, lock)

@@ -630,6 +630,13 @@ def test_requirements_outside_context_refused(tmp_path: Path, value: str) -> Non
     assert "must be a path inside the build context" in message
 
 
+@pytest.mark.parametrize("value", [".", "./", "deps/.."])
+def test_the_context_itself_is_no_wheelhouse(tmp_path: Path, value: str) -> None:
+    """`inv vendor` replaces its wheelhouse and `inv clean` removes it: never the context."""
+    with pytest.raises(SettingsError, match=r"setting wheelhouse from .* must be a path inside"):
+        resolve({}, environ={"SECUREBUILD_WHEELHOUSE": value}, cwd=tmp_path)
+
+
 def test_empty_requirements_refused(tmp_path: Path) -> None:
     """An empty requirements path is refused too."""
     with pytest.raises(SettingsError, match="must be a path inside the build context"):
