@@ -810,7 +810,7 @@ def lock(settings: Settings, *, cwd: Path, out: IO[str] | None = None) -> Path:
                 hint="check that the Dockerfile template is the one shipped with securebuild-tasks",
             ) from None
         target = plan.context / settings.lock_file
-        _write_atomically(target, lockfile.finish(raw, source))
+        _write_atomically(target, lockfile.finish(raw, source, plan.requirements.options))
     return target
 
 

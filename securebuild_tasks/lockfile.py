@@ -69,9 +69,17 @@ def partial_path(lock: Path) -> Path:
     return lock.with_name(f".{lock.name}.tmp")
 
 
-def finish(raw: str, source: LockInput) -> str:
-    """Prepend the securebuild header to uv's output."""
-    return f"{HEADER}input={source.relative} sha256={source.sha256}\n{raw}"
+def finish(raw: str, source: LockInput, options: tuple[str, ...] = ()) -> str:
+    """Prepend the securebuild header, and the input's own option lines, to uv's output.
+
+    uv writes no index options into a lock (its ``--emit-index-url`` would copy
+    the configured indexes, tokens in their URLs included): the input's own
+    lines (``--extra-index-url``, ``--find-links``; never credentials, which
+    are refused in a requirements file) are carried over, so a build from the
+    lock looks where the resolution looked.
+    """
+    carried = "".join(f"{line}\n" for line in options)
+    return f"{HEADER}input={source.relative} sha256={source.sha256}\n{carried}{raw}"
 
 
 def check(lock_path: Path, context: Path) -> Requirements:
@@ -106,9 +114,16 @@ def check(lock_path: Path, context: Path) -> Requirements:
     for entry in requirements.entries:
         where = f"{lock_path.name} line {entry.line} ({entry.name})"
         if entry.url:
-            if not entry.pinned_commit:
+            # A VCS URL is pinned by its commit; an archive URL by its hashes.
+            vcs = re.match(r"(git|hg|svn|bzr)\+", entry.url) is not None
+            if vcs and not entry.pinned_commit:
                 raise RequirementsError(
                     f"{where} is not pinned to a commit SHA",
+                    hint="regenerate the lock with `inv lock` (do not edit a lock by hand)",
+                )
+            if not vcs and not entry.hashes:
+                raise RequirementsError(
+                    f"{where} is a URL without sha256 hashes",
                     hint="regenerate the lock with `inv lock` (do not edit a lock by hand)",
                 )
         elif not entry.pinned_version or not entry.hashes:

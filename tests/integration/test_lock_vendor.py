@@ -196,7 +196,9 @@ def test_vendor_then_build_offline(
     """After vendor, the build needs no git server, no key and no network."""
     url = moving_server.create_package("vendoredpkg", "v2.0.0", "2.0.0")
     (project.path / "known_hosts").write_text(moving_server.known_hosts_line())
-    _lock(project, lab, f"vendoredpkg @ git+{url}@v2.0.0\nsix\n")
+    links = f"--find-links http://127.0.0.1:{lab.index.port}/"
+    locked = _lock(project, lab, f"{links}\nvendoredpkg @ git+{url}@v2.0.0\nsix\n")
+    assert locked.splitlines()[1] == links  # the input's index options, carried over
     done = project.inv("vendor", env=_key_env(lab))
     assert done.returncode == 0, done.stderr[-3000:]
     wheelhouse = project.path / "vendor" / "python"

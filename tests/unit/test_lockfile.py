@@ -107,6 +107,49 @@ def test_lock_of_an_input_with_spaces_in_its_name_is_accepted(tmp_path: Path) ->
         check(lock, tmp_path)
 
 
+ARCHIVE = "https://files.example.com/lib-1.0.tar.gz"
+COMMIT = "0123456789abcdef0123456789abcdef01234567"
+
+
+@pytest.mark.parametrize(
+    ("locked", "refused"),
+    [
+        (f"lib @ {ARCHIVE} \\\n    --hash=sha256:{'c' * 64}\n", None),
+        (f"lib @ git+ssh://git@git.example.com/org/lib.git@{COMMIT}\n", None),
+        (f"lib @ {ARCHIVE}\n", "is a URL without sha256 hashes"),
+        ("lib @ git+ssh://git@git.example.com/org/lib.git@v1\n", "not pinned to a commit SHA"),
+    ],
+)
+def test_url_lines_of_a_lock_are_pinned_by_commit_or_by_hash(
+    tmp_path: Path, locked: str, refused: str | None
+) -> None:
+    """uv locks an archive URL with its hashes and a git URL at its commit: both are
+    pinned; either one without its pin is refused."""
+    (tmp_path / "requirements.in").write_text("lib\n")
+    lock = tmp_path / "requirements.lock"
+    lock.write_text(finish(locked, find_input(tmp_path, "")))
+    if refused is None:
+        assert check(lock, tmp_path).names == ("lib",)
+    else:
+        with pytest.raises(RequirementsError, match=refused):
+            check(lock, tmp_path)
+
+
+def test_the_inputs_index_options_are_carried_into_the_lock(tmp_path: Path) -> None:
+    """uv leaves index options out of a lock: the input's own come first, so a build
+    from the lock looks where the resolution looked."""
+    (tmp_path / "requirements.in").write_text(
+        "--extra-index-url https://corp.example/simple\nlib\n"
+    )
+    options = ("--extra-index-url https://corp.example/simple", "--find-links ./wheels")
+    lock = tmp_path / "requirements.lock"
+    lock.write_text(
+        finish(f"lib==1.0 --hash=sha256:{'d' * 64}\n", find_input(tmp_path, ""), options)
+    )
+    assert check(lock, tmp_path).options == options
+    assert lock.read_text().splitlines()[1:3] == list(options)
+
+
 def test_unreadable_lock_is_one_error(tmp_path: Path) -> None:
     """A lock that is not UTF-8 is refused with what to do, not a traceback."""
     lock = tmp_path / "requirements.lock"
