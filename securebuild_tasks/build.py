@@ -364,7 +364,7 @@ def plan_build(settings: Settings, cwd: Path) -> BuildPlan:
         # The URL lines install in a step of their own, over SSH, which a
         # change to the index packages does not rerun (see the template).
         URL_REQUIREMENTS=requirements.url_requirements,
-        LOCKED="1" if locked or any(e.hashes for e in requirements.entries) else "",
+        LOCKED=_locked_arg(requirements, locked),
         WHEELHOUSE=settings.wheelhouse,
         SSH_IDENTITY="",
         # No wheelhouse folder in the context: nothing to prune from /app, so an
@@ -389,6 +389,12 @@ def plan_build(settings: Settings, cwd: Path) -> BuildPlan:
         cache_from=_cache_option(settings, cwd, "cache_from"),
         cache_to=_cache_option(settings, cwd, "cache_to"),
     )
+
+
+def _locked_arg(requirements: Requirements, locked: bool) -> str:
+    """``LOCKED``: "1" for a lock or any file with hashes (pip's rule: a single
+    ``--hash`` puts the whole file in hash-checking mode), else empty."""
+    return "1" if locked or any(e.hashes for e in requirements.entries) else ""
 
 
 def _uv_config(secrets: dict[str, Path]) -> dict[str, str]:
@@ -544,7 +550,7 @@ def plan_vendor(settings: Settings, cwd: Path, output: Path) -> BuildPlan:
     """Plan ``vendor``: build every wheel of the lock (or requirements) and export them."""
     context = resolve_context(settings, cwd)
     check_context(settings, cwd, context)
-    requirements, requirements_file, _ = requirements_for(settings, context)
+    requirements, requirements_file, locked = requirements_for(settings, context)
     dockerfile = template_path()
     index = index_credentials(settings, cwd)
     secrets = _secrets(settings, cwd, index)
@@ -556,6 +562,7 @@ def plan_vendor(settings: Settings, cwd: Path, output: Path) -> BuildPlan:
         INDEX_CONFIG=index_config(secrets),
         REQUIREMENTS=requirements_file,
         URL_REQUIREMENTS=requirements.url_requirements,
+        LOCKED=_locked_arg(requirements, locked),
         SSH_IDENTITY="",
         **_index_arg(dockerfile, index, requirements),
     )
@@ -942,6 +949,14 @@ def _builder_refusal(output: str, name: str) -> SettingsError | None:
     return None
 
 
+def _index_refused(refusal: str) -> KeySourceError:
+    return KeySourceError(
+        refusal,
+        hint="give the index's credentials as securebuild.netrc, securebuild.index_url"
+        " with a token (`inv store-token`), or in the pip_config / uv_config file",
+    )
+
+
 def _explain(exc: BuildError, plan: BuildPlan) -> SecurebuildError:
     if builder_refusal := _builder_refusal(exc.output, plan.settings.buildx_builder):
         return builder_refusal
@@ -979,10 +994,13 @@ def _explain(exc: BuildError, plan: BuildPlan) -> SecurebuildError:
                 output=exc.output,
                 hint="behind a TLS-inspecting proxy, set securebuild.ca_bundle to its CA bundle",
             )
+        refusal = _index_refusal(exc.output)
         if "securebuild: uv could not be installed" in exc.output:
             # Before the resolution check: pip's own words ("Could not find a
             # version that satisfies the requirement uv") would read as the
-            # user's requirement failing.
+            # user's requirement failing. An index that refused is said as such.
+            if refusal:
+                return _index_refused(refusal)
             return BuildError(
                 "uv could not be installed in the build (pip's error is in the output above)",
                 command=exc.command,
@@ -996,12 +1014,8 @@ def _explain(exc: BuildError, plan: BuildPlan) -> SecurebuildError:
                 resolution,
                 hint="fix the requirement (name, version, tag or pins), then run again",
             )
-        if refusal := _index_refusal(exc.output):
-            return KeySourceError(
-                refusal,
-                hint="give the index's credentials as securebuild.netrc, securebuild.index_url"
-                " with a token (`inv store-token`), or in the pip_config / uv_config file",
-            )
+        if refusal:
+            return _index_refused(refusal)
         if any(sign in exc.output for sign in _HASH_MISMATCH):
             return RequirementsError(
                 "a package does not match the hash in the lock or wheelhouse (tampered?)",

@@ -15,7 +15,7 @@ from urllib.parse import urlsplit
 from .errors import RequirementsError
 
 # Per-requirement options pip accepts after a requirement on the same line.
-_LINE_OPTION = re.compile(r"\s--(hash|config-settings|global-option)[=\s]\S+")
+_LINE_OPTION = re.compile(r"\s(?:--(?:hash|config-settings|global-option)[=\s]|-C\s?)\S+")
 # Credentials in a URL ("https://user:token@host"): the requirements file is
 # copied into the build, so they would end up in a layer.
 _URL_CREDENTIALS = re.compile(
@@ -123,7 +123,8 @@ def check_hash_mode(requirements: Requirements) -> None:
 def read_requirements(path: Path) -> Requirements:
     """Parse ``path``; raise `RequirementsError` naming the file and line on bad input."""
     try:
-        text = path.read_text(encoding="utf-8")
+        # utf-8-sig: a byte order mark is dropped, as pip drops it.
+        text = path.read_text(encoding="utf-8-sig")
     except FileNotFoundError:
         raise RequirementsError(
             f"requirements file {path} does not exist",
@@ -139,6 +140,7 @@ def read_requirements(path: Path) -> Requirements:
 
 def parse_requirements(text: str, path: Path) -> Requirements:
     """Parse requirements-file ``text``; ``path`` is only used in messages."""
+    text = text.removeprefix("\ufeff")
     from packaging.requirements import InvalidRequirement, Requirement
 
     names: list[str] = []
@@ -209,11 +211,14 @@ def _logical_lines(text: str) -> list[tuple[int, str]]:
     for number, raw in enumerate(text.splitlines(), start=1):
         if not buffer:
             start = number
+        comment = re.match(r"\s*#", raw) is not None
         # pip never continues a comment line: its backslash is part of the comment.
-        if raw.endswith("\\") and not re.match(r"\s*#", raw):
-            buffer += raw[:-1]
+        if raw.endswith("\\") and not comment:
+            buffer += raw.strip("\\")
             continue
-        logical = re.sub(r"(^|\s+)#.*$", "", buffer + raw).strip()
+        # A comment line ends a continuation, joined with a space (pip's rule),
+        # so the comment is dropped rather than glued to the requirement.
+        logical = re.sub(r"(^|\s+)#.*$", "", buffer + (" " if comment else "") + raw).strip()
         buffer = ""
         if logical:
             lines.append((start, logical))

@@ -236,8 +236,9 @@ def test_hashed_file_mixing_git_archive_and_index_lines(
     project: Project, lab: Lab, engine: Engine, moving_server: GitServer
 ) -> None:
     """A hand-hashed file as pip reads it: NAME@URL without spaces, a URL archive
-    with a hash of its own, and a file-level index option that the git packages'
-    build backend is found through (pip.conf gives no index at all).
+    with a hash of its own (in pip's other spelling, ``--hash sha256:...``), and a
+    file-level index option that the git packages' build backend is found through
+    (pip.conf gives no index at all).
 
     `inv vendor` builds every wheel, and a build installs them all with pip
     (which refuses git and hashed lines in one file) and with uv."""
@@ -251,7 +252,7 @@ def test_hashed_file_mixing_git_archive_and_index_lines(
         f"--find-links http://127.0.0.1:{lab.index.port}/\n"
         f"spacedpkg @ git+{spaced}@v1.0.0\n"
         f"tightpkg@git+{tight}@v1.0.0\n"
-        f"six @ http://127.0.0.1:{lab.index.port}/{six.name} --hash=sha256:{_sha256(six)}\n"
+        f"six @ http://127.0.0.1:{lab.index.port}/{six.name} --hash sha256:{_sha256(six)}\n"
         f"setuptools=={backend.name.split('-')[1]} \\\n    --hash=sha256:{_sha256(backend)}\n"
     )
     lab_config = (project.path / "pip.conf").read_text()

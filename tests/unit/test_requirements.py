@@ -559,7 +559,45 @@ def test_no_url_line_means_no_first_step() -> None:
     assert _parse("--index-url https://i.example/simple\nrequests\n").url_requirements == ""
 
 
-@pytest.mark.parametrize("text", [MIXED, "requests\n", "a @ git+ssh://git@h/a.git@v1\n"])
+#: Files pip reads in ways a naive reader does not.
+AWKWARD = [
+    # The last line continues into the end of the file.
+    "requests==2.31.0\nsix==1.16.0 \\",
+    "requests==2.31.0\nsix==1.16.0 \\\n",
+    # Windows line ends, with a URL continued onto the next line.
+    "lib @ \\\r\n    git+ssh://git@h/org/lib.git@v1\r\nrequests==2.31.0\r\n",
+    # A byte order mark before an option line.
+    "\ufeff--index-url https://i.example/simple\nrequests\n",
+    # A comment line ends a continuation (pip joins it with a space).
+    "foo==1.0\\\n# a comment\nbar==2.0\n",
+    # pip's short form of --config-settings.
+    "foo==1.0 -C editable_mode=compat\nlib @ git+ssh://git@h/lib.git@v1 -C a=b\n",
+]
+
+
+@pytest.mark.parametrize(
+    ("text", "names"),
+    list(
+        zip(
+            AWKWARD,
+            [
+                ["requests", "six"],
+                ["requests", "six"],
+                ["lib", "requests"],
+                ["requests"],
+                ["foo", "bar"],
+                ["foo", "lib"],
+            ],
+            strict=True,
+        )
+    ),
+)
+def test_awkward_files_are_read_as_pip_reads_them(text: str, names: list[str]) -> None:
+    """The names pip's own parser finds in each awkward file (pip 23.2)."""
+    assert list(_parse(text).names) == names
+
+
+@pytest.mark.parametrize("text", [MIXED, "requests\n", "a @ git+ssh://git@h/a.git@v1\n", *AWKWARD])
 def test_the_two_steps_install_every_requirement_once(text: str, tmp_path: Path) -> None:
     """The template's filter and the tool's split agree: each requirement in exactly one
     step, the file's options in both, hashes kept with their requirement."""
