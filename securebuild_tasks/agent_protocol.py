@@ -155,8 +155,14 @@ def _sign_request_key(payload: bytes) -> bytes:
 def _connect(path: str, timeout: float) -> socket.socket:
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     try:
-        sock.settimeout(timeout)
+        # A blocking connect waits for room in a busy agent's queue, where a
+        # socket with a timeout (non-blocking inside) would fail at once with
+        # EAGAIN; the send timeout bounds that wait.
+        seconds = int(timeout)
+        micros = int((timeout - seconds) * 1e6)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, struct.pack("ll", seconds, micros))
         sock.connect(path)
+        sock.settimeout(timeout)
     except OSError as exc:
         sock.close()
         raise AgentProtocolError(
@@ -230,7 +236,10 @@ class FilteringAgentProxy:
             self._socket_id = (st.st_dev, st.st_ino)
             # Restrict before listen() so no other user can ever connect.
             os.chmod(self.socket_path, 0o600)
-            listener.listen(16)
+            # As deep a queue as the system allows: parallel git fetches connect
+            # at once, and Go's dialer (docker's --ssh forwarder) gives up on a
+            # full queue rather than waiting, where ssh-agent's would have room.
+            listener.listen(socket.SOMAXCONN)
             listener.setblocking(False)
         except OSError:
             listener.close()

@@ -70,6 +70,21 @@ def check_token_text(token: str, what: str) -> str:
             " .netrc cannot carry",
             hint="check that you pasted only the token",
         )
+    if "\\" in token:
+        # Python's netrc (pip's) reads a backslash as an escape, uv's does not:
+        # the two would send different tokens.
+        raise KeySourceError(
+            f"the {what} has a backslash, which pip and uv read differently from a .netrc",
+            hint="check that you pasted only the token",
+        )
+    try:
+        token.encode("utf-8")
+    except UnicodeEncodeError:
+        # Bytes that are not UTF-8 (from the environment or a pipe) cannot be
+        # written to the .netrc or stored in a keyring; the position is not said.
+        raise KeySourceError(
+            f"the {what} is not UTF-8 text", hint="check that you pasted only the token"
+        ) from None
     return token
 
 
@@ -161,6 +176,7 @@ class IndexCredentials:
         the token to wherever the index points.
         """
         import base64
+        import http.client
         import urllib.error
         import urllib.request
 
@@ -177,7 +193,9 @@ class IndexCredentials:
                 return False
         except urllib.error.HTTPError as exc:
             return exc.code in (401, 403)
-        except (OSError, ValueError):
+        except (OSError, ValueError, http.client.HTTPException):
+            # Not an answer (no HTTP there, a cut reply): no refusal to report,
+            # and the build's own error is said instead.
             return False
 
 

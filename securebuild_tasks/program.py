@@ -17,6 +17,7 @@ from invoke.program import Program
 
 from . import __version__
 from .errors import silence_stdout
+from .settings import INVOKE_ENV_PREFIX
 from .tasks import make_collection
 from .tasks._common import config_file_error
 
@@ -30,7 +31,7 @@ class SecurebuildConfig(Config):
     """
 
     prefix = "securebuild"
-    env_prefix = "SECUREBUILD_INVOKE"  # type: ignore[assignment]  # invoke types it as None
+    env_prefix = INVOKE_ENV_PREFIX  # type: ignore[assignment]  # invoke types it as None
 
 
 class SecurebuildProgram(Program):

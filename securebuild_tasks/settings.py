@@ -51,6 +51,10 @@ INDEX_TOKEN_SOURCES = ("auto", "environment", "keyring")
 #: setting: settings are shown (`show-settings`), and a token must never be.
 INDEX_TOKEN_ENV = f"{ENV_PREFIX}INDEX_TOKEN"
 
+#: The prefix under which the `securebuild` program's invoke reads its own config
+#: from the environment (``SECUREBUILD_INVOKE_RUN_ECHO``): not settings.
+INVOKE_ENV_PREFIX = f"{ENV_PREFIX}INVOKE"
+
 #: Secret ids the template itself uses; user secrets may not take them.
 RESERVED_SECRET_IDS = ("known_hosts", "ca_bundle", "pip_config", "uv_config", "netrc")
 
@@ -232,6 +236,8 @@ def _prefixed(source: Mapping[str, str | None], origin: str) -> dict[str, str]:
     for key, value in source.items():
         if not key.upper().startswith(ENV_PREFIX) or value is None:
             continue
+        if origin == "the environment" and key.upper().startswith(INVOKE_ENV_PREFIX + "_"):
+            continue  # invoke's own, under the `securebuild` program
         if key.upper() == INDEX_TOKEN_ENV:
             if origin != "the environment":
                 # A token in a project file is what index_url's keyring entry avoids.
@@ -296,7 +302,8 @@ def _convert(name: str, value: Any, origin: str) -> Any:
         if expected is bool:
             return _to_bool(value)
         if expected is int:
-            if isinstance(value, bool):
+            # Not a bool, and not a float with a fraction, which int() would cut off.
+            if isinstance(value, bool) or (isinstance(value, float) and not value.is_integer()):
                 raise ValueError
             return int(value)
         if expected is dict:
@@ -304,7 +311,8 @@ def _convert(name: str, value: Any, origin: str) -> Any:
         if not isinstance(value, str):
             raise ValueError
         return value.strip()
-    except (TypeError, ValueError):  # int() raises TypeError for None, lists, dicts
+    # int() raises TypeError for None, lists, dicts, and OverflowError for YAML's .inf.
+    except (TypeError, ValueError, OverflowError):
         kind = {bool: "true or false", int: "a whole number", dict: "NAME=VALUE pairs"}.get(
             expected, "text"
         )
@@ -392,8 +400,9 @@ def _validate(s: Settings, origins: Mapping[str, str]) -> None:
             f"names several platforms ({s.platform}); a build loaded into the local engine has one",
             "build one platform per run, e.g. linux/amd64",
         )
-    if s.key_lifetime <= 0:
-        raise bad("key_lifetime", f"must be positive, not {s.key_lifetime}")
+    if not 0 < s.key_lifetime < 2**31:
+        # ssh-add -t takes a 32-bit count of seconds; past it, it refuses the key late.
+        raise bad("key_lifetime", f"must be from 1 to {2**31 - 1} seconds, not {s.key_lifetime}")
     if not s.keyring_service or not s.keyring_key:
         name = "keyring_service" if not s.keyring_service else "keyring_key"
         raise bad(name, "must not be empty")

@@ -17,7 +17,7 @@ from invoke.context import Context
 from invoke.exceptions import Exit
 from invoke.tasks import task
 
-from ..errors import SecurebuildError, silence_stdout
+from ..errors import KeySourceError, SecurebuildError, silence_stdout
 from ..index import adopt_env_token
 from ..settings import HELP, NAMESPACE, Settings, resolve
 
@@ -66,6 +66,15 @@ def reports_errors(func: F) -> F:
             return func(*args, **kwargs)
         except SecurebuildError as exc:
             raise Exit(f"securebuild: error: {exc.line()}", code=exc.exit_code) from None
+        except EOFError:
+            # Ctrl-D at a hidden prompt (getpass): nothing was entered, nothing
+            # stored. The prompt's line was never ended: the error starts its own.
+            print(file=sys.stderr)
+            error = KeySourceError(
+                "standard input ended at the prompt, so nothing was entered",
+                hint="type the answer and press Enter, or pipe it on standard input",
+            )
+            raise Exit(f"securebuild: error: {error.line()}", code=error.exit_code) from None
         except BrokenPipeError:
             # The reader went away (`inv show-settings | head`): stop quietly.
             silence_stdout()

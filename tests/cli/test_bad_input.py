@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import need
-from tests.support.cli import run_cli, user_env
+from tests.support.cli import run_cli, run_in_pty, user_env
 from tests.support.realparts import Agent, make_key
 
 USER_TASKS = (
@@ -355,3 +355,17 @@ def test_dotenv_inside_context_is_refused(user_project: UserProject) -> None:
     (user_project.path / ".env").write_text("SECUREBUILD_TAG=v1\n")
     done = user_project.inv("build-image")
     one_line_error(done, 2, "env_file", ".env", ".dockerignore")
+
+
+@pytest.mark.parametrize("task", ["store-token", "store-key"])
+def test_ctrl_d_at_a_hidden_prompt_is_one_line(tmp_path: Path, task: str) -> None:
+    """Ctrl-D at the token or passphrase prompt ends the task in one line, storing nothing."""
+    key = make_key(tmp_path / "keys", "enc", passphrase="open sesame")
+    args = [task] if task == "store-token" else [task, "--key-file", str(key.private)]
+    env = user_env(SECUREBUILD_INDEX_URL="https://pypi.example.com/simple/")
+    code, out = run_in_pty("securebuild_tasks", tmp_path, *args, env=env, timeout=60, typed=b"\x04")
+    text = out.decode(errors="replace")
+    assert code == 3, text
+    assert "Traceback" not in text
+    assert text.strip().splitlines()[-1].startswith("securebuild: error: ")
+    assert "standard input ended" in text

@@ -55,11 +55,13 @@ def run_in_pty(
     env: Mapping[str, str],
     timeout: float = 600,
     columns: int = 120,
+    typed: bytes = b"",
 ) -> tuple[int, bytes]:
     """``python -m MODULE ARGS`` with a real pseudo-terminal as stdin, stdout and stderr.
 
     Programs then behave as in a user's terminal (docker renders BuildKit's tty
-    progress). Returns the exit code and everything written to the terminal.
+    progress). ``typed`` is typed at the terminal once the program has written
+    something (a prompt). Returns the exit code and everything written to the terminal.
     """
     import fcntl  # POSIX only, like pseudo-terminals
     import pty
@@ -93,6 +95,9 @@ def run_in_pty(
             if not data:
                 break
             chunks.append(data)
+            if typed:
+                os.write(master, typed)
+                typed = b""
         code = process.wait(timeout=max(1.0, deadline - time.monotonic()))
     finally:
         if process.poll() is None:

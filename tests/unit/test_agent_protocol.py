@@ -351,3 +351,26 @@ def test_unreachable_upstream_closes_client_connection(agent: Agent) -> None:
         for _ in range(2):  # the second client proves the server is still accepting
             with pytest.raises(AgentProtocolError, match="closed the connection"):
                 list_identities(server.socket_path)
+
+
+def test_a_burst_of_clients_is_taken_as_ssh_agent_takes_it(
+    agent: Agent, proxy: FilteringAgentProxy
+) -> None:
+    """Parallel git fetches open many connections at once, and Go's dialer (docker's
+    --ssh forwarder) gives up on a full backlog rather than waiting: none may be refused,
+    and each is then served."""
+    clients = []
+    try:
+        for _ in range(64):
+            client = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            client.setblocking(False)
+            clients.append(client)
+            client.connect(proxy.socket_path)  # BlockingIOError when the backlog is full
+        for client in clients:
+            client.setblocking(True)
+            client.settimeout(10)
+            client.sendall(_frame(b"\x0b"))  # REQUEST_IDENTITIES
+            assert _recv_frame(client)[:1] == b"\x0c"  # IDENTITIES_ANSWER
+    finally:
+        for client in clients:
+            client.close()

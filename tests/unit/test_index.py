@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import http.server
 import os
+import socket
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -183,3 +184,42 @@ def test_token_check_follows_redirects_only_within_the_index(
     assert not _creds_for(f"{own_url}/simple/", tmp_path).refused()
     assert [path for path, _ in own.seen] == ["/simple/"]
     assert elsewhere.seen == []
+
+
+@pytest.mark.parametrize(
+    ("token", "said"),
+    [
+        ("tok\udcffen-" + "x" * 20, "not UTF-8 text"),
+        ("tok\\en-" + "x" * 20, "has a backslash"),
+    ],
+)
+def test_tokens_a_netrc_cannot_carry_are_refused_without_echo(
+    tmp_path: Path, token: str, said: str
+) -> None:
+    """Bytes from the environment that are not UTF-8 (Python keeps them as surrogates),
+    or a backslash (an escape to pip's netrc reader, not to uv's): one line, no token."""
+    creds = _creds_for("https://pypi.example.com/simple/", tmp_path)
+    index._taken[INDEX_TOKEN_ENV] = token
+    with pytest.raises(KeySourceError, match=said) as caught:
+        creds.check()
+    assert "x" * 20 not in caught.value.line()
+
+
+def test_token_check_against_something_that_is_no_http_server(tmp_path: Path) -> None:
+    """An index_url whose port answers with something that is not HTTP: no refusal,
+    and no traceback (the build's own error is reported instead)."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(1)
+
+    def answer() -> None:
+        conn, _ = listener.accept()
+        with conn:
+            conn.recv(4096)
+            conn.sendall(b"SSH-2.0-OpenSSH_9.2\r\n")
+
+    threading.Thread(target=answer, daemon=True).start()
+    try:
+        assert not _creds_for(f"http://127.0.0.1:{listener.getsockname()[1]}/", tmp_path).refused()
+    finally:
+        listener.close()

@@ -308,6 +308,16 @@ def test_dotenv_cannot_move_itself(tmp_path: Path) -> None:
 # --- unknown names ------------------------------------------------------------------
 
 
+def test_the_programs_own_invoke_variables_are_not_settings(tmp_path: Path) -> None:
+    """SECUREBUILD_INVOKE_* configure invoke under the `securebuild` program (its env
+    prefix): they are not taken for unknown settings; in a .env file they still are."""
+    environ = {"SECUREBUILD_INVOKE_RUN_ECHO": "true", "SECUREBUILD_TAG": "v9"}
+    assert resolve({}, environ=environ, cwd=tmp_path).tag == "v9"
+    (tmp_path / ".env").write_text("SECUREBUILD_INVOKE_RUN_ECHO=true\n")
+    with pytest.raises(SettingsError, match="invoke_run_echo"):
+        resolve({}, environ={}, cwd=tmp_path)
+
+
 @pytest.mark.parametrize(
     ("level", "origin"),
     [
@@ -430,6 +440,10 @@ def test_invalid_string_values(tmp_path: Path, name: str, raw: str, kind: str) -
         ("key_lifetime", [1]),
         ("key_lifetime", None),
         ("key_lifetime", {"a": 1}),
+        ("key_lifetime", 3600.9),
+        ("key_lifetime", float("inf")),
+        ("key_lifetime", 2**31),
+        ("key_lifetime", 0),
         ("allow_insecure_keyring", 1),
         ("build_args", 5),
     ],
@@ -527,7 +541,7 @@ def test_valid_docker_names_accepted(tmp_path: Path) -> None:
 @pytest.mark.parametrize("value", ["0", "-5"])
 def test_key_lifetime_must_be_positive(tmp_path: Path, value: str) -> None:
     """A key lifetime of zero or less is refused."""
-    with pytest.raises(SettingsError, match=r"key_lifetime .* must be positive"):
+    with pytest.raises(SettingsError, match=r"key_lifetime .* must be from 1 to"):
         resolve({}, environ={"SECUREBUILD_KEY_LIFETIME": value}, cwd=tmp_path)
 
 
