@@ -12,17 +12,20 @@ for the configured key too.
 from __future__ import annotations
 
 import contextlib
+import gzip
 import hashlib
+import io
 import json
 import os
 import re
 import shutil
 import subprocess
 import tarfile
+import zlib
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO
+from typing import IO, Any, cast
 
 from .agent import private_workdir
 from .engine import inspect_with_cli
@@ -98,49 +101,96 @@ def _scan(data: bytes, needles: Iterable[bytes], headers: bool) -> list[str]:
     return found
 
 
-def _layers(saved: IO[bytes]) -> Iterator[tuple[str, IO[bytes]]]:
+def _layers(saved: IO[bytes], image: str) -> Iterator[tuple[str, IO[bytes]]]:
     """Each layer tarball of a `docker save` archive (docker's and OCI's layouts)."""
     with tarfile.open(fileobj=saved) as archive:
         manifest_file = archive.extractfile("manifest.json")
         manifest = json.load(manifest_file) if manifest_file else []
         for entry in manifest:
             for layer in entry.get("Layers", []):
-                member = archive.extractfile(layer)
+                try:
+                    member = archive.extractfile(layer)
+                except KeyError:
+                    # Some engines list a layer they do not write (moby#49473).
+                    raise EngineError(
+                        f"docker save of {image} lists layer {layer} but does not hold it,"
+                        " so the image cannot be searched whole",
+                        hint="pull or build the image again, then audit it",
+                    ) from None
                 if member is not None:
                     yield layer, member
+
+
+GZIP = b"\x1f\x8b"
+ZSTD = b"\x28\xb5\x2f\xfd"
+
+
+def _uncompressed(name: str, layer: IO[bytes]) -> Any:
+    """A layer's tar stream. `docker save` writes layers as plain tars; with the
+    containerd image store, as the registry blobs they were: gzip, or zstd."""
+    buffered = io.BufferedReader(cast(Any, layer))  # peek() at the magic bytes
+    magic = buffered.peek(4)[:4]
+    if magic.startswith(GZIP):
+        return gzip.GzipFile(fileobj=buffered, mode="rb")
+    if magic == ZSTD:
+        try:
+            from compression import zstd  # type: ignore[import-not-found]  # Python 3.14
+
+            return zstd.ZstdFile(buffered)
+        except ImportError:
+            pass
+        try:
+            import zstandard
+        except ImportError:
+            raise EngineError(
+                f"layer {name[:24]} is zstd-compressed, and this Python cannot read zstd",
+                hint="install the zstandard package (pip install zstandard), then audit again",
+            ) from None
+        return zstandard.ZstdDecompressor().stream_reader(buffered)
+    return buffered
 
 
 def _scan_layer(
     name: str, layer: IO[bytes], needles: list[bytes], headers: bool
 ) -> tuple[str, list[Finding]]:
+    """Search a layer file by file; return its diff id (the sha256 of its
+    uncompressed tar, as the image's RootFS lists it) and the findings."""
     digest = hashlib.sha256()
     findings: list[Finding] = []
+    stream: IO[bytes] = _uncompressed(name, layer)
 
     class Hashing:
         """Hash the layer while tarfile reads it, to tell base layers apart."""
 
         def read(self, size: int = -1) -> bytes:
-            chunk = layer.read(size)
+            chunk = stream.read(size)
             digest.update(chunk)
             return chunk
 
-    with tarfile.open(fileobj=Hashing(), mode="r|*") as files:  # type: ignore[call-overload]
-        for member in files:
-            if not member.isfile():
-                continue
-            extracted = files.extractfile(member)
-            if extracted is None:
-                continue
-            tail = b""
-            seen: set[str] = set()
-            while chunk := extracted.read(_MAX_FILE):
-                for what in _scan(tail + chunk, needles, headers):
-                    if what not in seen:
-                        seen.add(what)
-                        findings.append(Finding(f"layer {name[:24]}: /{member.name}", what))
-                tail = chunk[-64:]
-    while layer.read(1 << 20):  # hash the tar's padding too
-        pass
+    try:
+        with tarfile.open(fileobj=Hashing(), mode="r|") as files:  # type: ignore[call-overload]
+            for member in files:
+                if not member.isfile():
+                    continue
+                extracted = files.extractfile(member)
+                if extracted is None:
+                    continue
+                tail = b""
+                seen: set[str] = set()
+                while chunk := extracted.read(_MAX_FILE):
+                    for what in _scan(tail + chunk, needles, headers):
+                        if what not in seen:
+                            seen.add(what)
+                            findings.append(Finding(f"layer {name[:24]}: /{member.name}", what))
+                    tail = chunk[-64:]
+        while stream.read(1 << 20):  # hash the tar's padding too
+            pass
+    except (tarfile.TarError, OSError, EOFError, zlib.error) as exc:
+        raise EngineError(
+            f"layer {name[:24]} of the saved image cannot be read ({exc.__class__.__name__}),"
+            " so the image cannot be searched whole",
+            hint="save the image again (`docker save`), or report the engine and its version",
+        ) from None
     return f"sha256:{digest.hexdigest()}", findings
 
 
@@ -156,7 +206,8 @@ def audit_image(
         except EngineError:
             base_layers = set()
     findings: list[Finding] = []
-    for variable in info.get("Config", {}).get("Env") or []:
+    # "Config": null is seen on some engines' inspect output.
+    for variable in (info.get("Config") or {}).get("Env") or []:
         name = variable.split("=", 1)[0]
         if re.fullmatch(SECRET_NAME, name, re.IGNORECASE):
             findings.append(Finding("image config", f"ENV {name} is named like a secret"))
@@ -188,7 +239,7 @@ def audit_image(
         if done.returncode != 0:
             raise EngineError(f"docker save {image} failed", hint="check the daemon and the image")
         with saved_path.open("rb") as saved:
-            for name, layer in _layers(saved):
+            for name, layer in _layers(saved, image):
                 # A layer's diff id is the sha256 of its tar; found while scanning.
                 digest, layer_findings = _scan_layer(name, layer, needles, headers=True)
                 if digest in base_layers:

@@ -119,7 +119,9 @@ def engine_items(settings: Settings, cwd: Path) -> list[Item]:
         ) from None
 
     def remover(image_id: str) -> Callable[[], None]:
-        return lambda: client.images.remove(image_id, force=True)
+        # Not forced: an image a container uses, running or stopped, is kept
+        # (the engine answers 409, and `clean` reports it and goes on).
+        return lambda: client.images.remove(image_id)
 
     items = [
         Item("dangling image", image.id, int(image.attrs.get("Size", 0)), remover(image.id))
@@ -195,28 +197,44 @@ def _leaves_first(records: list[dict[str, Any]]) -> list[str]:
     return sorted(ids, key=depth, reverse=True)
 
 
-def clean(settings: Settings, cwd: Path, *, dry_run: bool, local_only: bool) -> list[Item]:
-    """Find what to remove and (unless ``dry_run``) remove it; return the items.
+def clean(
+    settings: Settings,
+    cwd: Path,
+    *,
+    dry_run: bool,
+    local_only: bool,
+    kept: list[str] | None = None,
+) -> list[Item]:
+    """Find what to remove and (unless ``dry_run``) remove it; return what was removed.
 
-    The engine is asked first: with no daemon, nothing is removed at all.
+    The engine is asked first: with no daemon, nothing is removed at all. An
+    image a container still uses is kept, said in ``kept``, and the rest goes on.
     """
     import docker.errors
 
     items = [] if local_only else engine_items(settings, cwd)
     items = local_items(settings, cwd) + items
-    if not dry_run:
-        for item in items:
-            try:
-                item.remove()
-            except docker.errors.DockerException as exc:
-                raise EngineError(
-                    f"the daemon refused to remove {item.describe()} ({exc.__class__.__name__})",
-                    hint="see `docker system df -v`; run `inv clean` again once the build using"
-                    " it has finished",
-                ) from None
-            except OSError as exc:
-                raise SecurebuildError(
-                    f"cannot remove {item.describe()}: {exc.strerror or exc.__class__.__name__}",
-                    hint="check its permissions, then run `inv clean` again",
-                ) from None
-    return items
+    if dry_run:
+        return items
+    removed = []
+    for item in items:
+        try:
+            item.remove()
+        except docker.errors.DockerException as exc:
+            if isinstance(exc, docker.errors.APIError) and exc.status_code == 409:
+                # A container, running or stopped, uses the image: kept, and on.
+                if kept is not None:
+                    kept.append(f"{item.describe()}: a container uses it; remove that first")
+                continue
+            raise EngineError(
+                f"the daemon refused to remove {item.describe()} ({exc.__class__.__name__})",
+                hint="see `docker system df -v`; run `inv clean` again once the build using"
+                " it has finished",
+            ) from None
+        except OSError as exc:
+            raise SecurebuildError(
+                f"cannot remove {item.describe()}: {exc.strerror or exc.__class__.__name__}",
+                hint="check its permissions, then run `inv clean` again",
+            ) from None
+        removed.append(item)
+    return removed

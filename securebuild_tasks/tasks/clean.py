@@ -23,9 +23,12 @@ def clean(c: Context, settings: Settings, dry_run: bool = False, local_only: boo
     """Remove the wheelhouse, this project's dangling images and private build cache."""
     from ..clean import clean as run_clean
 
-    items = run_clean(settings, Path.cwd(), dry_run=dry_run, local_only=local_only)
+    kept: list[str] = []
+    items = run_clean(settings, Path.cwd(), dry_run=dry_run, local_only=local_only, kept=kept)
     verb = "would remove" if dry_run else "removed"
     for item in items:
         print(f"securebuild: {verb} {item.describe()}", file=sys.stderr)
-    if not items:
+    for reason in kept:
+        print(f"securebuild: kept {reason}", file=sys.stderr)
+    if not items and not kept:
         print("securebuild: nothing to clean", file=sys.stderr)

@@ -54,6 +54,11 @@ def test_clean_removes_only_its_own(
         text=True,
         check=True,
     ).stdout.strip()
+    # A stopped container of the first image: clean keeps that image and goes on.
+    user = f"sbt-user-{os.getpid()}"
+    subprocess.run(
+        [engine.docker, "create", "--name", user, first_id], check=True, capture_output=True
+    )
     (project.path / "app" / "changed.py").write_text("CHANGED = True\n")
     assert project.inv("build-image", env=env).returncode == 0  # the first image is dangling now
     assert project.inv("vendor", env=env).returncode == 0
@@ -88,7 +93,8 @@ def test_clean_removes_only_its_own(
         assert done.returncode == 0, done.stderr
         assert not wheelhouse.exists()
         assert not stale.exists()
-        assert not _image_exists(engine, first_id)
+        assert _image_exists(engine, first_id)
+        assert f"kept dangling image {first_id}" in done.stderr
         assert _private_records() == []
         assert _records("cached mount /var/lib/apt/lists ") == public_caches
         assert (project.path / "notes.txt").read_text() == "mine\n"
@@ -98,10 +104,16 @@ def test_clean_removes_only_its_own(
         assert _image_exists(engine, other)
         assert _image_exists(engine, base_image)
 
+        subprocess.run([engine.docker, "rm", user], check=True, capture_output=True)
+        freed = project.inv("clean")
+        assert freed.returncode == 0, freed.stderr
+        assert not _image_exists(engine, first_id)
+
         again = project.inv("clean")
         assert again.returncode == 0
         assert "nothing to clean" in again.stderr
     finally:
+        subprocess.run([engine.docker, "rm", user], capture_output=True, check=False)
         subprocess.run([engine.docker, "image", "rm", other], capture_output=True, check=False)
 
 
