@@ -150,14 +150,14 @@ def _collect(started: _Started) -> list[tuple[int, str]]:
     results: list[tuple[int, str]] = []
     for process in started:
         if isinstance(process, OSError):
-            results.append((127, process.__class__.__name__))
+            results.append((127, process.strerror or process.__class__.__name__))
             continue
         try:
             out, err = process.communicate(timeout=30)
         except subprocess.TimeoutExpired:
             process.kill()
             process.communicate()
-            results.append((127, "TimeoutExpired"))
+            results.append((127, "no answer in 30 s"))
             continue
         results.append((process.returncode, (out or err).strip()))
     return results
@@ -229,14 +229,17 @@ class EngineProbe:
                 started, self._started = self._started, []
             else:
                 started = _start_queries(self._queries(candidate))
-            (code, out), *buildx = _collect(started)
-            if code != 0 and not out:
-                refusals.append(f"{candidate} does not run")
-                continue
-            first = out.splitlines()[0] if out else ""
+            (_, out), *buildx = _collect(started)
+            first = out.splitlines()[0].strip() if out else ""
             version, separator, server = first.partition("|")
+            if not separator and not re.match(r"v?\d+\.\d+", first):
+                # Not the version line asked for (even without a daemon the
+                # client prints its own half): what it said instead.
+                said = f" ({first[:160]})" if first else ""
+                refusals.append(f"{candidate} does not run{said}")
+                continue
             version = version.strip() or "unknown"
-            server = server.strip() if separator else ""
+            server = server.strip()
             if buildx and buildx[0][0] == 0:
                 self._engine = Engine(candidate, "buildx", version, server)
                 return self._engine
@@ -246,10 +249,14 @@ class EngineProbe:
             refusals.append(
                 f"{candidate} {version} has no buildx plugin" + _classic_refusal(version, builder)
             )
+        if all(" does not run" in refusal for refusal in refusals):
+            hint = "run `docker version` to see what is wrong with the client and its context"
+        else:
+            hint = "install the docker buildx plugin, or point securebuild.docker at a client"
+            hint += " that has it"
         raise EngineError(
             "no docker client here can run BuildKit builds (" + "; ".join(refusals) + ")",
-            hint="install the docker buildx plugin, or point securebuild.docker at a client"
-            " that has it",
+            hint=hint,
         )
 
 
@@ -313,8 +320,14 @@ def endpoint(docker_cli: str) -> str:
         ]
     )
     host, _, tls = out.strip().partition(" ")
-    if code != 0 or not host:
-        return ""
+    if code != 0 or not host or "://" not in host:
+        # Falling back to the default socket would reach another daemon than
+        # the CLI (and the build) would.
+        said = out.strip().splitlines()[0][:160] if out.strip() else f"exit code {code}"
+        raise EngineError(
+            f"the docker context {_context_name()} cannot be read ({said})",
+            hint="check `docker context ls`, or set DOCKER_CONTEXT / DOCKER_HOST",
+        )
     if tls.strip() not in ("", "0"):
         raise _NoSDK(host)
     return host

@@ -19,6 +19,7 @@ from securebuild_tasks.engine import (
     Engine,
     EngineProbe,
     detect_engine,
+    endpoint,
     engine_socket,
     inspect_image,
 )
@@ -344,3 +345,38 @@ def test_engine_socket_follows_the_clis_order(
     assert engine_socket() == DEFAULT_SOCKET
     (config / "config.json").write_text(json.dumps({"currentContext": "colima"}))
     assert engine_socket() == ""
+
+
+@pytest.mark.parametrize(
+    ("script", "said"),
+    [
+        # The CLI cannot even start: its message, not a "version".
+        ('echo "context \\"nosuch\\": context not found" >&2; exit 1', "context not found"),
+        ("", "Permission denied"),
+    ],
+)
+def test_a_client_that_does_not_run_is_said_so(tmp_path: Path, script: str, said: str) -> None:
+    """What a failing client printed is reported as why it does not run, never read
+    as its version (which would send the user off to install buildx)."""
+    docker = stand_in_docker(tmp_path, f"#!/bin/sh\n{script}\n")
+    if not script:
+        docker.chmod(0o644)
+    with pytest.raises(EngineError) as info:
+        detect_engine(str(docker))
+    assert f"{docker} does not run (" in info.value.message
+    assert said in info.value.message
+    assert "buildx" not in info.value.line()
+
+
+def test_an_unreadable_docker_context_is_an_error_not_the_default_socket(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The SDK must reach the daemon the CLI reaches: a context the CLI cannot read
+    is one line, not a quiet fall back to the default socket."""
+    docker = stand_in_docker(
+        tmp_path, '#!/bin/sh\necho "context \\"nosuch\\": context not found" >&2\nexit 1\n'
+    )
+    monkeypatch.delenv("DOCKER_HOST", raising=False)
+    monkeypatch.setenv("DOCKER_CONTEXT", "nosuch")
+    with pytest.raises(EngineError, match=r"docker context nosuch cannot be read \(context "):
+        endpoint(str(docker))
