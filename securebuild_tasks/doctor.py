@@ -169,7 +169,8 @@ def _dockerfile(settings: Settings, cwd: Path, requirements: dict[str, Requireme
     if path == template_path():
         return f"the built-in template ({path})"
     try:
-        text = path.read_text(encoding="utf-8")
+        # Bytes that are not UTF-8 (a Latin-1 comment) do not matter to these checks.
+        text = path.read_text(encoding="utf-8", errors="replace")
     except OSError as exc:
         raise SecurebuildError(
             f"cannot read {path} ({exc.strerror})", hint="fix securebuild.dockerfile"

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .build import template_path
-from .errors import SettingsError
+from .errors import SecurebuildError, SettingsError
 from .settings import ENV_PREFIX, HELP, defaults
 
 DOCKERIGNORE_ENTRIES = (
@@ -88,10 +88,18 @@ def init_project(
             f"--entry {entry!r} is not a module name", hint="e.g. app or myservice.main"
         )
     base = base_image or f"python:{python}-slim"
+    # Everything that could stop init is found before anything is written.
+    for name in ("Dockerfile", ".env.example", ".dockerignore", "tasks.py"):
+        if (directory / name).exists() and not (directory / name).is_file():
+            raise SettingsError(
+                f"{directory / name} is not a file, so init cannot write it",
+                hint="move it away, then run init again",
+            )
+    existing = _read_dockerignore(directory / ".dockerignore")
     results = [
         _write(directory / "Dockerfile", render_dockerfile(base, entry), force),
         _write(directory / ".env.example", env_example(), force),
-        _dockerignore(directory / ".dockerignore"),
+        _dockerignore(directory / ".dockerignore", existing),
     ]
     tasks = directory / "tasks.py"
     if tasks.exists() and not force:
@@ -105,18 +113,44 @@ def _write(path: Path, text: str, force: bool) -> Written:
     if path.exists() and not force:
         return Written(path, "kept")
     action = "overwritten" if path.exists() else "created"
-    temporary = path.with_name(f".{path.name}.securebuild-tmp")
-    temporary.write_text(text, encoding="utf-8")
-    temporary.replace(path)
+    _replace(path, text)
     return Written(path, action)
 
 
-def _dockerignore(path: Path) -> Written:
-    existing = path.read_text(encoding="utf-8").splitlines() if path.exists() else []
+def _replace(path: Path, text: str) -> None:
+    """Write ``text`` beside ``path``, then rename: never half a file, no leftover."""
+    temporary = path.with_name(f".{path.name}.securebuild-tmp")
+    try:
+        temporary.write_text(text, encoding="utf-8")
+        temporary.replace(path)
+    except OSError as exc:
+        temporary.unlink(missing_ok=True)
+        raise SecurebuildError(
+            f"cannot write {path}: {exc.strerror or exc.__class__.__name__}",
+            hint="check the folder's permissions and free space, then run init again",
+        ) from None
+
+
+def _read_dockerignore(path: Path) -> list[str]:
+    try:
+        return path.read_text(encoding="utf-8").splitlines() if path.exists() else []
+    except UnicodeDecodeError:
+        raise SettingsError(
+            f"{path} is not UTF-8 text, so init cannot add its lines to it",
+            hint="save it as UTF-8, then run init again",
+        ) from None
+    except OSError as exc:
+        raise SecurebuildError(
+            f"cannot read {path}: {exc.strerror or exc.__class__.__name__}",
+            hint="check its permissions, then run init again",
+        ) from None
+
+
+def _dockerignore(path: Path, existing: list[str]) -> Written:
     missing = [entry for entry in DOCKERIGNORE_ENTRIES if entry not in existing]
     if not missing:
         return Written(path, "kept")
     block = ["# Added by securebuild-tasks: keys, tokens and .env stay out of builds."]
     lines = [*existing, *([""] if existing else []), *block, *missing]
-    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    _replace(path, "\n".join(lines) + "\n")
     return Written(path, "updated" if existing else "created")

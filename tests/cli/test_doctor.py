@@ -60,6 +60,11 @@ def test_doctor_finds_each_problem_then_passes(tmp_path: Path) -> None:
     assert fixed.returncode == 0, fixed.stdout + fixed.stderr
     assert all(line.startswith("ok") for line in fixed.stdout.splitlines())
 
+    # A byte that is not UTF-8 (a Latin-1 comment) changes nothing for the checks.
+    (project / "Dockerfile").write_bytes(b"# caf\xe9\n" + (project / "Dockerfile").read_bytes())
+    latin = _doctor(project, env)
+    assert latin.returncode == 0, latin.stdout + latin.stderr
+
 
 def test_doctor_checks_the_index_token_without_showing_it(tmp_path: Path) -> None:
     """With index_url, a missing token is a FAIL naming where it was looked for; with

@@ -70,3 +70,22 @@ def test_init_bad_input(tmp_path: Path) -> None:
     assert done.returncode == 2
     assert done.stderr.startswith("securebuild: error: --entry")
     assert list(tmp_path.iterdir()) == []
+
+
+def test_init_refuses_what_it_cannot_write_before_writing_anything(tmp_path: Path) -> None:
+    """A folder named Dockerfile (even with --force), or a .dockerignore that is not
+    UTF-8: one line, and no file written or left half-made."""
+    (tmp_path / "Dockerfile").mkdir()
+    done = _init(tmp_path, "--force")
+    assert done.returncode == 2, done.stderr
+    assert "Traceback" not in done.stderr
+    assert "Dockerfile is not a file" in done.stderr.strip().splitlines()[-1]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["Dockerfile"]
+
+    (tmp_path / "Dockerfile").rmdir()
+    (tmp_path / ".dockerignore").write_bytes(b"caf\xe9\n")
+    done = _init(tmp_path)
+    assert done.returncode == 2, done.stderr
+    assert "Traceback" not in done.stderr
+    assert ".dockerignore is not UTF-8 text" in done.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".dockerignore"]
