@@ -124,10 +124,22 @@ _ANSWERS: dict[tuple[str, ...], Callable[[], None]] = {
 }
 
 
+def _config_files() -> bool:
+    """Whether a config file invoke would load is there (system, user or project).
+
+    invoke reads them before it answers even ``--help``, and stops on a broken
+    one; the quick answers would not, so with any of them the Program answers.
+    """
+    bases = ("/etc/securebuild", os.path.expanduser("~/.securebuild"), "securebuild")
+    return any(
+        os.path.exists(f"{base}.{ext}") for base in bases for ext in ("yaml", "yml", "json", "py")
+    )
+
+
 def main() -> None:
     """Entry point of the ``securebuild`` console script."""
     answer = _ANSWERS.get(tuple(sys.argv[1:]))
-    if answer is None:
+    if answer is None or _config_files():
         from .program import run
 
         run()

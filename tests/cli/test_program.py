@@ -95,6 +95,24 @@ def test_quick_answers_match_the_invoke_program(tmp_path: Path) -> None:
     ) in cli.CORE_OPTIONS
 
 
+@pytest.mark.parametrize("args", [["--list"], ["--help"], ["--version"]])
+def test_a_broken_config_file_is_reported_by_the_quick_answers_too(
+    tmp_path: Path, args: list[str]
+) -> None:
+    """invoke reads securebuild.yaml before it answers anything and stops on a broken
+    one: so do the quick answers, with the same line and exit code."""
+    (tmp_path / "securebuild.yaml").write_text("securebuild: [unclosed\n")
+    quick = run_cli("securebuild_tasks", tmp_path, *args, env=user_env())
+    full = run_cli("securebuild_tasks.program", tmp_path, *args, env=user_env())
+    assert (quick.returncode, quick.stdout, quick.stderr) == (
+        full.returncode,
+        full.stdout,
+        full.stderr,
+    )
+    assert quick.returncode == 2
+    assert "cannot parse" in quick.stderr
+
+
 def test_task_summaries_are_the_tasks_help_lines() -> None:
     """The table `securebuild --help` prints from is each task's docstring line."""
     from invoke.util import helpline
