@@ -292,11 +292,34 @@ class FileKeySource(KeySource):
     @contextlib.contextmanager
     def forward(self, workdir: Path) -> Iterator[ForwardedKey]:
         label = f"key file {self.path()}"
-        key = load_private_key(self._read(), label, lambda: self._passphrase(label))
+        data = self._read()
+        from_keyring: list[bool] = []
+
+        def passphrase() -> bytes:
+            value = self._stored_passphrase(label)
+            from_keyring.append(value is not None)
+            return value if value is not None else self._prompt(label)
+
+        try:
+            key = load_private_key(data, label, passphrase)
+        except WrongPassphraseError:
+            if not from_keyring or not from_keyring[0]:
+                raise
+            # The keyring's passphrase entry is shared by every key file: it may
+            # be another key's. With auto, a terminal may still give the right one.
+            if self.settings.passphrase_source != "auto" or not sys.stdin.isatty():  # noqa: S105
+                entry = f"{self.settings.keyring_service}/{passphrase_name(self.settings)}"
+                raise KeySourceError(
+                    f"the passphrase in the keyring entry {entry} does not open the {label}",
+                    hint="store this key's with `inv store-key --key-file PATH"
+                    " --passphrase-only`, or set passphrase_source=prompt",
+                ) from None
+            key = load_private_key(data, label, lambda: self._prompt(label))
         with _ephemeral(workdir, key, self.settings, self.name) as forwarded:
             yield forwarded
 
-    def _passphrase(self, label: str) -> bytes:
+    def _stored_passphrase(self, label: str) -> bytes | None:
+        """The keyring's passphrase, when the settings look there and it has one."""
         mode = self.settings.passphrase_source
         if mode in ("auto", "keyring"):
             try:
@@ -312,6 +335,9 @@ class FileKeySource(KeySource):
                     f"the {label} is encrypted and the keyring has no passphrase for it",
                     hint="store it with `inv store-key --key-file PATH --passphrase-only`",
                 )
+        return None
+
+    def _prompt(self, label: str) -> bytes:
         if not sys.stdin.isatty():
             raise KeySourceError(
                 f"the {label} is encrypted and there is no terminal to ask for its passphrase",
@@ -368,6 +394,10 @@ def _ephemeral(
         yield ForwardedKey(str(agent.socket), key.fingerprint, source, agent.stop)
 
 
+class WrongPassphraseError(KeySourceError):
+    """The passphrase given does not open the key."""
+
+
 def load_private_key(data: bytes, label: str, passphrase: Callable[[], bytes]) -> LoadedKey:
     """Decode a private key (OpenSSH or PEM), asking for a passphrase only if needed.
 
@@ -402,7 +432,7 @@ def load_private_key(data: bytes, label: str, passphrase: Callable[[], bytes]) -
             try:
                 key = loader(data, password=secret)
             except ValueError:
-                raise KeySourceError(
+                raise WrongPassphraseError(
                     f"wrong passphrase for the {label}", hint="try again with the right one"
                 ) from None
     except UnsupportedAlgorithm:

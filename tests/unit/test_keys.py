@@ -326,6 +326,43 @@ def test_passphrase_only_refuses_unencrypted_key(
     assert memory_keyring.store == {}
 
 
+def test_another_keys_passphrase_in_the_keyring(
+    tmp_path: Path, memory_keyring: MemoryKeyring, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The keyring's passphrase entry is shared by every key file: when it opens another
+    key, a terminal is asked (auto); without one, the line names the entry to fix."""
+    stored = make_key(tmp_path / "a", "first", passphrase="first phrase")
+    other = make_key(tmp_path / "b", "second", passphrase="second phrase")
+    settings = Settings(key_file=str(other.private))
+    store_key_entries(
+        settings,
+        stored.private_bytes,
+        "key file first",
+        lambda: b"first phrase",
+        passphrase_only=True,
+    )
+    workdir = tmp_path / "work"
+    workdir.mkdir(mode=0o700)
+    monkeypatch.setattr("sys.stdin.isatty", lambda: False)
+    with pytest.raises(KeySourceError) as info, FileKeySource(settings).forward(workdir):
+        pass
+    assert "passphrase in the keyring entry securebuild-tasks/ssh-key.passphrase" in str(info.value)
+    assert "passphrase_source=prompt" in info.value.line()
+
+    # At a terminal, the user types this key's passphrase and the key is forwarded.
+    monkeypatch.setattr("sys.stdin.isatty", lambda: True)
+    monkeypatch.setattr("getpass.getpass", lambda prompt: "second phrase")
+    with FileKeySource(settings).forward(workdir) as forwarded:
+        listed = subprocess.run(
+            ["ssh-add", "-l", "-E", "sha256"],
+            env={"SSH_AUTH_SOCK": forwarded.socket},
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
+    assert forwarded.fingerprint in listed
+
+
 def test_keyring_source_uses_stored_passphrase(
     tmp_path: Path, memory_keyring: MemoryKeyring
 ) -> None:
