@@ -310,13 +310,14 @@ def run_audit(
 ) -> list[Finding]:
     """Audit ``image`` (and the data root, on request), writing one line per finding to
     ``report``; raise `AuditError` when there is any."""
-    from .engine import detect_engine
+    from .engine import docker_client
 
-    engine = detect_engine(settings.docker, settings.builder)
+    # Any docker client will do: an audit reads images, it builds nothing.
+    docker = docker_client(settings.docker)
     needles = configured_needles(settings)
-    findings = audit_image(engine.docker, image, needles=needles, base_image=settings.base_image)
+    findings = audit_image(docker, image, needles=needles, base_image=settings.base_image)
     if data_root:
-        findings += audit_data_root(engine.docker, needles)
+        findings += audit_data_root(docker, needles)
     if report is not None:
         for finding in findings:
             report.write(f"FOUND {finding.line()}\n")

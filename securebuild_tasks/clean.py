@@ -25,7 +25,7 @@ from typing import Any
 from . import lockfile
 from .agent import reap_stale_workdirs
 from .build import PROJECT_LABEL, project_id, resolve_context
-from .engine import detect_engine, sdk_client
+from .engine import docker_client, sdk_client
 from .errors import EngineError, SecurebuildError
 from .settings import Settings
 
@@ -104,9 +104,9 @@ def engine_items(settings: Settings, cwd: Path) -> list[Item]:
     import docker.errors
 
     context = resolve_context(settings, cwd)
-    engine = detect_engine(settings.docker, settings.builder)
     try:
-        client: Any = sdk_client(engine.docker)
+        # Any docker client: it only tells the SDK where the daemon is.
+        client: Any = sdk_client(docker_client(settings.docker))
         client.ping()
         images = client.images.list(
             filters={"dangling": True, "label": f"{PROJECT_LABEL}={project_id(context)}"}
@@ -214,6 +214,14 @@ def clean(
 
     items = [] if local_only else engine_items(settings, cwd)
     items = local_items(settings, cwd) + items
+    if not local_only and settings.buildx_builder and kept is not None:
+        # A named builder (docker-container, remote) keeps its cache itself,
+        # where the engine's API does not reach.
+        name = settings.buildx_builder
+        kept.append(
+            f"the build cache of buildx builder {name}, which the engine does not list:"
+            f" `docker buildx prune --builder {name} --all` removes it, private steps included"
+        )
     if dry_run:
         return items
     removed = []

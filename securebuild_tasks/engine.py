@@ -260,6 +260,12 @@ class EngineProbe:
         )
 
 
+def docker_client(docker: str = "") -> str:
+    """The docker CLI for work that needs no BuildKit (inspect, history, save, and
+    the SDK's endpoint): the configured one, else the first on PATH."""
+    return _docker_candidates(docker)[0]
+
+
 def detect_engine(docker: str = "", builder: str = "auto") -> Engine:
     """Find a docker client that can run BuildKit builds with ``--ssh``.
 

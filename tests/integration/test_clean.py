@@ -112,6 +112,11 @@ def test_clean_removes_only_its_own(
         again = project.inv("clean")
         assert again.returncode == 0
         assert "nothing to clean" in again.stderr
+
+        # A named buildx builder keeps its own cache: clean says how to empty it.
+        named = project.inv("clean", env={"SECUREBUILD_BUILDX_BUILDER": "sbt-shared"})
+        assert named.returncode == 0, named.stderr
+        assert "`docker buildx prune --builder sbt-shared --all`" in named.stderr
     finally:
         subprocess.run([engine.docker, "rm", user], capture_output=True, check=False)
         subprocess.run([engine.docker, "image", "rm", other], capture_output=True, check=False)

@@ -19,8 +19,9 @@ from typing import Any
 import pytest
 import zstandard
 
-from securebuild_tasks.audit import audit_image
+from securebuild_tasks.audit import audit_image, run_audit
 from securebuild_tasks.errors import EngineError
+from securebuild_tasks.settings import Settings
 from tests.support.cli import stand_in_docker
 
 PEM = (
@@ -141,3 +142,11 @@ def test_a_layer_that_is_no_tar_is_one_error(images: Path) -> None:
             archive.addfile(member, io.BytesIO(data))
     with pytest.raises(EngineError, match="cannot be read"):
         audit_image(docker, "app", needles=[], base_image="")
+
+
+def test_audit_needs_no_client_that_can_build(images: Path) -> None:
+    """An audit reads images: a docker client without buildx (its version answers
+    nothing here) audits as well as any."""
+    docker = _image(images, [{"app/main.py": b"print(1)\n"}], base=0)
+    settings = Settings(docker=docker, key_source="file", base_image="base")
+    assert run_audit(settings, "app") == []
