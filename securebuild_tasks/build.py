@@ -324,7 +324,9 @@ def plan_build(settings: Settings, cwd: Path) -> BuildPlan:
     wheelhouse = context / settings.wheelhouse if settings.wheelhouse else None
     if wheelhouse is not None and (wheelhouse / lockfile.MANIFEST).is_file():
         # A reviewed wheelhouse: no key, no host keys, no network.
-        lockfile.check_wheelhouse(wheelhouse, context / requirements_file)
+        lockfile.check_wheelhouse(
+            wheelhouse, context / requirements_file, requirements if locked else None
+        )
         args = _build_args(
             dockerfile,
             settings,

@@ -270,9 +270,12 @@ def _hash_lines(path: Path) -> dict[str, str]:
     return found
 
 
-def check_wheelhouse(wheelhouse: Path, requirements: Path) -> list[Wheel]:
-    """Verify a wheelhouse against its manifest, and that it was made from ``requirements``
-    as that file is now (a wheelhouse of an older lock would install the older versions)."""
+def check_wheelhouse(
+    wheelhouse: Path, requirements: Path, lock: Requirements | None = None
+) -> list[Wheel]:
+    """Verify a wheelhouse against its manifest, that it was made from ``requirements``
+    as that file is now (a wheelhouse of an older lock would install the older
+    versions), and that it holds a wheel for every package of ``lock``."""
     try:
         manifest = json.loads((wheelhouse / MANIFEST).read_text(encoding="utf-8"))
         wheels = [Wheel(str(w["file"]), str(w["sha256"])) for w in manifest["wheels"]]
@@ -305,4 +308,21 @@ def check_wheelhouse(wheelhouse: Path, requirements: Path) -> list[Wheel]:
             f"wheelhouse {wheelhouse} was not made from {requirements.name} as it is now",
             hint="run `inv vendor` again (after `inv lock`, when you use a lock)",
         )
+    if lock is not None:
+        # The manifest and hashes agree, but a wheel may have been taken out of both.
+        from packaging.utils import InvalidWheelFilename, canonicalize_name, parse_wheel_filename
+
+        try:
+            names = {parse_wheel_filename(w.file)[0] for w in wheels}
+        except InvalidWheelFilename:
+            raise RequirementsError(
+                f"{MANIFEST} in {wheelhouse} lists a file that is not a wheel",
+                hint="recreate the wheelhouse with `inv vendor`",
+            ) from None
+        missing = sorted({canonicalize_name(e.name) for e in lock.entries} - names)
+        if missing:
+            raise RequirementsError(
+                f"wheelhouse {wheelhouse} lacks {', '.join(missing)}, which the lock needs",
+                hint="run `inv vendor` after `inv lock`",
+            )
     return wheels

@@ -363,3 +363,38 @@ def test_another_index_reruns_the_installs_a_rotated_token_does_not(
     assert moved.returncode == 0, moved.stderr[-3000:]
     assert [_cached(moved.stderr, stage) for stage in stages] == [False, False, False]
     assert "rotated-token" not in moved.stderr + rotated.stderr
+
+
+def test_a_base_image_with_its_own_opt_venv(
+    project: Project, lab: Lab, engine: Engine, base_image: str
+) -> None:
+    """/opt/venv is the tool's: a base image's own is replaced, over SSH and from a
+    wheelhouse alike, never nested in or mixed with ours."""
+    venv_base = f"sbt-venv-base-{uuid.uuid4().hex[:8]}"
+    subprocess.run(
+        [engine.docker, "build", "--network", "host", "-q", "-t", venv_base, "-"],
+        input=f"FROM {base_image}\nRUN python -m venv /opt/venv && touch /opt/venv/base-marker\n",
+        text=True,
+        capture_output=True,
+        check=True,
+        env={**os.environ, "DOCKER_BUILDKIT": "1"},
+    )
+    look = "import os, privpkg; print(privpkg.VERSION, sorted(os.listdir('/opt/venv')))"
+    key = {
+        "SECUREBUILD_KEY_SOURCE": "file",
+        "SECUREBUILD_KEY_FILE": str(lab.deploy.private),
+        "SECUREBUILD_BASE_IMAGE": venv_base,
+    }
+    try:
+        for step in ("build-image", "vendor", "build-image"):
+            done = project.inv(step, env=key)
+            assert done.returncode == 0, done.stderr[-3000:]
+            if step == "build-image":
+                seen = in_image(engine.docker, project.image, "python", "-c", look)
+                assert seen.split()[0] == "1.0.0", seen
+                assert "'bin'" in seen
+                assert "base-marker" not in seen
+                assert "url-venv" not in seen
+        assert "no key, no network" in done.stderr  # the second build: from the wheelhouse
+    finally:
+        subprocess.run([engine.docker, "image", "rm", "-f", venv_base], capture_output=True)
