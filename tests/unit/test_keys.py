@@ -326,6 +326,17 @@ def test_passphrase_only_refuses_unencrypted_key(
     assert memory_keyring.store == {}
 
 
+def _listed(socket: str) -> str:
+    """What `ssh-add -l` lists on the agent at ``socket``."""
+    return subprocess.run(
+        ["ssh-add", "-l", "-E", "sha256"],
+        env={"SSH_AUTH_SOCK": socket},
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+
+
 def test_another_keys_passphrase_in_the_keyring(
     tmp_path: Path, memory_keyring: MemoryKeyring, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -353,13 +364,7 @@ def test_another_keys_passphrase_in_the_keyring(
     monkeypatch.setattr("sys.stdin.isatty", lambda: True)
     monkeypatch.setattr("getpass.getpass", lambda prompt: "second phrase")
     with FileKeySource(settings).forward(workdir) as forwarded:
-        listed = subprocess.run(
-            ["ssh-add", "-l", "-E", "sha256"],
-            env={"SSH_AUTH_SOCK": forwarded.socket},
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout
+        listed = _listed(forwarded.socket)
     assert forwarded.fingerprint in listed
 
 
@@ -375,13 +380,7 @@ def test_keyring_source_uses_stored_passphrase(
     workdir = tmp_path / "work"
     workdir.mkdir(mode=0o700)
     with KeyringKeySource(settings).forward(workdir) as forwarded:
-        listed = subprocess.run(
-            ["ssh-add", "-l", "-E", "sha256"],
-            env={"SSH_AUTH_SOCK": forwarded.socket},
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout
+        listed = _listed(forwarded.socket)
     assert forwarded.fingerprint in listed
     assert len(listed.strip().splitlines()) == 1
 
