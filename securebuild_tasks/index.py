@@ -39,9 +39,12 @@ def adopt_env_token() -> None:
     docker SDK's ssh transport included; a token that is no longer there cannot
     be passed on by any of them. Idempotent.
     """
-    value = os.environ.pop(INDEX_TOKEN_ENV, None)
-    if value is not None:
-        _taken[INDEX_TOKEN_ENV] = value
+    # Any spelling: settings are read whatever the case of their variable, and
+    # a token left behind in another case would reach every child all the same.
+    for name in [n for n in os.environ if n.upper() == INDEX_TOKEN_ENV]:
+        value = os.environ.pop(name)
+        if name == INDEX_TOKEN_ENV or INDEX_TOKEN_ENV not in _taken:
+            _taken[INDEX_TOKEN_ENV] = value
 
 
 def _env_token() -> str | None:

@@ -82,6 +82,21 @@ def test_env_token_is_taken_out_of_the_environment(
     assert path.stat().st_mode & 0o777 == 0o600
 
 
+def test_env_token_in_lower_case_is_taken_out_too(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """Settings are read in any case of their variable: so is the token, and no
+    spelling of it stays in the environment for a child to inherit."""
+    monkeypatch.delenv(INDEX_TOKEN_ENV, raising=False)
+    monkeypatch.setenv(INDEX_TOKEN_ENV.lower(), TOKEN)
+    settings = resolve({}, environ={"SECUREBUILD_INDEX_URL": URL}, cwd=tmp_path)
+    creds = index.index_credentials(settings, tmp_path)
+    assert not [name for name in os.environ if name.upper() == INDEX_TOKEN_ENV]
+    assert creds is not None
+    assert creds.source == "environment"
+    assert creds.token() == TOKEN
+
+
 def test_user_netrc_is_merged_unless_it_names_the_index_host(tmp_path: Path) -> None:
     """Another host's entry is kept; an entry for the index's host is refused."""
     own = tmp_path / "netrc"
