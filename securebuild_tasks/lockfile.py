@@ -18,6 +18,7 @@ import json
 import re
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from .errors import RequirementsError, SettingsError
 from .requirements import Requirements, parse_requirements
@@ -105,7 +106,7 @@ def check(lock_path: Path, context: Path) -> Requirements:
             f"{lock_path} was made from {match.group(1)}, which no longer exists",
             hint="run `inv lock` again, or delete the lock",
         )
-    if hashlib.sha256(source.read_bytes()).hexdigest() != match.group(2):
+    if requirements_digest(source) != match.group(2):
         raise RequirementsError(
             f"{lock_path.name} is stale: {match.group(1)} changed since it was locked",
             hint="run `inv lock` to resolve again",
@@ -208,17 +209,22 @@ class Wheel:
     sha256: str
 
 
-def is_wheelhouse(folder: Path) -> bool:
-    """Whether ``folder`` is a wheelhouse `inv vendor` made: its manifest bears the
-    generator mark. A link is never one (removing through it would empty a folder
-    that lives elsewhere)."""
-    if folder.is_symlink():
-        return False
+def _manifest(folder: Path) -> dict[str, Any] | None:
+    """``folder``'s manifest when `inv vendor` wrote it (it bears the generator
+    mark), else None."""
     try:
         manifest = json.loads((folder / MANIFEST).read_text(encoding="utf-8"))
     except (OSError, ValueError):
-        return False
-    return isinstance(manifest, dict) and manifest.get("generator") == GENERATOR
+        return None
+    if isinstance(manifest, dict) and manifest.get("generator") == GENERATOR:
+        return manifest
+    return None
+
+
+def is_wheelhouse(folder: Path) -> bool:
+    """Whether ``folder`` is a wheelhouse `inv vendor` made. A link is never one
+    (removing through it would empty a folder that lives elsewhere)."""
+    return not folder.is_symlink() and _manifest(folder) is not None
 
 
 def requirements_digest(path: Path) -> str:
@@ -276,12 +282,10 @@ def check_wheelhouse(
     """Verify a wheelhouse against its manifest, that it was made from ``requirements``
     as that file is now (a wheelhouse of an older lock would install the older
     versions), and that it holds a wheel for every package of ``lock``."""
+    manifest = _manifest(wheelhouse) or {}  # not vendor's: no "wheels", refused below
     try:
-        manifest = json.loads((wheelhouse / MANIFEST).read_text(encoding="utf-8"))
         wheels = [Wheel(str(w["file"]), str(w["sha256"])) for w in manifest["wheels"]]
-        if manifest["generator"] != GENERATOR:
-            raise ValueError
-    except (OSError, ValueError, KeyError, TypeError):
+    except (KeyError, TypeError):
         raise RequirementsError(
             f"wheelhouse {wheelhouse} has no readable {MANIFEST} made by `inv vendor`",
             hint="recreate it with `inv vendor`, or move the folder away",

@@ -123,8 +123,7 @@ def check_hash_mode(requirements: Requirements) -> None:
 def read_requirements(path: Path) -> Requirements:
     """Parse ``path``; raise `RequirementsError` naming the file and line on bad input."""
     try:
-        # utf-8-sig: a byte order mark is dropped, as pip drops it.
-        text = path.read_text(encoding="utf-8-sig")
+        text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise RequirementsError(
             f"requirements file {path} does not exist",
@@ -140,7 +139,7 @@ def read_requirements(path: Path) -> Requirements:
 
 def parse_requirements(text: str, path: Path) -> Requirements:
     """Parse requirements-file ``text``; ``path`` is only used in messages."""
-    text = text.removeprefix("\ufeff")
+    text = text.removeprefix("\ufeff")  # a byte order mark, which pip drops too
     from packaging.requirements import InvalidRequirement, Requirement
 
     names: list[str] = []
@@ -149,16 +148,16 @@ def parse_requirements(text: str, path: Path) -> Requirements:
     entries: list[Entry] = []
     options: list[str] = []
     url_lines: list[str] = []
+    logical = _logical_lines(text)
     # Comments too: the file is copied whole, comments and all. The logical
     # lines are checked as well, for a URL split by a continuation.
-    numbered = [*enumerate(text.splitlines(), start=1), *_logical_lines(text)]
-    for lineno, line in numbered:
+    for lineno, line in [*enumerate(text.splitlines(), start=1), *logical]:
         if _URL_CREDENTIALS.search(line):
             raise RequirementsError(
                 f"{path} line {lineno} has credentials in a URL; the file is copied into the image",
                 hint="move the index and its token to a pip.conf given as securebuild.pip_config",
             )
-    for lineno, line in _logical_lines(text):
+    for lineno, line in logical:
         where = f"{path} line {lineno}"
         if line.startswith("-"):
             _check_option(line, where)
