@@ -24,11 +24,19 @@ from securebuild_tasks.errors import EngineError
 from securebuild_tasks.settings import Settings
 from tests.support.cli import stand_in_docker
 
-PEM = (
-    b"-----BEGIN RSA PRIVATE KEY-----\n"
-    b"MIIEowIBAAKCAQEAtestkeytestkeytestkeytestkeytestkeytestkey\n"
-    b"-----END RSA PRIVATE KEY-----\n"
-)
+
+@pytest.fixture(scope="module")
+def pem() -> bytes:
+    """A private key block made for this run (none is committed to the repository)."""
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ed25519
+
+    return ed25519.Ed25519PrivateKey.generate().private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.OpenSSH,
+        serialization.NoEncryption(),
+    )
+
 
 SERVER = """\
 #!/bin/sh
@@ -101,10 +109,12 @@ def images(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 
 @pytest.mark.parametrize("compress", ["", "gzip", "zstd"])
-def test_base_layers_are_told_apart_however_they_are_saved(images: Path, compress: str) -> None:
+def test_base_layers_are_told_apart_however_they_are_saved(
+    images: Path, compress: str, pem: bytes
+) -> None:
     """A base layer's test key is the base image's business, whether the engine saved the
     layer plain, gzip'd or zstd'd; the same key in the build's own layer is a finding."""
-    layers = [{"usr/share/gnutls/test.key": PEM}, {"app/main.py": b"print(1)\n"}]
+    layers = [{"usr/share/gnutls/test.key": pem}, {"app/main.py": b"print(1)\n"}]
     docker = _image(images, layers, base=1, compress=compress)
     assert audit_image(docker, "app", needles=[], base_image="base") == []
     docker = _image(images, layers, base=0, compress=compress)
@@ -114,9 +124,9 @@ def test_base_layers_are_told_apart_however_they_are_saved(images: Path, compres
     ]
 
 
-def test_an_image_without_config_is_searched(images: Path) -> None:
+def test_an_image_without_config_is_searched(images: Path, pem: bytes) -> None:
     """Some engines print "Config": null: the layers are still searched."""
-    docker = _image(images, [{"root/.ssh/id_rsa": PEM}], base=0, config={"Config": None})
+    docker = _image(images, [{"root/.ssh/id_rsa": pem}], base=0, config={"Config": None})
     found = audit_image(docker, "app", needles=[], base_image="")
     assert [f.where.split(": ")[-1] for f in found] == ["/root/.ssh/id_rsa"]
 
