@@ -1,7 +1,8 @@
 """``audit``: search a built image for private-key material.
 
-Looks in every layer of ``docker save`` (file by file), the image config and
-the build history for: PEM and OpenSSH private-key blocks, the configured
+Looks in every layer of ``docker save`` (file by file, and inside the archives
+and compressed files among them), the image config and each step of the build
+history it records for: PEM and OpenSSH private-key blocks, the configured
 key's own bytes (40-character windows of its base64 body), and build args or
 ENV named like secrets. Layers the image shares with its base image are
 searched only for the configured key: base images legitimately ship test keys
@@ -11,18 +12,22 @@ for the configured key too.
 
 from __future__ import annotations
 
+import bz2
 import contextlib
 import gzip
 import hashlib
 import io
 import json
+import lzma
 import os
 import re
 import shutil
 import subprocess
 import tarfile
+import tempfile
+import zipfile
 import zlib
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any, cast
@@ -32,11 +37,16 @@ from .engine import inspect_with_cli
 from .errors import EngineError, SecurebuildError
 from .settings import Settings
 
-PRIVATE_KEY_BLOCK = re.compile(rb"-----BEGIN (?:[A-Z0-9]+ )*PRIVATE KEY-----")
+# A key block: the header, then the key's body (base64, or an encrypted PEM's
+# Proc-Type line), after line breaks written as they are or escaped as in a
+# .env file or a JSON string. The header alone is not one: ssh, ssh-keygen and
+# TLS libraries hold it as a string constant.
+PRIVATE_KEY_BLOCK = re.compile(
+    rb"-----BEGIN (?:[A-Z0-9]+ )*PRIVATE KEY-----(?:\s|\\[rn])*(?:[A-Za-z0-9+/]{16}|Proc-Type:)"
+)
 #: Names of ARGs, ENVs and build args that look like secrets (a pattern, not a password).
 SECRET_NAME = r"\w*(?:KEY|TOKEN|SECRET|PASSW(?:OR)?D|PASSPHRASE|CREDENTIAL|NETRC)\w*"  # noqa: S105
 _SECRET_ASSIGNMENT = re.compile(rf"(?<![\w-])({SECRET_NAME})=", re.IGNORECASE)
-_MAX_FILE = 64 << 20  # larger files are read in chunks
 WINDOW = 40
 
 
@@ -101,28 +111,113 @@ def _scan(data: bytes, needles: Iterable[bytes], headers: bool) -> list[str]:
     return found
 
 
-def _layers(saved: IO[bytes], image: str) -> Iterator[tuple[str, IO[bytes]]]:
-    """Each layer tarball of a `docker save` archive (docker's and OCI's layouts)."""
-    with tarfile.open(fileobj=saved) as archive:
-        manifest_file = archive.extractfile("manifest.json")
-        manifest = json.load(manifest_file) if manifest_file else []
-        for entry in manifest:
-            for layer in entry.get("Layers", []):
-                try:
-                    member = archive.extractfile(layer)
-                except KeyError:
-                    # Some engines list a layer they do not write (moby#49473).
-                    raise EngineError(
-                        f"docker save of {image} lists layer {layer} but does not hold it,"
-                        " so the image cannot be searched whole",
-                        hint="pull or build the image again, then audit it",
-                    ) from None
-                if member is not None:
-                    yield layer, member
+def _strings(value: Any) -> Iterator[str]:
+    """Every string in a decoded JSON value, keys included (searched as decoded,
+    whatever escaping the engine's JSON used)."""
+    if isinstance(value, str):
+        yield value
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            yield str(key)
+            yield from _strings(item)
+    elif isinstance(value, list):
+        for item in value:
+            yield from _strings(item)
+
+
+def _scan_json(value: Any, needles: list[bytes]) -> list[str]:
+    found: list[str] = []
+    for text in _strings(value):
+        found += [what for what in _scan(text.encode(errors="replace"), needles, True)]
+    return sorted(set(found))
+
+
+@dataclass(frozen=True)
+class _Saved:
+    """What `docker save` wrote for one image: its config and its layers, with the
+    diff id the config gives each."""
+
+    config: dict[str, Any]
+    layers: list[tuple[str, str]]  # (archive member, diff id)
+
+
+def _read_saved(archive: tarfile.TarFile, image: str) -> _Saved:
+    """The image's config and layer list from a `docker save` archive (docker's
+    and OCI's layouts both carry a docker-style manifest.json)."""
+
+    def unreadable(what: str) -> EngineError:
+        return EngineError(
+            f"docker save of {image}: {what}, so the image cannot be searched whole",
+            hint="save the image again (`docker save`), or report the engine and its version",
+        )
+
+    def member_json(name: object, what: str) -> Any:
+        try:
+            member = archive.extractfile(name) if isinstance(name, str) else None
+        except KeyError:
+            member = None
+        if member is None:
+            raise unreadable(f"its {what} is missing")
+        try:
+            return json.load(member)
+        except (ValueError, tarfile.TarError, OSError):
+            raise unreadable(f"its {what} is not JSON") from None
+
+    entries = member_json("manifest.json", "manifest.json")
+    entry = entries[0] if isinstance(entries, list) and entries else None
+    if not isinstance(entry, dict):
+        raise unreadable("its manifest.json lists no image")
+    config = member_json(entry.get("Config"), "image config")
+    rootfs = config.get("rootfs") if isinstance(config, dict) else None
+    diff_ids = rootfs.get("diff_ids") if isinstance(rootfs, dict) else None
+    layer_names = entry.get("Layers")
+    if (
+        not isinstance(config, dict)
+        or not isinstance(diff_ids, list)
+        or not isinstance(layer_names, list)
+        or len(layer_names) != len(diff_ids)
+    ):
+        raise unreadable("its manifest and config do not list the same layers")
+    return _Saved(config, list(zip(layer_names, diff_ids, strict=True)))
+
+
+def _open_layer(archive: tarfile.TarFile, layer: str, image: str) -> IO[bytes]:
+    try:
+        member = archive.extractfile(layer)
+    except KeyError:
+        member = None
+    if member is None:
+        # Some engines list a layer they do not write (moby#49473).
+        raise EngineError(
+            f"docker save of {image} lists layer {layer} but does not hold it,"
+            " so the image cannot be searched whole",
+            hint="pull or build the image again, then audit it",
+        )
+    return member
 
 
 GZIP = b"\x1f\x8b"
 ZSTD = b"\x28\xb5\x2f\xfd"
+BZIP2 = b"BZh"
+XZ = b"\xfd7zXZ\x00"
+ZIP = b"PK\x03\x04"
+
+
+def _zstd_reader(source: Any, name: str) -> Any:
+    try:
+        from compression import zstd  # type: ignore[import-not-found]  # Python 3.14
+
+        return zstd.ZstdFile(source)
+    except ImportError:
+        pass
+    try:
+        import zstandard
+    except ImportError:
+        raise EngineError(
+            f"layer {name[:24]} is zstd-compressed, and this Python cannot read zstd",
+            hint="install the zstandard package (pip install zstandard), then audit again",
+        ) from None
+    return zstandard.ZstdDecompressor().stream_reader(source)
 
 
 def _uncompressed(name: str, layer: IO[bytes]) -> Any:
@@ -133,34 +228,222 @@ def _uncompressed(name: str, layer: IO[bytes]) -> Any:
     if magic.startswith(GZIP):
         return gzip.GzipFile(fileobj=buffered, mode="rb")
     if magic == ZSTD:
-        try:
-            from compression import zstd  # type: ignore[import-not-found]  # Python 3.14
-
-            return zstd.ZstdFile(buffered)
-        except ImportError:
-            pass
-        try:
-            import zstandard
-        except ImportError:
-            raise EngineError(
-                f"layer {name[:24]} is zstd-compressed, and this Python cannot read zstd",
-                hint="install the zstandard package (pip install zstandard), then audit again",
-            ) from None
-        return zstandard.ZstdDecompressor().stream_reader(buffered)
+        return _zstd_reader(buffered, name)
     return buffered
 
 
+# Archives and compressed files inside a layer are opened and searched too (a
+# key in a wheel, a tarball or a .gz log is still in the image), down to
+# _NESTED_DEPTH levels and _NESTED_BUDGET unpacked bytes per file of the layer.
+# Archives are recognised by their first bytes, zip files also by name (a
+# zipapp starts with a #! line). One that is damaged, encrypted or of an
+# unknown kind is searched as the bytes it is. The archive formats' own
+# readers do the unpacking: tarfile, zipfile, gzip, bz2, lzma, and zstd's.
+_NESTED_DEPTH = 4
+_NESTED_BUDGET = 1 << 30
+_CHUNK = 8 << 20
+_TAIL = 128  # longer than any needle or key-block header: matches across two reads
+_ZIP_NAMES = (".zip", ".whl", ".egg", ".pyz", ".jar")
+
+
+def _zstd_errors() -> tuple[type[BaseException], ...]:
+    errors: list[type[BaseException]] = []
+    with contextlib.suppress(ImportError):
+        import zstandard
+
+        errors.append(zstandard.ZstdError)
+    with contextlib.suppress(ImportError):
+        from compression import zstd
+
+        errors.append(zstd.ZstdError)
+    return tuple(errors)
+
+
+# What a damaged or unsupported archive raises while it is read.
+_DAMAGED = (
+    tarfile.TarError,
+    zipfile.BadZipFile,
+    zipfile.LargeZipFile,
+    zlib.error,
+    lzma.LZMAError,
+    EOFError,
+    OSError,
+    ValueError,
+    NotImplementedError,  # a zip compression method zipfile lacks
+    RuntimeError,  # an encrypted zip entry
+)
+
+
+class _Unreadable(Exception):
+    """A read failed at nesting ``depth``: the archive at that depth, or above it,
+    is what is damaged."""
+
+    def __init__(self, depth: int) -> None:
+        super().__init__(depth)
+        self.depth = depth
+
+
+class _TooBig(Exception):
+    """A file's archives unpack to more than the budget."""
+
+
+class _Search:
+    """The search of one file of a layer, archives within included."""
+
+    def __init__(self, needles: list[bytes], headers: bool, nested: bool, workdir: Path) -> None:
+        self.needles = needles
+        self.headers = headers
+        self.nested = nested
+        self.workdir = workdir
+        self.unpacked = 0
+        self.damaged = _DAMAGED + _zstd_errors()
+
+    def file(self, source: IO[bytes], where: str, depth: int = 0) -> list[Finding]:
+        """Search one file's bytes, then, when it is an archive, what it holds."""
+        reader = _Reader(self, source, depth)
+        head = reader.read_exactly(512)
+        inner: list[Finding] = []
+        kind = self._kind(head, where) if self.nested and depth < _NESTED_DEPTH else ""
+        if kind:
+            body = _Prefixed(head, reader)
+            try:
+                inner = self._unpack(kind, body, where, depth)
+            except _Unreadable as exc:
+                if exc.depth <= depth:
+                    raise
+            except self.damaged:
+                pass
+        while reader.read(_CHUNK):  # the rest of its own bytes
+            pass
+        said = {finding.what for finding in inner}
+        return [Finding(where, what) for what in reader.found if what not in said] + inner
+
+    @staticmethod
+    def _kind(head: bytes, where: str) -> str:
+        if head.startswith(GZIP):
+            return "gzip"
+        if head.startswith(ZSTD):
+            return "zstd"
+        if head.startswith(BZIP2):
+            return "bzip2"
+        if head.startswith(XZ):
+            return "xz"
+        if head.startswith(ZIP) or where.lower().endswith(_ZIP_NAMES):
+            return "zip"
+        if head[257:262] == b"ustar":
+            return "tar"
+        return ""
+
+    def _unpack(self, kind: str, body: Any, where: str, depth: int) -> list[Finding]:
+        found: list[Finding] = []
+        if kind == "tar":
+            with tarfile.open(fileobj=body, mode="r|") as files:
+                for member in files:
+                    extracted = files.extractfile(member) if member.isfile() else None
+                    if extracted is not None:
+                        found += self.file(extracted, f"{where} > {member.name}", depth + 1)
+            return found
+        if kind == "zip":
+            # zipfile needs to seek: the archive is copied to a spooled file
+            # in the audit's private work folder first.
+            with tempfile.SpooledTemporaryFile(_CHUNK, mode="w+b", dir=str(self.workdir)) as spool:
+                while chunk := body.read(_CHUNK):
+                    spool.write(chunk)
+                spool.seek(0)
+                with zipfile.ZipFile(cast(IO[bytes], spool)) as archive:
+                    for info in archive.infolist():
+                        if info.is_dir():
+                            continue
+                        try:
+                            with archive.open(info) as entry:
+                                found += self.file(entry, f"{where} > {info.filename}", depth + 1)
+                        except _Unreadable as exc:
+                            if exc.depth <= depth:
+                                raise
+                        except self.damaged:
+                            continue  # a damaged or encrypted entry: the next one
+            return found
+        # Closing the reader leaves ``body`` open.
+        with contextlib.closing(_decompressing(kind, body, where)) as opened:
+            return self.file(opened, f"{where} > ({kind})", depth + 1)
+
+
+def _decompressing(kind: str, body: Any, where: str) -> Any:
+    if kind == "gzip":
+        return gzip.GzipFile(fileobj=body, mode="rb")
+    if kind == "bzip2":
+        return bz2.BZ2File(body)
+    if kind == "xz":
+        return lzma.LZMAFile(body)
+    return _zstd_reader(body, where)
+
+
+class _Reader:
+    """Reads one file of the search, searching every chunk that passes (with the
+    tail of the chunk before); counts what archives unpack against the budget."""
+
+    def __init__(self, search: _Search, source: IO[bytes], depth: int) -> None:
+        self.search = search
+        self.source = source
+        self.depth = depth
+        self.found: list[str] = []
+        self.tail = b""
+
+    def read(self, size: int = -1) -> bytes:
+        try:
+            chunk = self.source.read(size if size >= 0 else _CHUNK)
+        except (_Unreadable, _TooBig):
+            raise
+        except Exception as exc:
+            raise _Unreadable(self.depth) from exc
+        if chunk:
+            if self.depth:
+                self.search.unpacked += len(chunk)
+                if self.search.unpacked > _NESTED_BUDGET:
+                    raise _TooBig
+            window = self.tail + chunk
+            for what in _scan(window, self.search.needles, self.search.headers):
+                if what not in self.found:
+                    self.found.append(what)
+            self.tail = window[-_TAIL:]
+        return chunk
+
+    def read_exactly(self, size: int) -> bytes:
+        head = b""
+        while len(head) < size and (chunk := self.read(size - len(head))):
+            head += chunk
+        return head
+
+
+class _Prefixed:
+    """A stream that starts with bytes already read from it."""
+
+    def __init__(self, head: bytes, rest: _Reader) -> None:
+        self.head = head
+        self.rest = rest
+
+    def read(self, size: int = -1) -> bytes:
+        if self.head:
+            if size < 0 or size >= len(self.head):
+                out, self.head = self.head, b""
+                return out + (self.rest.read(size - len(out)) if size > len(out) else b"")
+            out, self.head = self.head[:size], self.head[size:]
+            return out
+        return self.rest.read(size)
+
+
 def _scan_layer(
-    name: str, layer: IO[bytes], needles: list[bytes], headers: bool
+    name: str, layer: IO[bytes], search: Callable[[], _Search]
 ) -> tuple[str, list[Finding]]:
     """Search a layer file by file; return its diff id (the sha256 of its
-    uncompressed tar, as the image's RootFS lists it) and the findings."""
+    uncompressed tar, as the image's config lists it) and the findings.
+    ``search`` makes a `_Search` per file of the layer."""
     digest = hashlib.sha256()
     findings: list[Finding] = []
     stream: IO[bytes] = _uncompressed(name, layer)
 
     class Hashing:
-        """Hash the layer while tarfile reads it, to tell base layers apart."""
+        """Hash the layer while tarfile reads it."""
 
         def read(self, size: int = -1) -> bytes:
             chunk = stream.read(size)
@@ -170,61 +453,63 @@ def _scan_layer(
     try:
         with tarfile.open(fileobj=Hashing(), mode="r|") as files:  # type: ignore[call-overload]
             for member in files:
-                if not member.isfile():
-                    continue
-                extracted = files.extractfile(member)
+                extracted = files.extractfile(member) if member.isfile() else None
                 if extracted is None:
                     continue
-                tail = b""
-                seen: set[str] = set()
-                while chunk := extracted.read(_MAX_FILE):
-                    for what in _scan(tail + chunk, needles, headers):
-                        if what not in seen:
-                            seen.add(what)
-                            findings.append(Finding(f"layer {name[:24]}: /{member.name}", what))
-                    tail = chunk[-64:]
+                where = f"layer {name[:24]}: /{member.name}"
+                try:
+                    findings += search().file(extracted, where)
+                except _TooBig:
+                    findings.append(
+                        Finding(
+                            where,
+                            f"archives that unpack to over {_NESTED_BUDGET >> 20} MiB,"
+                            " too large to search whole",
+                        )
+                    )
         while stream.read(1 << 20):  # hash the tar's padding too
             pass
+    except _Unreadable as exc:
+        raise _layer_unreadable(name, exc.__cause__ or exc) from None
     except (tarfile.TarError, OSError, EOFError, zlib.error) as exc:
-        raise EngineError(
-            f"layer {name[:24]} of the saved image cannot be read ({exc.__class__.__name__}),"
-            " so the image cannot be searched whole",
-            hint="save the image again (`docker save`), or report the engine and its version",
-        ) from None
+        raise _layer_unreadable(name, exc) from None
     return f"sha256:{digest.hexdigest()}", findings
+
+
+def _layer_unreadable(name: str, exc: BaseException) -> EngineError:
+    return EngineError(
+        f"layer {name[:24]} of the saved image cannot be read ({exc.__class__.__name__}),"
+        " so the image cannot be searched whole",
+        hint="save the image again (`docker save`), or report the engine and its version",
+    )
+
+
+def _history(config: dict[str, Any], needles: list[bytes]) -> list[Finding]:
+    """The build history as the image's config records it: each step's command
+    (the build args a RUN saw are written into it) and comment."""
+    findings: list[Finding] = []
+    steps = config.get("history") or []
+    for number, step in enumerate(steps if isinstance(steps, list) else [], start=1):
+        where = f"history step {number}"
+        created_by = str(step.get("created_by") or "") if isinstance(step, dict) else ""
+        for name in _SECRET_ASSIGNMENT.findall(created_by):
+            findings.append(Finding(where, f"build arg {name} is named like a secret"))
+        findings += [Finding(where, what) for what in _scan_json(step, needles)]
+    return findings
 
 
 def audit_image(
     docker: str, image: str, *, needles: list[bytes], base_image: str = ""
 ) -> list[Finding]:
     """Every finding in ``image``; layers shared with ``base_image`` get the key search only."""
-    info = inspect_with_cli(docker, image)
+    inspect_with_cli(docker, image)  # one clear line when there is no such image
     base_layers: set[str] = set()
     if base_image:
         try:
             base_layers = set(inspect_with_cli(docker, base_image)["RootFS"]["Layers"])
-        except EngineError:
+        except (EngineError, KeyError, TypeError):
             base_layers = set()
     findings: list[Finding] = []
-    # "Config": null is seen on some engines' inspect output.
-    for variable in (info.get("Config") or {}).get("Env") or []:
-        name = variable.split("=", 1)[0]
-        if re.fullmatch(SECRET_NAME, name, re.IGNORECASE):
-            findings.append(Finding("image config", f"ENV {name} is named like a secret"))
-    config_text = json.dumps(info).encode()
-    findings += [Finding("image config", what) for what in _scan(config_text, needles, True)]
-    history = subprocess.run(
-        [docker, "history", "--no-trunc", "--format", "{{.CreatedBy}}", image],
-        capture_output=True,
-        check=False,
-        stdin=subprocess.DEVNULL,
-    ).stdout
-    for number, step in enumerate(reversed(history.splitlines()), start=1):
-        where = f"history step {number}"
-        for name in _SECRET_ASSIGNMENT.findall(step.decode(errors="replace")):
-            findings.append(Finding(where, f"build arg {name} is named like a secret"))
-        findings += [Finding(where, what) for what in _scan(step, needles, True)]
-
     with private_workdir() as workdir:
         saved_path = workdir / "image.tar"
         with saved_path.open("wb") as saved:
@@ -238,14 +523,40 @@ def audit_image(
             )
         if done.returncode != 0:
             raise EngineError(f"docker save {image} failed", hint="check the daemon and the image")
-        with saved_path.open("rb") as saved:
-            for name, layer in _layers(saved, image):
-                # A layer's diff id is the sha256 of its tar; found while scanning.
-                digest, layer_findings = _scan_layer(name, layer, needles, headers=True)
-                if digest in base_layers:
-                    layer_findings = [
-                        f for f in layer_findings if f.what == "bytes of the configured private key"
-                    ]
+        with tarfile.open(saved_path) as archive:
+            saved_image = _read_saved(archive, image)
+            config = saved_image.config
+            # "config": null is seen on some engines' images.
+            settings = config.get("config") or {}
+            for variable in settings.get("Env") or [] if isinstance(settings, dict) else []:
+                name = str(variable).split("=", 1)[0]
+                if re.fullmatch(SECRET_NAME, name, re.IGNORECASE):
+                    findings.append(Finding("image config", f"ENV {name} is named like a secret"))
+            outside_history = {key: value for key, value in config.items() if key != "history"}
+            findings += [
+                Finding("image config", what) for what in _scan_json(outside_history, needles)
+            ]
+            findings += _history(config, needles)
+            for layer, diff_id in saved_image.layers:
+                # A base image's layers may ship test keys (and are not the
+                # build's): they are searched for the configured key alone.
+                base = diff_id in base_layers
+
+                def search(base: bool = base) -> _Search:
+                    return _Search(
+                        needles, headers=not base, nested=not base or bool(needles), workdir=workdir
+                    )
+
+                digest, layer_findings = _scan_layer(
+                    layer, _open_layer(archive, layer, image), search
+                )
+                if digest != diff_id:
+                    raise EngineError(
+                        f"layer {layer[:24]} of the saved image is not the layer its config"
+                        f" names ({diff_id[:19]}), so the image cannot be searched whole",
+                        hint="save the image again (`docker save`), or report the engine"
+                        " and its version",
+                    )
                 findings += layer_findings
     return findings
 

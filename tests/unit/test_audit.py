@@ -1,25 +1,30 @@
 """audit reads every layer as the engines save them, and fails in one line when it cannot.
 
-A stand-in docker client serves an image's inspect output, history and `docker
-save` archive, made here: plain, gzip and zstd layers (the containerd image
-store saves registry blobs as they are), a base layer that ships a test key as
-base images do, and the broken archives some engines write.
+A stand-in docker client serves an image's inspect output and `docker save`
+archive, made here: plain, gzip and zstd layers (the containerd image store
+saves registry blobs as they are), a base layer that ships a test key as base
+images do, keys hidden in archives inside a layer, a history that holds a
+secret, and the broken archives some engines write.
 """
 
 from __future__ import annotations
 
+import bz2
 import gzip
 import hashlib
 import io
 import json
+import lzma
 import tarfile
+import zipfile
 from pathlib import Path
 from typing import Any
 
 import pytest
 import zstandard
 
-from securebuild_tasks.audit import audit_image, run_audit
+from securebuild_tasks import audit
+from securebuild_tasks.audit import audit_image, key_needles, run_audit
 from securebuild_tasks.errors import EngineError
 from securebuild_tasks.settings import Settings
 from tests.support.cli import stand_in_docker
@@ -42,7 +47,6 @@ SERVER = """\
 #!/bin/sh
 case "$1 $2" in
   "image inspect") cat "$IMAGES/inspect-$3.json" ;;
-  "history --no-trunc") cat "$IMAGES/history.txt" ;;
   "save "*) cat "$IMAGES/save.tar" ;;
   *) exit 1 ;;
 esac
@@ -67,35 +71,59 @@ def _compress(data: bytes, how: str) -> bytes:
     return data
 
 
+def _escaped_json(value: Any) -> str:
+    """JSON with every character of every string written as a \\u escape."""
+    if isinstance(value, str):
+        return '"' + "".join(f"\\u{ord(c):04x}" for c in value) + '"'
+    if isinstance(value, dict):
+        return (
+            "{" + ",".join(f"{_escaped_json(k)}:{_escaped_json(v)}" for k, v in value.items()) + "}"
+        )
+    if isinstance(value, list):
+        return "[" + ",".join(_escaped_json(item) for item in value) + "]"
+    return json.dumps(value)
+
+
+PLAIN_CONFIG = {"Env": ["PATH=/usr/bin"]}
+
+
 def _image(
     folder: Path,
     layers: list[dict[str, bytes]],
     *,
     base: int,
     compress: str = "",
-    config: Any = None,
+    config: Any = PLAIN_CONFIG,
+    history: list[dict[str, Any]] | None = None,
     drop_blob: bool = False,
+    diff_ids: list[str] | None = None,
+    escape: bool = False,
 ) -> str:
     """Write the stand-in's files for image ``app`` (its first ``base`` layers are
     base image ``base``'s); return the docker executable."""
     folder.mkdir(parents=True, exist_ok=True)
-    diff_ids, blobs = [], {}
+    made_ids, blobs = [], {}
     for files in layers:
         raw = _tar(files)
-        diff_ids.append("sha256:" + hashlib.sha256(raw).hexdigest())
+        made_ids.append("sha256:" + hashlib.sha256(raw).hexdigest())
         blob = _compress(raw, compress)
         blobs["blobs/sha256/" + hashlib.sha256(blob).hexdigest()] = blob
-    app = {"RootFS": {"Layers": diff_ids}, "Config": {"Env": ["PATH=/usr/bin"]}}
-    if config is not None:
-        app["Config"] = config["Config"]
-    (folder / "inspect-app.json").write_text(json.dumps([app]))
+    diff_ids = made_ids if diff_ids is None else diff_ids
+    image_config = {
+        "config": config,
+        "rootfs": {"type": "layers", "diff_ids": diff_ids},
+        "history": history or [{"created_by": '/bin/sh -c #(nop) CMD ["python"]'}],
+    }
+    config_blob = (_escaped_json(image_config) if escape else json.dumps(image_config)).encode()
+    config_name = "blobs/sha256/" + hashlib.sha256(config_blob).hexdigest()
+    (folder / "inspect-app.json").write_text(json.dumps([{"RootFS": {"Layers": diff_ids}}]))
     (folder / "inspect-base.json").write_text(json.dumps([{"RootFS": {"Layers": diff_ids[:base]}}]))
-    (folder / "history.txt").write_text('/bin/sh -c #(nop) CMD ["python"]\n')
-    manifest = [{"Config": "blobs/sha256/" + "c" * 64, "Layers": list(blobs)}]
+    manifest = [{"Config": config_name, "Layers": list(blobs)}]
     if drop_blob:
         blobs.popitem()
+    files = [("manifest.json", json.dumps(manifest).encode()), (config_name, config_blob)]
     with tarfile.open(folder / "save.tar", "w") as archive:
-        for name, data in [("manifest.json", json.dumps(manifest).encode()), *blobs.items()]:
+        for name, data in [*files, *blobs.items()]:
             info = tarfile.TarInfo(name)
             info.size = len(data)
             archive.addfile(info, io.BytesIO(data))
@@ -125,8 +153,8 @@ def test_base_layers_are_told_apart_however_they_are_saved(
 
 
 def test_an_image_without_config_is_searched(images: Path, pem: bytes) -> None:
-    """Some engines print "Config": null: the layers are still searched."""
-    docker = _image(images, [{"root/.ssh/id_rsa": pem}], base=0, config={"Config": None})
+    """Some engines write "config": null: the layers are still searched."""
+    docker = _image(images, [{"root/.ssh/id_rsa": pem}], base=0, config=None)
     found = audit_image(docker, "app", needles=[], base_image="")
     assert [f.where.split(": ")[-1] for f in found] == ["/root/.ssh/id_rsa"]
 
@@ -146,7 +174,7 @@ def test_a_layer_that_is_no_tar_is_one_error(images: Path) -> None:
         members = [(m, archive.extractfile(m).read()) for m in archive.getmembers()]  # type: ignore[union-attr]
     with tarfile.open(saved, "w") as archive:
         for member, data in members:
-            if member.name.startswith("blobs/"):
+            if member.name.startswith("blobs/") and data.startswith(gzip.compress(b"")[:2]):
                 data = gzip.compress(b"not a tar at all" * 100)
                 member.size = len(data)
             archive.addfile(member, io.BytesIO(data))
@@ -160,3 +188,178 @@ def test_audit_needs_no_client_that_can_build(images: Path) -> None:
     docker = _image(images, [{"app/main.py": b"print(1)\n"}], base=0)
     settings = Settings(docker=docker, key_source="file", base_image="base")
     assert run_audit(settings, "app") == []
+
+
+def _zip(files: dict[str, bytes], prefix: bytes = b"") -> bytes:
+    out = io.BytesIO()
+    out.write(prefix)
+    with zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as archive:
+        for name, data in files.items():
+            archive.writestr(name, data)
+    return out.getvalue()
+
+
+def _places(found: list[Any]) -> list[tuple[str, str]]:
+    return [(f.where.split(": ", 1)[1], f.what.split(" (")[0]) for f in found]
+
+
+def test_keys_inside_archives_in_a_layer_are_found(images: Path, pem: bytes) -> None:
+    """A key in a wheel, in a tarball, in compressed files and in a zipapp (a zip
+    behind a #! line) is still in the image: each is found, named by its path
+    inside the archive; the same archives without a key are clean."""
+    inner_tar = _tar({"pkg/id_ed25519": pem, "pkg/ok.txt": b"fine"})
+    layer = {
+        "opt/wheels/private-1.0-py3-none-any.whl": _zip({"private/key.pem": pem}),
+        "opt/src.tar.gz": gzip.compress(inner_tar),
+        "var/log/build.log.xz": lzma.compress(b"log\n" + pem),
+        "var/log/old.log.bz2": bz2.compress(pem),
+        "usr/local/bin/tool.pyz": _zip({"__main__.py": pem}, prefix=b"#!/usr/bin/python3\n"),
+        # four archives deep: a zip in a tar in a gzip in a tar
+        "opt/deep.tar": _tar({"a.tar.gz": gzip.compress(_tar({"b.zip": _zip({"c": pem})}))}),
+    }
+    docker = _image(images, [layer], base=0)
+    found = _places(audit_image(docker, "app", needles=[], base_image=""))
+    assert sorted(found) == sorted(
+        (where, "a private key block")
+        for where in [
+            "/opt/wheels/private-1.0-py3-none-any.whl > private/key.pem",
+            "/opt/src.tar.gz > (gzip) > pkg/id_ed25519",
+            "/var/log/build.log.xz > (xz)",
+            "/var/log/old.log.bz2 > (bzip2)",
+            "/usr/local/bin/tool.pyz > __main__.py",
+            "/opt/deep.tar > a.tar.gz > (gzip) > b.zip > c",
+        ]
+    )
+    clean = {
+        "opt/wheels/private-1.0-py3-none-any.whl": _zip({"private/ok.py": b"x = 1\n"}),
+        "opt/src.tar.gz": gzip.compress(_tar({"pkg/ok.txt": b"fine"})),
+        "var/log/build.log.xz": lzma.compress(b"log\n"),
+    }
+    docker = _image(images, [clean], base=0)
+    assert audit_image(docker, "app", needles=[], base_image="") == []
+
+
+def test_the_configured_key_is_found_inside_base_layer_archives(images: Path, pem: bytes) -> None:
+    """A base layer's archives are searched for the configured key (its bytes, not
+    any key block: base images ship test keys, archived ones too)."""
+    needles = key_needles(pem)
+    layers = [{"usr/share/doc/tests.tar.gz": gzip.compress(_tar({"test.key": pem}))}]
+    docker = _image(images, layers, base=1)
+    assert audit_image(docker, "app", needles=[], base_image="base") == []
+    found = _places(audit_image(docker, "app", needles=needles, base_image="base"))
+    assert found == [
+        ("/usr/share/doc/tests.tar.gz > (gzip) > test.key", "bytes of the configured private key")
+    ]
+
+
+def test_a_damaged_archive_is_searched_as_its_bytes(images: Path, pem: bytes) -> None:
+    """A file that starts like a gzip or zip but is not one is no error: its own
+    bytes are searched, and the rest of the layer after it too."""
+    layer = {
+        "a.gz": gzip.compress(b"x" * 1000)[:20] + b"\n" + pem,
+        "b.zip": b"PK\x03\x04 not really a zip\n" + pem,
+        "c.key": pem,
+    }
+    docker = _image(images, [layer], base=0)
+    found = _places(audit_image(docker, "app", needles=[], base_image=""))
+    assert sorted(found) == [(f"/{name}", "a private key block") for name in sorted(layer)]
+
+
+def test_a_key_split_across_reads_is_found(
+    images: Path, pem: bytes, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Files and archives are read in chunks: a key that straddles two is found."""
+    monkeypatch.setattr(audit, "_CHUNK", 7)
+    needles = key_needles(pem)
+    docker = _image(images, [{"logs.gz": gzip.compress(b"." * 1005 + pem)}], base=0)
+    found = _places(audit_image(docker, "app", needles=needles, base_image=""))
+    assert found == [
+        ("/logs.gz > (gzip)", "a private key block"),
+        ("/logs.gz > (gzip)", "bytes of the configured private key"),
+    ]
+
+
+def test_an_archive_too_large_to_unpack_is_a_finding(
+    images: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Archives that unpack to more than the budget (a zip bomb, say) cannot pass
+    as searched: they are a finding of their own, and the layer's other files
+    are still searched."""
+    monkeypatch.setattr(audit, "_NESTED_BUDGET", 1 << 20)
+    layer = {"bomb.gz": gzip.compress(b"\0" * (2 << 20)), "small.gz": gzip.compress(b"ok")}
+    docker = _image(images, [layer], base=0)
+    found = audit_image(docker, "app", needles=[], base_image="")
+    assert [(f.where.split(": ", 1)[1], f.what) for f in found] == [
+        ("/bomb.gz", "archives that unpack to over 1 MiB, too large to search whole")
+    ]
+
+
+def test_the_history_is_read_from_the_image_config(images: Path, pem: bytes) -> None:
+    """Each history step's command and comment are searched, as the image's own
+    config records them: a secret build arg, a key block, the key's bytes."""
+    needles = key_needles(pem)
+    history = [
+        {"created_by": "/bin/sh -c #(nop) ADD file:abc in /"},
+        {"created_by": "|1 SSH_PRIVATE_KEY=x /bin/sh -c make", "comment": "buildkit.dockerfile.v0"},
+        {"created_by": "/bin/sh -c true", "comment": pem.decode()},
+        {"created_by": "RUN " + needles[0].decode(), "empty_layer": True},
+    ]
+    docker = _image(images, [{"app/main.py": b"1"}], base=0, history=history)
+    found = [(f.where, f.what.split(" (")[0]) for f in audit_image(docker, "app", needles=needles)]
+    assert found == [
+        ("history step 2", "build arg SSH_PRIVATE_KEY is named like a secret"),
+        ("history step 3", "a private key block"),
+        ("history step 3", "bytes of the configured private key"),
+        ("history step 4", "bytes of the configured private key"),
+    ]
+
+
+def test_secrets_in_the_config_are_found_however_escaped(images: Path, pem: bytes) -> None:
+    """The config is searched as decoded JSON: escapes (\\u002d for "-", say; here
+    every character is one) hide neither a key block nor the key's bytes. ENV
+    names like secrets are findings too."""
+    needles = key_needles(pem)
+    config = {"Env": ["PATH=/usr/bin", "DEPLOY_TOKEN=abc"], "Labels": {"k": pem.decode()}}
+    docker = _image(images, [{"a": b"1"}], base=0, config=config, escape=True)
+    assert not any(needle in (images / "save.tar").read_bytes() for needle in needles)
+    found = [(f.where, f.what.split(" (")[0]) for f in audit_image(docker, "app", needles=needles)]
+    assert found == [
+        ("image config", "ENV DEPLOY_TOKEN is named like a secret"),
+        ("image config", "a private key block"),
+        ("image config", "bytes of the configured private key"),
+    ]
+
+
+def test_a_layer_that_is_not_the_one_its_config_names_is_one_error(images: Path) -> None:
+    """The layers are checked against the config's diff ids: an archive whose
+    layer was swapped cannot pass as the image searched."""
+    docker = _image(images, [{"a": b"1"}], base=0, diff_ids=["sha256:" + "0" * 64])
+    with pytest.raises(EngineError, match="is not the layer its config names"):
+        audit_image(docker, "app", needles=[], base_image="")
+
+
+def test_a_key_block_is_a_header_with_a_body(images: Path, pem: bytes) -> None:
+    """A key block is found however its line breaks were written (as they are,
+    CRLF, escaped in a .env file, turned to spaces by an unquoted echo) and when
+    encrypted; the header alone, a string constant of ssh and TLS libraries, is
+    not one: an image that installs an ssh client is no finding."""
+    lines = pem.decode().splitlines()
+    encrypted = (
+        "-----BEGIN RSA PRIVATE KEY-----\nProc-Type: 4,ENCRYPTED\n"
+        "DEK-Info: AES-128-CBC,00112233445566778899AABBCCDDEEFF\n\n"
+        + "\n".join(lines[1:-1])
+        + "\n-----END RSA PRIVATE KEY-----\n"
+    )
+    keys = {
+        "crlf.key": "\r\n".join(lines).encode(),
+        "app/.env": ('SSH_KEY="' + "\\n".join(lines) + '"\n').encode(),
+        "one-line.txt": " ".join(lines).encode(),
+        "legacy.pem": encrypted.encode(),
+    }
+    constants = {
+        "usr/bin/ssh-keygen": b"\x7fELF\0" + lines[0].encode() + b"\n\0" + lines[-1].encode(),
+        "usr/lib/libssh.so": b"\0" + lines[0].encode() + b"\0%s\0",
+    }
+    docker = _image(images, [{**keys, **constants}], base=0)
+    found = _places(audit_image(docker, "app", needles=[], base_image=""))
+    assert sorted(found) == [(f"/{name}", "a private key block") for name in sorted(keys)]
