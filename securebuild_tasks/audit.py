@@ -617,16 +617,28 @@ def audit_data_root(docker: str, needles: list[bytes]) -> list[Finding]:
 
 
 def run_audit(
-    settings: Settings, image: str, *, data_root: bool = False, report: IO[str] | None = None
+    settings: Settings,
+    image: str,
+    *,
+    cwd: Path,
+    data_root: bool = False,
+    report: IO[str] | None = None,
 ) -> list[Finding]:
     """Audit ``image`` (and the data root, on request), writing one line per finding to
-    ``report``; raise `AuditError` when there is any."""
+    ``report``; raise `AuditError` when there is any. The base image is the one
+    the project in ``cwd`` builds on."""
+    from .build import base_image, resolve_context
     from .engine import docker_client
+
+    try:
+        base = base_image(settings, cwd, resolve_context(settings, cwd))
+    except SecurebuildError:  # no project here: an image audited on its own
+        base = settings.base_image
 
     # Any docker client will do: an audit reads images, it builds nothing.
     docker = docker_client(settings.docker)
     needles = configured_needles(settings)
-    findings = audit_image(docker, image, needles=needles, base_image=settings.base_image)
+    findings = audit_image(docker, image, needles=needles, base_image=base)
     if data_root:
         findings += audit_data_root(docker, needles)
     if report is not None:

@@ -20,7 +20,7 @@ import signal
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -153,20 +153,72 @@ def pinned_hosts(settings: Settings, requirements: Requirements) -> str:
     return select_known_hosts(requirements.ssh_hosts, known_hosts)
 
 
-def _declared_args(dockerfile: Path) -> set[str]:
+def dockerfile_text(dockerfile: Path) -> str:
+    """A Dockerfile's text. Docker reads any bytes (a comment in Latin-1 builds
+    fine), and the instructions the tool looks for are ASCII, so bytes that are
+    not UTF-8 are read as replacement characters rather than refused."""
     try:
-        text = dockerfile.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
+        return dockerfile.read_bytes().decode("utf-8", errors="replace")
+    except OSError as exc:
         raise SettingsError(
-            f"cannot read Dockerfile {dockerfile} ({exc.__class__.__name__})",
+            f"cannot read Dockerfile {dockerfile} ({exc.strerror or exc.__class__.__name__})",
             hint="check the file and securebuild.dockerfile",
         ) from None
+
+
+def _declared_args(dockerfile: Path) -> set[str]:
+    text = dockerfile_text(dockerfile)
     return set(re.findall(r"(?m)^\s*ARG\s+([A-Za-z_][A-Za-z0-9_]*)", text))
 
 
+_FROM = re.compile(r"(?i)^\s*FROM\s+(?:--\S+\s+)*(\S+)(?:\s+AS\s+(\S+))?\s*$")
+_ARG = re.compile(r"(?i)^\s*ARG\s+([A-Za-z_][A-Za-z0-9_]*)(?:=(\"[^\"]*\"|'[^']*'|\S*))?")
+_VARIABLE = re.compile(r"\$(?:\{([A-Za-z_][A-Za-z0-9_]*)\}|([A-Za-z_][A-Za-z0-9_]*))")
+
+
+def dockerfile_base_image(dockerfile: Path, args: Mapping[str, str], target: str = "") -> str:
+    """The image ``target`` (default: the last stage) of ``dockerfile`` starts from,
+    following stage names and the global ARGs (``args`` over their defaults), as
+    BuildKit would; "" when that is ``scratch`` or cannot be told."""
+    values: dict[str, str] = {}
+    stages: dict[str, str] = {}
+    last = ""
+    seen_from = False
+    for line in dockerfile_text(dockerfile).splitlines():
+        if not seen_from and (arg := _ARG.match(line)):
+            default = (arg.group(2) or "").strip("\"'")
+            values[arg.group(1)] = args.get(arg.group(1), default)
+        elif found := _FROM.match(line):
+            seen_from = True
+            image = _VARIABLE.sub(lambda m: values.get(m.group(1) or m.group(2), ""), found[1])
+            last = image
+            if found[2]:
+                stages[found[2].lower()] = image
+    image = stages.get(target.lower(), "") if target else last
+    for _ in range(len(stages) + 1):  # a stage built on a stage: follow the names
+        if image.lower() not in stages:
+            break
+        image = stages[image.lower()]
+    return "" if image.lower() in ("", "scratch") or image.lower() in stages else image
+
+
+def base_image(settings: Settings, cwd: Path, context: Path) -> str:
+    """The image the project's runtime starts from: the project's Dockerfile (the
+    setting's, the context's or the built-in template) read with the build's
+    args, the base_image setting over its ``ARG BASE_IMAGE``."""
+    args = dict(settings.build_args)
+    if settings.base_image:
+        args["BASE_IMAGE"] = settings.base_image
+    dockerfile = choose_dockerfile(settings, cwd, context)
+    return dockerfile_base_image(dockerfile, args, settings.target)
+
+
 def _build_args(dockerfile: Path, settings: Settings, **wanted: str) -> dict[str, str]:
-    """The tool's own build args that ``dockerfile`` declares, then the user's."""
+    """The tool's own build args that ``dockerfile`` declares (an empty BASE_IMAGE
+    leaves the Dockerfile's own default), then the user's."""
     declared = _declared_args(dockerfile)
+    if not wanted.get("BASE_IMAGE"):
+        wanted.pop("BASE_IMAGE", None)
     args = {name: value for name, value in wanted.items() if name in declared}
     args.update(settings.build_args)
     return args
@@ -497,13 +549,14 @@ def plan_lock(settings: Settings, cwd: Path, output: Path) -> tuple[BuildPlan, l
     source = lockfile.find_input(context, settings.lock_input)
     requirements = _input_requirements(source)
     dockerfile = template_path()
+    project_base = base_image(settings, cwd, context)
     index = index_credentials(settings, cwd)
     secrets = _secrets(settings, cwd, index)
     generated = {"known_hosts": pinned_hosts(settings, requirements), **_uv_config(secrets)}
     args = _build_args(
         dockerfile,
         settings,
-        BASE_IMAGE=settings.base_image,
+        BASE_IMAGE=project_base,
         INSTALLER=settings.installer,
         INDEX_CONFIG=index_config(secrets),
         LOCK_INPUT=source.relative,
@@ -554,12 +607,13 @@ def plan_vendor(settings: Settings, cwd: Path, output: Path) -> BuildPlan:
     check_context(settings, cwd, context)
     requirements, requirements_file, locked = requirements_for(settings, context)
     dockerfile = template_path()
+    project_base = base_image(settings, cwd, context)
     index = index_credentials(settings, cwd)
     secrets = _secrets(settings, cwd, index)
     args = _build_args(
         dockerfile,
         settings,
-        BASE_IMAGE=settings.base_image,
+        BASE_IMAGE=project_base,
         INSTALLER=settings.installer,
         INDEX_CONFIG=index_config(secrets),
         REQUIREMENTS=requirements_file,

@@ -18,6 +18,7 @@ from .audit import SECRET_NAME
 from .build import (
     check_context,
     choose_dockerfile,
+    dockerfile_text,
     existing_file,
     pinned_hosts,
     requirements_for,
@@ -80,9 +81,9 @@ def run_checks(settings: Settings, cwd: Path) -> list[Check]:
     else:
         checks.append(Check("docker daemon", False, "not checked: no usable docker client"))
 
-    checks.append(_attempt("key source", lambda: _key_source(settings)))
-    uses_keyring = settings.passphrase_source != "prompt"  # noqa: S105 - a mode, not a secret
-    if settings.key_source in ("auto", "keyring") or uses_keyring:
+    chosen: list[str] = []
+    checks.append(_attempt("key source", lambda: _key_source(settings, chosen)))
+    if _needs_keyring(settings, chosen):
         checks.append(_attempt("keyring", lambda: _keyring(settings)))
 
     requirements: dict[str, Requirements] = {}
@@ -106,8 +107,21 @@ def run_checks(settings: Settings, cwd: Path) -> list[Check]:
     return checks
 
 
-def _key_source(settings: Settings) -> str:
+def _needs_keyring(settings: Settings, chosen: list[str]) -> bool:
+    """Whether the build would read the keyring: for the key, a key file's
+    passphrase or the index token. Where it is only one choice of several
+    (``auto``), the key source check already says what was chosen."""
+    return (
+        "keyring" in chosen
+        or settings.key_source == "keyring"
+        or (settings.key_source == "file" and settings.passphrase_source == "keyring")  # noqa: S105
+        or (bool(settings.index_url) and settings.index_token_source == "keyring")  # noqa: S105
+    )
+
+
+def _key_source(settings: Settings, chosen: list[str]) -> str:
     source = choose_key_source(settings)
+    chosen.append(source.name)
     source.check()
     if isinstance(source, FileKeySource) and sys.platform != "win32":
         mode = stat.S_IMODE(source.path().stat().st_mode)
@@ -168,13 +182,7 @@ def _dockerfile(settings: Settings, cwd: Path, requirements: dict[str, Requireme
     path = choose_dockerfile(settings, cwd, resolve_context(settings, cwd))
     if path == template_path():
         return f"the built-in template ({path})"
-    try:
-        # Bytes that are not UTF-8 (a Latin-1 comment) do not matter to these checks.
-        text = path.read_text(encoding="utf-8", errors="replace")
-    except OSError as exc:
-        raise SecurebuildError(
-            f"cannot read {path} ({exc.strerror})", hint="fix securebuild.dockerfile"
-        ) from None
+    text = dockerfile_text(path)  # read as the build reads it
     if match := _SECRET_DECLARATION.search(text):
         raise SecurebuildError(
             f"{path} declares {match.group(0).strip()!r}, a secret as build arg or ENV ends up in"
@@ -192,4 +200,6 @@ def _dockerfile(settings: Settings, cwd: Path, requirements: dict[str, Requireme
             f"{path} has no RUN --mount=type=ssh step, but the requirements fetch over SSH",
             hint="fetch them in a RUN --mount=type=ssh step (see Dockerfile.template)",
         )
-    return f"{path} uses SSH forwarding and declares no secret"
+    if "--mount=type=ssh" in text:
+        return f"{path} uses SSH forwarding and declares no secret"
+    return f"{path} declares no secret (no SSH step, and the requirements need none)"

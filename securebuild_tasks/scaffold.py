@@ -15,7 +15,7 @@ from pathlib import Path
 
 from .build import template_path
 from .errors import SecurebuildError, SettingsError
-from .settings import ENV_PREFIX, HELP, defaults
+from .settings import ENV_PREFIX, HELP, defaults, is_image_ref
 
 DOCKERIGNORE_ENTRIES = (
     ".env",
@@ -86,6 +86,11 @@ def init_project(
     if not _MODULE.match(entry):
         raise SettingsError(
             f"--entry {entry!r} is not a module name", hint="e.g. app or myservice.main"
+        )
+    if base_image and not is_image_ref(base_image):
+        raise SettingsError(
+            f"--base-image {base_image!r} is not an image reference",
+            hint="e.g. python:3.12-slim or registry.example.com/python:3.12",
         )
     base = base_image or f"python:{python}-slim"
     # Everything that could stop init is found before anything is written.

@@ -31,6 +31,11 @@ _IMAGE_NAME = re.compile(
     r"^(?:[a-zA-Z0-9.-]+(?::[0-9]+)?/)?[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
     r"(?:/[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*)*$"
 )
+# An image reference: a name, then a tag, a digest or both.
+_IMAGE_REF = re.compile(
+    _IMAGE_NAME.pattern.rstrip("$") + r"(?::[A-Za-z0-9_][A-Za-z0-9_.-]{0,127})?"
+    r"(?:@sha256:[0-9a-f]{64})?$"
+)
 # "scheme://user:token@" or "scheme://token@" in a URL.
 _URL_CREDENTIALS = re.compile(r"[a-z][a-z0-9+.-]*://[^/\s@]+@", re.IGNORECASE)
 _TAG = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")
@@ -74,7 +79,7 @@ class Settings:
     target: str = ""
     platform: str = ""
     network: str = ""
-    base_image: str = "python:3.12-slim"
+    base_image: str = ""
     build_args: dict[str, str] = field(default_factory=dict)
     no_cache: bool = False
     installer: str = "auto"
@@ -125,7 +130,8 @@ HELP: dict[str, str] = {
     "target": "build stage to stop at (docker build --target)",
     "platform": "target platform, e.g. linux/amd64",
     "network": "network for RUN steps (e.g. host, none); empty: the engine's default",
-    "base_image": "base image for the built-in template (a non-secret build arg)",
+    "base_image": "base image (build arg BASE_IMAGE); empty: the Dockerfile's own ARG BASE_IMAGE"
+    " default (python:3.12-slim in the built-in template)",
     "build_args": "extra non-secret build args, NAME=VALUE[,NAME=VALUE]",
     "no_cache": "build without BuildKit's cache (private packages are fetched again)",
     "installer": "what installs packages in the build: auto (uv; pip only on a platform uv"
@@ -357,6 +363,11 @@ def _to_mapping(value: Any) -> dict[str, str]:
     return pairs
 
 
+def is_image_ref(value: str) -> bool:
+    """Whether ``value`` is a docker image reference (name, tag and/or digest)."""
+    return bool(_IMAGE_REF.match(value))
+
+
 def _validate(s: Settings, origins: Mapping[str, str]) -> None:
     def bad(name: str, why: str, hint: str = "") -> SettingsError:
         return SettingsError(
@@ -378,6 +389,7 @@ def _validate(s: Settings, origins: Mapping[str, str]) -> None:
     patterns: list[tuple[str, re.Pattern[str], bool, str]] = [
         ("image", _IMAGE_NAME, False, "lowercase letters, digits, '.', '_', '-' and '/'"),
         ("tag", _TAG, False, "up to 128 letters, digits, '_', '.' and '-'"),
+        ("base_image", _IMAGE_REF, True, "an image reference such as python:3.12-slim"),
         ("network", _NETWORK, True, "a docker network name such as host or none"),
         ("platform", _PLATFORM, True, "os/arch[/variant], e.g. linux/amd64"),
         ("target", _BUILD_ARG_STAGE, True, "the name of a stage in the Dockerfile"),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 
 from invoke.context import Context
 
@@ -21,5 +22,11 @@ def audit(c: Context, settings: Settings, image: str = "", data_root: bool = Fal
     """Search an image's layers, config and history for private keys; exit 7 on a finding."""
     from ..audit import run_audit
 
-    run_audit(settings, image or settings.image_ref, data_root=data_root, report=sys.stdout)
+    run_audit(
+        settings,
+        image or settings.image_ref,
+        cwd=Path.cwd(),
+        data_root=data_root,
+        report=sys.stdout,
+    )
     print(f"securebuild: audit of {image or settings.image_ref}: clean", file=sys.stderr)

@@ -55,7 +55,9 @@ def build_image(c: Context, settings: Settings, json: bool = False) -> None:
         from ..audit import run_audit
 
         # With --json, stdout carries only the summary: findings go to stderr.
-        run_audit(settings, result.image, report=sys.stderr if json else sys.stdout)
+        run_audit(
+            settings, result.image, cwd=Path.cwd(), report=sys.stderr if json else sys.stdout
+        )
         print(f"securebuild: audit of {result.image}: clean", file=sys.stderr)
     else:
         print(

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from tests.cli.test_flags import RECORDER
 from tests.support.cli import run_cli, stand_in_docker, user_env
-from tests.support.realparts import make_key
+from tests.support.realparts import Agent, make_key
 
 
 def _doctor(project: Path, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
@@ -92,3 +92,35 @@ def test_doctor_checks_the_index_token_without_showing_it(tmp_path: Path) -> Non
         found.stdout
     )
     assert token not in found.stdout + found.stderr
+
+
+def test_doctor_needs_no_keyring_for_an_agent_key(tmp_path: Path) -> None:
+    """With the key in an ssh-agent and no usable keyring, nothing the build reads
+    is missing: doctor passes (the keyring is checked where the build would read
+    it). The Dockerfile line says what it found: no SSH step, and none needed."""
+    project = tmp_path / "project"
+    project.mkdir()
+    (project / "requirements.txt").write_text("six==1.16.0\n")
+    (project / "Dockerfile").write_text("FROM python:3.12-slim\nRUN pip install six\n")
+    agent = Agent(tmp_path / "agent").start()
+    try:
+        agent.add(make_key(tmp_path / "keys", "deploy"))
+        env = user_env(
+            DOCKER_HOST="unix:///nonexistent/docker.sock",
+            SECUREBUILD_DOCKER=str(stand_in_docker(tmp_path, RECORDER)),
+            SECUREBUILD_KEY_SOURCE="agent",
+            SSH_AUTH_SOCK=str(agent.socket),
+            PYTHON_KEYRING_BACKEND="keyring.backends.fail.Keyring",
+        )
+        done = _doctor(project, env)
+        keyring = _doctor(project, {**env, "SECUREBUILD_KEY_SOURCE": "keyring"})
+    finally:
+        agent.stop()
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert not [line for line in done.stdout.splitlines() if line[6:].startswith("keyring:")]
+    assert "ok    Dockerfile: " in done.stdout
+    assert "no SSH step, and the requirements need none" in done.stdout
+    assert "uses SSH forwarding" not in done.stdout
+    # Asked for the keyring, the same setup fails on it.
+    assert keyring.returncode == 1
+    assert "FAIL  keyring: " in keyring.stdout

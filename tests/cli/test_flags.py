@@ -344,3 +344,31 @@ def test_a_long_lock_keeps_its_output_from_other_runs_reapers(
     assert done.returncode == 0, done.stderr
     assert (project / "requirements.lock").read_text().splitlines()[1:] == ["six==1.16.0"]
     assert list(temp.iterdir()) == []
+
+
+def test_the_base_image_is_the_dockerfiles_unless_set(
+    recorded: tuple[Path, dict[str, str]],
+) -> None:
+    """`init --python 3.11` writes the base image into the project's Dockerfile:
+    builds keep it (no BASE_IMAGE build arg over it), and `vendor`, which builds
+    with the template, builds the wheels on it too. The setting, when given,
+    wins for both; one that is no image reference is one line."""
+    project, env = recorded
+    init = run_cli("securebuild_tasks", project, "init", "--python", "3.11", env=env)
+    assert init.returncode == 0, init.stderr
+    argv = _build(project, env)
+    assert not [arg for arg in argv if arg.startswith("BASE_IMAGE=")]
+    run_cli("invoke", project, "vendor", env=env)
+    assert "BASE_IMAGE=python:3.11-slim" in Path(env["RECORD"]).read_text().splitlines()
+
+    chosen = {**env, "SECUREBUILD_BASE_IMAGE": "registry.example:5000/py@sha256:" + "0" * 64}
+    assert f"BASE_IMAGE={chosen['SECUREBUILD_BASE_IMAGE']}" in _build(project, chosen)
+    run_cli("invoke", project, "vendor", env=chosen)
+    vendor_argv = Path(env["RECORD"]).read_text().splitlines()
+    assert f"BASE_IMAGE={chosen['SECUREBUILD_BASE_IMAGE']}" in vendor_argv
+
+    bad = _refused(project, {**env, "SECUREBUILD_BASE_IMAGE": "python 3.12"})
+    assert bad == (
+        "securebuild: error: setting base_image from environment variable SECUREBUILD_BASE_IMAGE"
+        " is not a valid base_image: 'python 3.12': use an image reference such as python:3.12-slim"
+    )

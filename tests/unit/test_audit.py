@@ -187,7 +187,7 @@ def test_audit_needs_no_client_that_can_build(images: Path) -> None:
     nothing here) audits as well as any."""
     docker = _image(images, [{"app/main.py": b"print(1)\n"}], base=0)
     settings = Settings(docker=docker, key_source="file", base_image="base")
-    assert run_audit(settings, "app") == []
+    assert run_audit(settings, "app", cwd=images) == []
 
 
 def _zip(files: dict[str, bytes], prefix: bytes = b"") -> bytes:
