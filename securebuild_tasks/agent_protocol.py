@@ -205,9 +205,13 @@ class _Connection:
 
 
 class FilteringAgentProxy:
-    """Listens on `socket_path` and forwards to `upstream` only what concerns `allowed` identity."""
+    """Listens on `socket_path` and forwards to `upstream` only what concerns `allowed` identity.
 
-    def __init__(self, upstream: str, socket_path: str, allowed: Identity) -> None:
+    With ``allowed`` None it is an agent that holds no key: it lists none, signs
+    nothing and never connects to ``upstream``.
+    """
+
+    def __init__(self, upstream: str, socket_path: str, allowed: Identity | None) -> None:
         """Prepare the proxy; nothing is bound until start()."""
         self.upstream = upstream
         self.socket_path = socket_path
@@ -324,6 +328,10 @@ class FilteringAgentProxy:
 
     def _answer(self, conn: _Connection, request: bytes) -> bytes:
         """Compute the reply to one client request; the proxy never changes upstream state."""
+        if self.allowed is None:
+            if request[0] == SSH_AGENTC_REQUEST_IDENTITIES:
+                return _encode_identities([])
+            return _FAILURE_REPLY
         if request[0] == SSH_AGENTC_REQUEST_IDENTITIES:
             reply = self._ask_upstream(conn, bytes([SSH_AGENTC_REQUEST_IDENTITIES]))
             if reply[0] != SSH_AGENT_IDENTITIES_ANSWER:

@@ -41,7 +41,7 @@ from .errors import (
 )
 from .hostkeys import default_known_hosts, explain_ssh_failure, select_known_hosts
 from .index import IndexCredentials, index_credentials, index_netloc
-from .keys import ForwardedKey, choose_key_source
+from .keys import ForwardedKey, KeySource, NoKeySource, choose_key_source
 from .requirements import (
     Requirements,
     check_hash_mode,
@@ -52,6 +52,8 @@ from .requirements import (
 from .settings import Settings, cache_fields
 
 TEMPLATE_NAME = "Dockerfile.template"
+#: The template's first line, which `init` keeps in the Dockerfile it writes.
+TEMPLATE_MARK = "# Dockerfile template of securebuild-tasks."
 PROJECT_LABEL = "io.securebuild.project"
 
 
@@ -87,6 +89,16 @@ class BuildPlan:
     #: buildx --cache-from / --cache-to values, local directories made absolute.
     cache_from: str = ""
     cache_to: str = ""
+
+    @property
+    def needs_key(self) -> bool:
+        """Whether the build needs the user's key: its requirements fetch over SSH,
+        or a Dockerfile of the user's own (not the template, nor one `init` made
+        from it) has SSH steps whose use the tool cannot see."""
+        if self.requirements.ssh_hosts:
+            return True
+        text = dockerfile_text(self.dockerfile)
+        return "--mount=type=ssh" in text and TEMPLATE_MARK not in text
 
 
 @dataclass(frozen=True)
@@ -755,7 +767,12 @@ def execute(
     reap_stale_workdirs()
     # Data flows one way: the key source is checked (nothing loaded yet), then
     # the engine, and only then is a key loaded and forwarded.
-    source = choose_key_source(plan.settings) if plan.forward_key else None
+    source: KeySource | None = None
+    if plan.forward_key:
+        # No key of the user's reaches a build that fetches nothing over SSH.
+        keyless = NoKeySource(plan.settings)
+        needed = plan.needs_key or not keyless.viable()[0]
+        source = choose_key_source(plan.settings) if needed else keyless
     if source is not None:
         source.check()
     if plan.index is not None:
@@ -787,6 +804,8 @@ def execute(
         with forwarding as key:
             what = plan.settings.image_ref if plan.tag else plan.target
             how = f"key {key.fingerprint} from {key.source}" if key else "no key, no network"
+            if key is not None and key.source == NoKeySource.name:
+                how = "no key (nothing is fetched over SSH)"
             if plan.index is not None:
                 how += f", {plan.index.describe()}"
             out.write(f"securebuild: building {what} with {engine.mode} ({engine.docker}), {how}\n")

@@ -21,6 +21,7 @@ import contextlib
 import getpass
 import hashlib
 import os
+import socket
 import sys
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator
@@ -179,6 +180,35 @@ class AgentKeySource(KeySource):
             self.socket_path(), str(socket_in(workdir, "filtered-agent.sock")), chosen
         ) as proxy:
             yield ForwardedKey(proxy.socket_path, chosen.fingerprint, self.name, proxy.close)
+
+
+class NoKeySource(KeySource):
+    """No key: for builds that fetch nothing over SSH (index packages only).
+
+    The template's SSH steps still need an agent socket (their mounts are
+    required, so a build that does need a key fails at once without one):
+    they get one that holds no key, so none of the user's keys is exposed to a
+    build that has no use for it, and every such build shares one cache.
+    """
+
+    name = "none"
+
+    def viable(self) -> tuple[bool, str]:
+        # The keyless agent listens on a Unix socket, which native Windows lacks.
+        if sys.platform == "win32" or not hasattr(socket, "AF_UNIX"):
+            return False, "no Unix sockets on this platform"
+        return True, ""
+
+    def check(self) -> None:
+        """Nothing to check: there is no key."""
+
+    @contextlib.contextmanager
+    def forward(self, workdir: Path) -> Iterator[ForwardedKey]:
+        from .agent_protocol import FilteringAgentProxy
+
+        path = str(socket_in(workdir, "keyless-agent.sock"))
+        with FilteringAgentProxy("", path, None) as proxy:
+            yield ForwardedKey(proxy.socket_path, "", self.name, proxy.close)
 
 
 class KeyringKeySource(KeySource):

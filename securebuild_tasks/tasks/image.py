@@ -41,11 +41,12 @@ def build_image(c: Context, settings: Settings, json: bool = False) -> None:
     from ..build import build_image as run_build
 
     result = run_build(settings, cwd=Path.cwd(), out=sys.stderr)
-    how = (
-        "offline from the wheelhouse"
-        if result.offline
-        else f"with key {result.key_fingerprint} from {result.key_source}"
-    )
+    if result.offline:
+        how = "offline from the wheelhouse"
+    elif not result.key_fingerprint:
+        how = "with no key (nothing is fetched over SSH)"
+    else:
+        how = f"with key {result.key_fingerprint} from {result.key_source}"
     print(
         f"securebuild: built {result.image} ({result.image_id[:19]}, "
         f"{result.size / 1e6:.1f} MB) in {result.seconds:.1f} s {how}",
@@ -55,9 +56,7 @@ def build_image(c: Context, settings: Settings, json: bool = False) -> None:
         from ..audit import run_audit
 
         # With --json, stdout carries only the summary: findings go to stderr.
-        run_audit(
-            settings, result.image, cwd=Path.cwd(), report=sys.stderr if json else sys.stdout
-        )
+        run_audit(settings, result.image, cwd=Path.cwd(), report=sys.stderr if json else sys.stdout)
         print(f"securebuild: audit of {result.image}: clean", file=sys.stderr)
     else:
         print(

@@ -139,9 +139,25 @@ def test_no_key_bytes_in_argv_or_environment(
     assert json.dumps(argv).count("PRIVATE KEY") == 0
 
 
+def _fetch_over_ssh(project: Path, env: dict[str, str]) -> None:
+    """Give the recorded project a git dependency over SSH, its host pinned."""
+    host_key = make_key(Path(env["RECORD"]).parent / "host", "host")
+    kind, body = host_key.public_line.split()[:2]
+    Path(env["SECUREBUILD_KNOWN_HOSTS"]).write_text(f"[127.0.0.1]:2222 {kind} {body}\n")
+    with (project / "requirements.txt").open("a") as requirements:
+        requirements.write("private @ git+ssh://git@127.0.0.1:2222/org/private.git@v1\n")
+
+
 def test_json_summary_on_stdout(recorded: tuple[Path, dict[str, str]]) -> None:
-    """--json prints one JSON object on stdout; progress stays on stderr."""
+    """--json prints one JSON object on stdout; progress stays on stderr. With only
+    index packages no key is forwarded; with a git dependency over SSH, the key."""
     project, env = recorded
+    keyless = run_cli("invoke", project, "build-image", "--json", env=env)
+    assert keyless.returncode == 0, keyless.stderr
+    assert json.loads(keyless.stdout)["key_source"] == "none"
+    assert json.loads(keyless.stdout)["key_fingerprint"] is None
+    assert "with no key (nothing is fetched over SSH)" in keyless.stderr
+    _fetch_over_ssh(project, env)
     done = run_cli("invoke", project, "build-image", "--json", "--tag", "v3", env=env)
     assert done.returncode == 0, done.stderr
     summary = json.loads(done.stdout)
@@ -372,3 +388,41 @@ def test_the_base_image_is_the_dockerfiles_unless_set(
         "securebuild: error: setting base_image from environment variable SECUREBUILD_BASE_IMAGE"
         " is not a valid base_image: 'python 3.12': use an image reference such as python:3.12-slim"
     )
+
+
+KEY_LISTER = RECORDER.replace(
+    '    printf \'%s\\n\' "$@" > "$RECORD"; env > "$RECORD.env"\n',
+    '    printf \'%s\\n\' "$@" > "$RECORD"; env > "$RECORD.env"\n'
+    '    for arg in "$@"; do case "$arg" in default=*)\n'
+    '      SSH_AUTH_SOCK="${arg#default=}" ssh-add -L > "$RECORD.keys" 2>&1;'
+    ' echo "exit $?" >> "$RECORD.keys" ;; esac; done\n',
+)
+
+
+def test_no_key_reaches_a_build_that_fetches_nothing_over_ssh(
+    recorded: tuple[Path, dict[str, str]],
+) -> None:
+    """The build's agent socket, asked while the build runs, holds no key when the
+    requirements name no SSH host, though a key is configured and an agent holds
+    one; with a git dependency over SSH it holds that key. A Dockerfile of the
+    user's own with SSH steps gets the key too: the tool cannot see their use."""
+    project, env = recorded
+    assert KEY_LISTER != RECORDER
+    Path(env["SECUREBUILD_DOCKER"]).write_text(KEY_LISTER)
+    keys = Path(env["RECORD"] + ".keys")
+    key = Path(env["SECUREBUILD_KEY_FILE"])
+    public = key.with_name(key.name + ".pub").read_text()
+
+    _build(project, env)
+    assert keys.read_text().splitlines() == ["The agent has no identities.", "exit 1"]
+
+    (project / "Dockerfile").write_text(
+        "FROM python:3.12-slim\nRUN --mount=type=ssh git clone git@example.com:org/x\n"
+    )
+    _build(project, env)
+    assert keys.read_text().split()[:2] == public.split()[:2]
+    (project / "Dockerfile").unlink()
+
+    _fetch_over_ssh(project, env)
+    _build(project, env)
+    assert keys.read_text().split()[:2] == public.split()[:2]

@@ -6,6 +6,7 @@ leave no copy of the key anywhere the build touched.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import signal
@@ -398,3 +399,19 @@ def test_a_base_image_with_its_own_opt_venv(
         assert "no key, no network" in done.stderr  # the second build: from the wheelhouse
     finally:
         subprocess.run([engine.docker, "image", "rm", "-f", venv_base], capture_output=True)
+
+
+def test_an_index_only_project_builds_without_any_key(
+    project: Project, lab: Lab, engine: Engine
+) -> None:
+    """Requirements from the index alone: the build needs no key, and gets none
+    (no agent, keyring entry or key file is set up here); its SSH steps are
+    given an agent that holds no key."""
+    project.requirements("six\n")
+    (project.path / "app" / "__main__.py").write_text("import six\nprint(six.__name__)\n")
+    no_key = {"SECUREBUILD_KEY_SOURCE": "auto", "SECUREBUILD_KEYRING_SERVICE": "sbt-no-such"}
+    done = project.inv("build-image", "--json", env=no_key)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert json.loads(done.stdout)["key_source"] == "none"
+    assert "with no key (nothing is fetched over SSH)" in done.stderr
+    assert in_image(engine.docker, project.image, "python", "-m", "app").strip() == "six"

@@ -40,7 +40,6 @@ LITERAL = (
     "pip_config",
     "uv_config",
     "netrc",
-    "base_image",
 )
 INJECTIONS = (
     "$(touch pwned)",

@@ -374,3 +374,23 @@ def test_a_burst_of_clients_is_taken_as_ssh_agent_takes_it(
     finally:
         for client in clients:
             client.close()
+
+
+def test_a_proxy_that_allows_no_key_lists_none_and_signs_nothing(
+    agent: Agent, tmp_path: Path
+) -> None:
+    """The keyless agent of builds that fetch nothing over SSH: no identity, every
+    sign request (for a key the upstream agent holds, too) and every other message
+    answered with FAILURE, and the upstream agent never asked."""
+    path = str(tmp_path / "keyless.sock")
+    alice = _identity(agent, "alice")
+    sign = bytes([13]) + _string(alice.blob) + _string(b"data") + struct.pack(">I", 0)
+    with FilteringAgentProxy(agent.socket, path, None):
+        assert list_identities(path) == []
+        assert _request(path, sign) == FAILURE
+        assert _request(path, bytes([19])) == FAILURE  # remove all identities
+        result, signature = _sign(agent, path, "alice")
+        assert result.returncode != 0
+        assert not signature.exists()
+    with FilteringAgentProxy(str(tmp_path / "no-upstream.sock"), path, None):
+        assert list_identities(path) == []  # it never connects upstream
