@@ -45,7 +45,9 @@ PRIVATE_KEY_BLOCK = re.compile(
     rb"-----BEGIN (?:[A-Z0-9]+ )*PRIVATE KEY-----(?:\s|\\[rn])*(?:[A-Za-z0-9+/]{16}|Proc-Type:)"
 )
 #: Names of ARGs, ENVs and build args that look like secrets (a pattern, not a password).
-SECRET_NAME = r"\w*(?:KEY|TOKEN|SECRET|PASSW(?:OR)?D|PASSPHRASE|CREDENTIAL|NETRC)\w*"  # noqa: S105
+#: PAT only as a word of its own: GITHUB_PAT, not PATH.
+_NAME_WORDS = r"KEY|TOKEN|SECRET|PASSW(?:OR)?D|PASSPHRASE|CREDENTIAL|NETRC|JWT|BEARER"
+SECRET_NAME = rf"\w*(?:{_NAME_WORDS}|(?<![A-Z])PAT(?![A-Z]))\w*"
 _SECRET_ASSIGNMENT = re.compile(rf"(?<![\w-])({SECRET_NAME})=", re.IGNORECASE)
 WINDOW = 40
 

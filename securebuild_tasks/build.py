@@ -420,6 +420,7 @@ def plan_build(settings: Settings, cwd: Path) -> BuildPlan:
         )
     index = index_credentials(settings, cwd)
     secrets = _secrets(settings, cwd, index)
+    _one_index(requirements, secrets)
     args = _build_args(
         dockerfile,
         settings,
@@ -520,6 +521,41 @@ def index_config(secrets: dict[str, Path]) -> str:
     return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:32]
 
 
+def _one_index(requirements: Requirements, secrets: dict[str, Path]) -> None:
+    """Refuse a requirements file that names its index when a pip or uv config does too.
+
+    pip lets the file's ``--index-url`` win over its config's, uv lets its
+    config win over the file's (and the tool gives uv the pip config's index):
+    the two installers, and `lock` against the builds, would fetch from
+    different indexes. (index_url itself is checked in `_index_arg`.)
+    """
+    named = [o for o in map(option_name, requirements.options) if o in ("--index-url", "-i")]
+    if not named:
+        return
+    configs = []
+    if "pip_config" in secrets and re.search(
+        r"(?m)^index-url = ", lockfile.uv_config_from_pip(secrets["pip_config"])
+    ):
+        configs.append("pip_config")
+    if "uv_config" in secrets:
+        parsed = _read_toml(secrets["uv_config"], "uv_config")
+        data: dict[str, Any] = parsed if isinstance(parsed, dict) else {}
+        pip_table = data["pip"] if isinstance(data.get("pip"), dict) else {}
+        indexes = data["index"] if isinstance(data.get("index"), list) else []
+        if (
+            "index-url" in data
+            or "index-url" in pip_table
+            or any(isinstance(i, dict) and i.get("default") for i in indexes)
+        ):
+            configs.append("uv_config")
+    if configs:
+        raise SettingsError(
+            f"{requirements.path.name} names an index ({named[0]}) and {configs[0]} does too:"
+            " pip lets the file's win, uv the config's",
+            hint=f"keep one: remove the file's {named[0]}, or the index from {configs[0]}",
+        )
+
+
 def _read_secret(path: Path, setting: str) -> bytes:
     try:
         return path.read_bytes()
@@ -564,6 +600,7 @@ def plan_lock(settings: Settings, cwd: Path, output: Path) -> tuple[BuildPlan, l
     project_base = base_image(settings, cwd, context)
     index = index_credentials(settings, cwd)
     secrets = _secrets(settings, cwd, index)
+    _one_index(requirements, secrets)
     generated = {"known_hosts": pinned_hosts(settings, requirements), **_uv_config(secrets)}
     args = _build_args(
         dockerfile,
@@ -622,6 +659,7 @@ def plan_vendor(settings: Settings, cwd: Path, output: Path) -> BuildPlan:
     project_base = base_image(settings, cwd, context)
     index = index_credentials(settings, cwd)
     secrets = _secrets(settings, cwd, index)
+    _one_index(requirements, secrets)
     args = _build_args(
         dockerfile,
         settings,
@@ -916,9 +954,20 @@ def vendor(settings: Settings, *, cwd: Path, out: IO[str] | None = None) -> Path
             f"{wheelhouse} exists and was not made by `inv vendor`; not overwriting it",
             hint="move it away, or set securebuild.wheelhouse to another folder",
         )
-    wheelhouse.parent.mkdir(parents=True, exist_ok=True)
-    # Export next to the wheelhouse so the final swap is a rename on one disk.
-    staging = Path(tempfile.mkdtemp(prefix=".securebuild-vendor-", dir=wheelhouse.parent))
+    # The folders made for the wheelhouse go again if the run fails.
+    made = [p for p in wheelhouse.parents if p not in context.parents and not p.exists()]
+    try:
+        wheelhouse.parent.mkdir(parents=True, exist_ok=True)
+        # Export next to the wheelhouse so the final swap is a rename on one disk.
+        staging = Path(tempfile.mkdtemp(prefix=".securebuild-vendor-", dir=wheelhouse.parent))
+    except OSError as exc:
+        _remove_empty(made)
+        raise SettingsError(
+            f"cannot make the wheelhouse {wheelhouse}:"
+            f" {exc.strerror or exc.__class__.__name__} ({exc.filename})",
+            hint="a file may stand where a folder is needed: move it away, or set"
+            " securebuild.wheelhouse to another folder",
+        ) from None
     try:
         with EngineProbe(settings.docker, settings.builder) as probe:
             plan = plan_vendor(settings, cwd, staging)
@@ -932,9 +981,22 @@ def vendor(settings: Settings, *, cwd: Path, out: IO[str] | None = None) -> Path
             os.rename(wheelhouse, old)
         os.rename(staging, wheelhouse)
         shutil.rmtree(old, ignore_errors=True)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        _remove_empty(made)
+        raise
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return wheelhouse
+
+
+def _remove_empty(folders: list[Path]) -> None:
+    """Remove ``folders`` (deepest first) while they are empty."""
+    for folder in folders:
+        try:
+            folder.rmdir()
+        except OSError:
+            return
 
 
 def _write_atomically(path: Path, text: str) -> None:

@@ -501,7 +501,16 @@ def keyring_backend(settings: Settings) -> Any:
     import keyring
     from keyring.backends import fail
 
-    backend = keyring.get_keyring()
+    try:
+        backend = keyring.get_keyring()
+    except Exception as exc:  # keyring imports the backend its configuration names
+        named = os.environ.get("PYTHON_KEYRING_BACKEND")
+        where = f"PYTHON_KEYRING_BACKEND={named}" if named else "keyring's configuration file"
+        raise KeySourceError(
+            f"the keyring backend named by {where} cannot be loaded ({exc.__class__.__name__})",
+            hint="fix or unset it (`keyring --list-backends` lists those installed),"
+            " or use key_source=agent",
+        ) from None
     if isinstance(backend, fail.Keyring) or backend.priority <= 0:
         raise KeySourceError(
             "no keyring backend is available",

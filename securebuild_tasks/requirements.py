@@ -25,6 +25,13 @@ _URL_CREDENTIALS = re.compile(
     r"|\bhttps?://[^/\s@]+@",
     re.IGNORECASE,
 )
+# A token in a URL's query ("?private_token=...", a signed URL's
+# "X-Amz-Signature=..."): it would reach the build args and the image too.
+_QUERY_SECRET = re.compile(
+    r"[a-z][a-z0-9+.-]*://[^\s?#]*\?(?:[^\s#]*&)?[\w.-]*"
+    r"(?:token|key|secret|sig|signature|password|passwd|auth|credential|session)[\w.-]*=",
+    re.IGNORECASE,
+)
 _HASH = re.compile(r"--hash[=\s]([a-z0-9]+:[0-9a-fA-F]+)")
 _HOST = re.compile(r"^[A-Za-z0-9_.:\[\]-]+$")
 _COMMIT_PIN = re.compile(r"@[0-9a-f]{40}(#.*)?$")
@@ -157,6 +164,13 @@ def parse_requirements(text: str, path: Path) -> Requirements:
                 f"{path} line {lineno} has credentials in a URL; the file is copied into the image",
                 hint="move the index and its token to a pip.conf given as securebuild.pip_config",
             )
+        if _QUERY_SECRET.search(line):
+            raise RequirementsError(
+                f"{path} line {lineno} has a URL whose query looks like a token; the file"
+                " is copied into the image",
+                hint="fetch it from an index whose token is in a pip.conf given as"
+                " securebuild.pip_config, or from a URL without one",
+            )
     for lineno, line in logical:
         where = f"{path} line {lineno}"
         if line.startswith("-"):
@@ -243,6 +257,16 @@ def _check_option(line: str, where: str) -> None:
             f"{where} is an editable requirement; an image needs a real install",
             hint="write NAME @ URL instead of -e URL",
         )
+    if option in ("--find-links", "-f"):
+        value = re.split(r"[=\s]", line, maxsplit=1)[1:] or [""]
+        where_to = value[0].strip()
+        if "://" not in where_to or where_to.lower().startswith("file:"):
+            raise RequirementsError(
+                f"{where} points {option} at a folder on this machine ({where_to or 'none'}),"
+                " which the build cannot see",
+                hint="serve those files over HTTP, or build offline from a wheelhouse"
+                " (`inv vendor`)",
+            )
     if option not in _FILE_OPTIONS:
         raise RequirementsError(
             f"{where} has the option {option}, which this tool does not pass to pip",

@@ -69,6 +69,8 @@ def env_example() -> str:
     """Every setting, commented out, with its help line."""
     lines = ["# securebuild-tasks settings; copy to .env (never commit .env).", ""]
     for name, value in defaults().items():
+        if name == "env_file":
+            continue  # where this file is: set in the environment, not in the file
         shown = ",".join(f"{k}={v}" for k, v in value.items()) if isinstance(value, dict) else value
         lines.append(f"# {HELP[name]}")
         lines.append(f"# {ENV_PREFIX}{name.upper()}={shown}")

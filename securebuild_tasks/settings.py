@@ -24,7 +24,9 @@ NAMESPACE = "securebuild"
 # Names that must never travel as build args: build args are stored in the image
 # history and in BuildKit's cache records in plain text.
 _SECRET_NAME = re.compile(
-    r"(KEY|TOKEN|SECRET|PASSW(OR)?D|PASSPHRASE|CREDENTIAL|AUTH|PRIVATE|NETRC)", re.IGNORECASE
+    r"(KEY|TOKEN|SECRET|PASSW(OR)?D|PASSPHRASE|CREDENTIAL|AUTH|PRIVATE|NETRC|JWT|BEARER"
+    r"|(?<![A-Z])PAT(?![A-Z]))",  # GITHUB_PAT, not PATH
+    re.IGNORECASE,
 )
 # A docker image name without tag (registry/host:port/path, lowercase path parts).
 _IMAGE_NAME = re.compile(
@@ -214,7 +216,8 @@ def resolve(
         if name == "env_file":
             raise SettingsError(
                 f"{ENV_PREFIX}ENV_FILE in {env_file} cannot move the .env file it is in",
-                hint=f"set {ENV_PREFIX}ENV_FILE in the environment or pass --env-file",
+                hint=f"set {ENV_PREFIX}ENV_FILE in the environment, or {NAMESPACE}.env_file"
+                " in the invoke config",
             )
         merged[name] = (value, f"{ENV_PREFIX}{name.upper()} in {env_file}")
     for name, value in env_values.items():
@@ -268,7 +271,7 @@ def _read_env_file(env_file: Any, cwd: str | os.PathLike[str] | None) -> dict[st
     except RuntimeError:  # "~name/..." where no user has that name
         raise SettingsError(
             f"the .env file {_show(env_file)} is in the home of a user who does not exist",
-            hint="fix SECUREBUILD_ENV_FILE or --env-file",
+            hint=f"fix {ENV_PREFIX}ENV_FILE or {NAMESPACE}.env_file",
         ) from None
     if not path.is_absolute():
         path = Path(cwd or Path.cwd()) / path
@@ -363,6 +366,21 @@ def _to_mapping(value: Any) -> dict[str, str]:
     return pairs
 
 
+#: Settings that name a file or folder ("~/" allowed).
+PATH_SETTINGS = (
+    "dockerfile",
+    "context",
+    "docker",
+    "agent_socket",
+    "key_file",
+    "known_hosts",
+    "ca_bundle",
+    "pip_config",
+    "uv_config",
+    "netrc",
+)
+
+
 def is_image_ref(value: str) -> bool:
     """Whether ``value`` is a docker image reference (name, tag and/or digest)."""
     return bool(_IMAGE_REF.match(value))
@@ -425,6 +443,17 @@ def _validate(s: Settings, origins: Mapping[str, str]) -> None:
             "set SECUREBUILD_KEY_FILE=PATH or pass --key-file PATH",
         )
 
+    paths = [(name, getattr(s, name)) for name in PATH_SETTINGS]
+    for name, value in paths + [("secrets", value) for value in s.secrets.values()]:
+        if value.startswith("~"):
+            try:
+                Path(value).expanduser()
+            except RuntimeError:  # "~name/..." where no user has that name
+                raise bad(
+                    name,
+                    f"is in the home folder of a user who does not exist: {_show(value)}",
+                    "write ~/ for your own home folder, or give the full path",
+                ) from None
     _validate_index(s, bad)
     for name in ("cache_from", "cache_to"):
         _validate_cache(name, getattr(s, name), bad)

@@ -135,6 +135,39 @@ def test_index_named_twice(user_project: UserProject, option: str) -> None:
     assert "tok-0123456789abcdef" not in line
 
 
+@pytest.mark.parametrize(
+    ("setting", "name", "text"),
+    [
+        ("SECUREBUILD_PIP_CONFIG", "pip.conf", "[global]\nindex_url = https://a.example/simple\n"),
+        ("SECUREBUILD_UV_CONFIG", "uv.toml", 'index-url = "https://a.example/simple"\n'),
+        ("SECUREBUILD_UV_CONFIG", "uv.toml", '[pip]\nindex-url = "https://a.example/simple"\n'),
+        (
+            "SECUREBUILD_UV_CONFIG",
+            "uv.toml",
+            '[[index]]\nname = "a"\nurl = "https://a.example/simple"\ndefault = true\n',
+        ),
+    ],
+)
+@pytest.mark.parametrize("task", ["build-image", "lock", "vendor"])
+def test_index_named_by_the_file_and_a_config(
+    user_project: UserProject, setting: str, name: str, text: str, task: str
+) -> None:
+    """An index in the requirements file and in a pip or uv config: pip takes the
+    file's, uv the config's, so the two would install from different indexes."""
+    config = user_project.path.parent / name
+    config.write_text(text)
+    for file in ("requirements.txt", "requirements.in"):
+        (user_project.path / file).write_text("--index-url https://b.example/simple\nsix\n")
+    done = user_project.inv(task, **{setting: str(config)})
+    kind = setting.removeprefix("SECUREBUILD_").lower()
+    one_line_error(done, 2, f"names an index (--index-url) and {kind} does too")
+    # Without the file's index, the same config passes the check.
+    (user_project.path / "requirements.txt").write_text("six\n")
+    (user_project.path / "requirements.in").write_text("six\n")
+    again = user_project.inv(task, **{setting: str(config)})
+    assert "names an index" not in again.stderr
+
+
 def test_malformed_requirement(user_project: UserProject) -> None:
     """A broken requirement line is named by file and line."""
     (user_project.path / "requirements.txt").write_text("requests==2.32.3\nprivpkg @@ nothing\n")
@@ -369,3 +402,35 @@ def test_ctrl_d_at_a_hidden_prompt_is_one_line(tmp_path: Path, task: str) -> Non
     assert "Traceback" not in text
     assert text.strip().splitlines()[-1].startswith("securebuild: error: ")
     assert "standard input ended" in text
+
+
+def test_vendor_where_a_file_stands_in_the_way(user_project: UserProject) -> None:
+    """A file where the wheelhouse's folder would be is one line; a vendor run that
+    fails leaves none of the folders it made for the wheelhouse behind."""
+    (user_project.path / "vendor").write_text("not a folder\n")
+    done = user_project.inv("vendor")
+    one_line_error(done, 2, "cannot make the wheelhouse", "move it away")
+    assert (user_project.path / "vendor").read_text() == "not a folder\n"
+
+    (user_project.path / "vendor").unlink()
+    nowhere = {"SECUREBUILD_DOCKER": str(user_project.path / "no-such-docker")}
+    failed = user_project.inv("vendor", "--wheelhouse", "deps/wheels/python", **nowhere)
+    assert failed.returncode != 0
+    assert "Traceback" not in failed.stderr
+    assert not (user_project.path / "deps").exists()
+
+
+@pytest.mark.parametrize("task", ["forget-key", "doctor"])
+def test_a_keyring_backend_that_cannot_be_loaded(user_project: UserProject, task: str) -> None:
+    """PYTHON_KEYRING_BACKEND naming a backend that is not installed: one line (a
+    FAIL line in doctor) naming the variable, not keyring's import traceback."""
+    done = user_project.inv(
+        task, PYTHON_KEYRING_BACKEND="nosuch_sbt.Backend", SECUREBUILD_KEY_SOURCE="keyring"
+    )
+    assert "Traceback" not in done.stderr + done.stdout
+    said = "the keyring backend named by PYTHON_KEYRING_BACKEND=nosuch_sbt.Backend cannot be loaded"
+    if task == "doctor":
+        assert done.returncode == 1
+        assert said in done.stdout
+    else:
+        one_line_error(done, 3, said)

@@ -141,7 +141,7 @@ def test_the_inputs_index_options_are_carried_into_the_lock(tmp_path: Path) -> N
     (tmp_path / "requirements.in").write_text(
         "--extra-index-url https://corp.example/simple\nlib\n"
     )
-    options = ("--extra-index-url https://corp.example/simple", "--find-links ./wheels")
+    options = ("--extra-index-url https://corp.example/simple", "--find-links https://wheels.example/")
     lock = tmp_path / "requirements.lock"
     lock.write_text(
         finish(f"lib==1.0 --hash=sha256:{'d' * 64}\n", find_input(tmp_path, ""), options)

@@ -209,8 +209,8 @@ def test_allowed_file_options_pass() -> None:
         "--index-url https://pypi.example.com/simple\n"
         "-i https://pypi.example.com/simple\n"
         "--extra-index-url=https://mirror.example.com/simple\n"
-        "--find-links ./wheels\n"
-        "-f ./wheels\n"
+        "--find-links https://wheels.example.com/\n"
+        "-f https://wheels.example.com/more/\n"
         "--no-binary :all:\n"
         "--only-binary=:none:\n"
         "--prefer-binary\n"
@@ -651,3 +651,42 @@ def test_hashes_are_all_or_nothing(text: str, refused: str) -> None:
         check_hash_mode(parsed)
     assert f"requirements.txt {refused}" in str(info.value)
     assert "lacks an exact version with sha256 hashes" in str(info.value)
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        f"lib @ https://files.example.com/lib-1.0.tar.gz?token={TOKEN}",
+        f"lib @ https://gitlab.example.com/api/lib.tar.gz?ref=v1&private_token={TOKEN}",
+        f"lib @ https://bucket.s3.example.com/lib.whl?X-Amz-Signature={TOKEN}&X-Amz-Date=1",
+        f"--extra-index-url https://pypi.example.com/simple?access_key={TOKEN}",
+        f"six  # mirror: https://files.example.com/six.tar.gz?sig={TOKEN}",
+    ],
+)
+def test_tokens_in_a_url_query_refused_without_echo(line: str) -> None:
+    """A URL whose query holds a token (signed URLs, ?private_token=) is refused: the
+    file is copied into the build, and its URL lines are build args."""
+    with pytest.raises(RequirementsError) as info:
+        _parse(f"requests\n{line}\n")
+    err = info.value
+    assert f"{REQS} line 2 has a URL whose query looks like a token" in str(err)
+    for text in (str(err), err.message, err.hint, repr(err), err.line()):
+        assert TOKEN not in text
+
+
+def test_a_harmless_query_is_kept() -> None:
+    """A query that holds no token (a subdirectory, a ref) is a URL like any."""
+    reqs = _parse("lib @ https://files.example.com/lib.tar.gz?ref=v1.2&sha=abc\n")
+    assert reqs.names == ("lib",)
+
+
+@pytest.mark.parametrize(
+    "line", ["--find-links ./wheels", "-f wheels", "--find-links=file:///srv/wheels", "-f"]
+)
+def test_find_links_to_a_local_folder_refused(line: str) -> None:
+    """--find-links at a folder: only the requirements file reaches the build, so
+    the folder is not there; said before the build, not by pip inside it."""
+    message = _error(f"{line}\nsix\n")
+    assert f"{REQS} line 1 points {line.split('=')[0].split()[0]} at a folder" in message
+    assert "inv vendor" in message
+    assert _parse("--find-links https://wheels.example.com/\nsix\n").names == ("six",)

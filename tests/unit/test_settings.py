@@ -582,6 +582,10 @@ def test_key_source_file_with_key_file_accepted(tmp_path: Path) -> None:
         "GPG_PASSPHRASE",
         "GIT_CREDENTIALS",
         "NETRC",
+        "GITHUB_PAT",
+        "pat",
+        "CI_JOB_JWT",
+        "API_BEARER",
     ],
 )
 def test_secret_looking_build_args_refused(tmp_path: Path, arg: str) -> None:
@@ -597,9 +601,14 @@ def test_secret_looking_build_args_refused(tmp_path: Path, arg: str) -> None:
 
 def test_plain_build_args_accepted(tmp_path: Path) -> None:
     """Ordinary build args pass through unchanged."""
-    flags = {"build_args": "PYTHON_VERSION=3.12,APP_ENV=prod"}
+    flags = {"build_args": "PYTHON_VERSION=3.12,APP_ENV=prod,EXTRA_PYTHONPATH=/x,COMPAT=1"}
     settings = resolve({}, flags=flags, environ={}, cwd=tmp_path)
-    assert settings.build_args == {"PYTHON_VERSION": "3.12", "APP_ENV": "prod"}
+    assert settings.build_args == {
+        "PYTHON_VERSION": "3.12",
+        "APP_ENV": "prod",
+        "EXTRA_PYTHONPATH": "/x",
+        "COMPAT": "1",
+    }
 
 
 @pytest.mark.parametrize("arg", ["1ST", "A-B", "A B", "$(X)"])
@@ -778,3 +787,23 @@ def test_cache_credentials_are_refused_and_never_echoed(tmp_path: Path, spec: st
         resolve({"cache_to": spec}, environ={}, cwd=tmp_path)
     assert "wJalrXUtnFEMIK7" not in caught.value.line()
     assert "AKIAEXAMPLE" not in caught.value.line()
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("key_file", "~nosuchuser-sbt/.ssh/id_ed25519"),
+        ("known_hosts", "~nosuchuser-sbt/kh"),
+        ("ca_bundle", "~nosuchuser-sbt/ca.pem"),
+        ("pip_config", "~nosuchuser-sbt/pip.conf"),
+        ("secrets", "extra=~nosuchuser-sbt/x"),
+    ],
+)
+def test_a_path_in_the_home_of_no_user_is_one_error(tmp_path: Path, name: str, value: str) -> None:
+    """ "~name/..." where no user has that name: one line naming the setting, rather
+    than the RuntimeError pathlib raises wherever the path is first used."""
+    with pytest.raises(SettingsError) as info:
+        resolve({}, flags={name: value}, environ={}, cwd=tmp_path)
+    assert f"setting {name} from flag --{name.replace('_', '-')}" in str(info.value)
+    assert "home folder of a user who does not exist" in str(info.value)
+    assert resolve({}, flags={name: value.replace("~nosuchuser-sbt", "~")}, cwd=tmp_path)
