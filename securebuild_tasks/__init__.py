@@ -1,12 +1,13 @@
 """securebuild-tasks: Invoke tasks that build Docker images with private Python
 dependencies, forwarding an SSH key to BuildKit instead of baking it in.
 
-Add ``ns`` to your ``tasks.py``::
+At the end of your ``tasks.py``::
 
+    import sys
     from invoke import Collection
     import securebuild_tasks
 
-    ns = Collection()                # or the ns you already have
+    ns = Collection.from_module(sys.modules[__name__])  # or the ns you have
     securebuild_tasks.add_to(ns)     # inv build-image, inv store-key, ...
 
 Importing the package loads nothing but its errors: the tasks (and invoke)
@@ -52,7 +53,15 @@ _LAZY = {
 }
 
 
+#: Submodules reachable as attributes (``securebuild_tasks.build.build_image``).
+_SUBMODULES = frozenset(
+    {"audit", "build", "clean", "doctor", "engine", "index", "keys", "lockfile", "settings"}
+)
+
+
 def __getattr__(name: str) -> Any:
+    if name in _SUBMODULES:
+        return importlib.import_module(f".{name}", __name__)
     module = _LAZY.get(name)
     if module is None:
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
@@ -62,7 +71,7 @@ def __getattr__(name: str) -> Any:
 
 
 def __dir__() -> list[str]:
-    return sorted({*globals(), *_LAZY})
+    return sorted({*globals(), *_LAZY, *_SUBMODULES})
 
 
 __all__ = [

@@ -3,8 +3,8 @@
 Writes a Dockerfile rendered from the template, a starter tasks.py (or says
 what to add to an existing one), ``.env.example``, and the ``.dockerignore``
 entries that keep keys, tokens and ``.env`` out of the build context. An
-existing file is never overwritten without ``force``; ``.dockerignore`` only
-ever gains the entries it lacks.
+existing file is never overwritten without ``force``, and a tasks.py never;
+``.dockerignore`` only ever gains the entries it lacks.
 """
 
 from __future__ import annotations
@@ -108,12 +108,32 @@ def init_project(
         _write(directory / ".env.example", env_example(), force),
         _dockerignore(directory / ".dockerignore", existing),
     ]
-    tasks = directory / "tasks.py"
-    if tasks.exists() and not force:
-        results.append(Written(tasks, "kept"))
-    else:
-        results.append(_write(tasks, TASKS_PY, force))
+    # A tasks.py is the project's own code: kept even with force.
+    results.append(_write(directory / "tasks.py", TASKS_PY, force=False))
     return results
+
+
+def tasks_py_hint(tasks: Path) -> str:
+    """What to add to an existing tasks.py: with its own ``ns``, or without one
+    (invoke then collects the module's tasks, and an ``ns`` made from scratch
+    would hide them)."""
+    try:
+        text = tasks.read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        text = ""
+    if re.search(r"(?m)^ns\s*[:=]", text):
+        lines = ["import securebuild_tasks", "securebuild_tasks.add_to(ns)"]
+    else:
+        lines = [
+            "import sys",
+            "from invoke import Collection",
+            "import securebuild_tasks",
+            "ns = Collection.from_module(sys.modules[__name__])  # your tasks, as inv sees them",
+            "securebuild_tasks.add_to(ns)",
+        ]
+    return "securebuild: add to the end of your tasks.py:\n" + "\n".join(
+        f"    {line}" for line in lines
+    )
 
 
 def _write(path: Path, text: str, force: bool) -> Written:

@@ -167,7 +167,8 @@ def config_file_error(exc: BaseException) -> str | None:
 
 
 def install_config_error_hook() -> None:
-    """Report invoke config file errors as one line under ``inv`` too.
+    """Report invoke config file errors (and this tool's errors raised while
+    ``inv`` imports a tasks.py) as one line under ``inv`` too.
 
     ``inv`` is invoke's own program, so the only place left to catch its config
     loading errors is the interpreter's last resort. Every other exception goes
@@ -178,14 +179,17 @@ def install_config_error_hook() -> None:
         return
 
     def hook(kind: type[BaseException], exc: BaseException, tb: Any) -> None:
-        line = config_file_error(exc)
+        line, code = config_file_error(exc), 2
+        if line is None and isinstance(exc, SecurebuildError):
+            # Raised while invoke imported the tasks.py (add_to's name clash).
+            line, code = f"securebuild: error: {exc.line()}", exc.exit_code
         if line is None:
             previous(kind, exc, tb)
             return
         sys.stdout.flush()
         sys.stderr.write(line.replace("\n", " ") + "\n")
         sys.stderr.flush()
-        os._exit(2)
+        os._exit(code)
 
     hook._securebuild = True  # type: ignore[attr-defined]
     sys.excepthook = hook

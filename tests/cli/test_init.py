@@ -5,6 +5,7 @@ from __future__ import annotations
 import subprocess
 from pathlib import Path
 
+import pytest
 from docker.utils.build import PatternMatcher
 
 from securebuild_tasks.settings import HELP
@@ -41,7 +42,8 @@ def test_init_writes_a_working_setup(tmp_path: Path) -> None:
 
 
 def test_init_keeps_existing_files_unless_forced(tmp_path: Path) -> None:
-    """Existing files stay as they are; --force overwrites; .dockerignore only grows."""
+    """Existing files stay as they are; --force overwrites all but tasks.py;
+    .dockerignore only grows."""
     (tmp_path / "Dockerfile").write_text("FROM mine\n")
     (tmp_path / "tasks.py").write_text("# my tasks\n")
     (tmp_path / ".dockerignore").write_text("node_modules\n.env\n")
@@ -61,6 +63,7 @@ def test_init_keeps_existing_files_unless_forced(tmp_path: Path) -> None:
 
     forced = _init(tmp_path, "--force")
     assert forced.returncode == 0
+    assert (tmp_path / "tasks.py").read_text() == "# my tasks\n"  # never, even forced
     assert "ARG BASE_IMAGE=python:3.12-slim" in (tmp_path / "Dockerfile").read_text()
     assert "overwritten Dockerfile" in forced.stderr
 
@@ -96,3 +99,24 @@ def test_init_refuses_what_it_cannot_write_before_writing_anything(tmp_path: Pat
     assert "Traceback" not in done.stderr
     assert ".dockerignore is not UTF-8 text" in done.stderr
     assert sorted(p.name for p in tmp_path.iterdir()) == [".dockerignore"]
+
+
+@pytest.mark.parametrize("has_ns", [False, True])
+def test_the_tasks_py_hint_works_as_printed(tmp_path: Path, has_ns: bool) -> None:
+    """The lines init prints for a tasks.py it keeps, appended as printed, give the
+    project's own tasks and ours side by side, with or without an ns of its own."""
+    own = "from invoke import task\n\n@task\ndef test(c):\n    print('own test')\n"
+    if has_ns:
+        own += "\nfrom invoke import Collection\nns = Collection(test)\n"
+    (tmp_path / "tasks.py").write_text(own)
+    done = _init(tmp_path)
+    assert done.returncode == 0, done.stderr
+    hint = done.stderr.split("add to the end of your tasks.py:\n", 1)[1]
+    lines = [line[4:] for line in hint.splitlines() if line.startswith("    ")]
+    assert ("ns = Collection.from_module" in hint) != has_ns
+    (tmp_path / "tasks.py").write_text(own + "\n".join(lines) + "\n")
+    listed = run_cli("invoke", tmp_path, "--list", env=user_env())
+    assert listed.returncode == 0, listed.stderr
+    names = {line.split()[0] for line in listed.stdout.splitlines()[1:] if line.strip()}
+    assert {"test", "build-image", "lock", "clean"} <= names
+    assert run_cli("invoke", tmp_path, "test", env=user_env()).stdout.strip() == "own test"

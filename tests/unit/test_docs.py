@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 from securebuild_tasks.build import template_path
@@ -53,3 +55,20 @@ def test_security_table_names_real_tests() -> None:
         if name:
             pattern = re.escape(name.split("[")[0]).replace(r"\*", r"\w*")
             assert re.search(rf"^def {pattern}\(", source, re.MULTILINE), f"{path}::{name}"
+
+
+def test_the_readmes_python_example_names_what_exists() -> None:
+    """The README's in-Python call resolves, attribute by attribute, in a fresh
+    interpreter after a bare `import securebuild_tasks` (submodules load on use)."""
+    readme = (ROOT / "README.md").read_text()
+    line = next(line for line in readme.splitlines() if line.startswith("- In Python: `"))
+    call = line.split("`")[1]
+    names = re.findall(r"securebuild_tasks(?:\.\w+)+", call)
+    assert "securebuild_tasks.build.build_image" in names
+    check = "import securebuild_tasks\n" + "".join(f"{name}\n" for name in names)
+    check += "print(securebuild_tasks.resolve(flags={'image': 'x'}, environ={}).image)\n"
+    done = subprocess.run(
+        [sys.executable, "-c", check], capture_output=True, text=True, check=False, cwd=ROOT
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "x"

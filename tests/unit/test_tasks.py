@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
+import pytest
 from invoke.collection import Collection
 
 import securebuild_tasks
+from securebuild_tasks.errors import SettingsError
 from securebuild_tasks.settings import defaults
+from tests.support.cli import run_cli, user_env
 
 
 def test_add_to_keeps_the_projects_own_settings() -> None:
@@ -24,3 +29,40 @@ def test_named_collection_nests_under_its_name() -> None:
     """Collection(securebuild_tasks.ns) gives securebuild.build-image."""
     root = Collection(securebuild_tasks.ns)
     assert "securebuild.build-image" in root.task_names
+
+
+def test_add_to_never_replaces_the_projects_own_tasks(tmp_path: Path) -> None:
+    """A task or collection of the project's with one of our names is an error naming
+    it (one line under inv, no traceback), and the project's stays; skip= leaves
+    ours out, and a skip of a name we do not have is an error too."""
+    own = (
+        "from invoke import Collection, task\nimport securebuild_tasks\n\n"
+        "@task\ndef clean(c):\n    print('my own clean')\n\n"
+        "ns = Collection(clean)\nns.add_collection(Collection('lock'))\n"
+    )
+    (tmp_path / "tasks.py").write_text(own + "securebuild_tasks.add_to(ns)\n")
+    done = run_cli("invoke", tmp_path, "--list", env=user_env())
+    assert done.returncode == 2
+    assert "Traceback" not in done.stderr
+    assert done.stderr.strip().splitlines() == [
+        "securebuild: error: your tasks already have a collection named lock and a task"
+        " named clean, and securebuild_tasks.add_to(ns) will not replace them: keep yours"
+        ' with add_to(ns, skip=["lock", "clean"]), or add these tasks under their own name:'
+        " ns.add_collection(securebuild_tasks.ns)"
+    ]
+
+    (tmp_path / "tasks.py").write_text(own + "securebuild_tasks.add_to(ns, skip=['clean'])\n")
+    assert "collection named lock," in run_cli("invoke", tmp_path, "--list", env=user_env()).stderr
+
+    (tmp_path / "tasks.py").write_text(
+        own + "securebuild_tasks.add_to(ns, skip=['clean', 'lock'])\n"
+    )
+    listed = run_cli("invoke", tmp_path, "--list", env=user_env())
+    assert listed.returncode == 0, listed.stderr
+    assert "build-image" in listed.stdout
+    mine = run_cli("invoke", tmp_path, "clean", env=user_env())
+    assert mine.stdout.strip() == "my own clean"
+
+    ns = Collection()
+    with pytest.raises(SettingsError, match="names nosuch, which is no securebuild task"):
+        securebuild_tasks.add_to(ns, skip=["nosuch"])
