@@ -32,9 +32,7 @@ TASK_SUMMARIES: dict[str, str] = {
     ),
     "forget-key": "Remove the stored SSH key and its passphrase from the OS keyring.",
     "forget-token": "Remove the private index's token from the OS keyring.",
-    "init": (
-        "Write a Dockerfile, tasks.py, .env.example and .dockerignore entries (keeps yours)."
-    ),
+    "init": ("Write a Dockerfile, tasks.py, .env.example and .dockerignore entries (keeps yours)."),
     "lock": "Resolve requirements inside the target image into a hash-pinned lock file.",
     "show-settings": "Print every securebuild setting as resolved here (never a secret).",
     "store-key": "Store an SSH private key, or only its passphrase, in the OS keyring.",

@@ -31,13 +31,23 @@ def _plain(value: Any) -> Any:
     return value
 
 
+def project_dir(ctx: Context) -> Path:
+    """The project's folder: that of the tasks.py `inv` loaded (found upwards from
+    the current folder, where invoke reads the project's invoke.yaml too), else
+    the current folder (the `securebuild` command). Its .env and every relative
+    path setting are read from there, so `inv` works alike from any subfolder.
+    """
+    prefix = getattr(ctx.config, "_project_prefix", None)
+    return Path(prefix) if isinstance(prefix, str) and prefix else Path.cwd()
+
+
 def settings_for(ctx: Context, **flags: Any) -> Settings:
     """Resolve settings for a task: its flags over env, .env, config and defaults."""
     # Before anything else runs, so no child process inherits the index token.
     adopt_env_token()
     section = ctx.config.get(NAMESPACE) if hasattr(ctx.config, "get") else None
     config = _plain(section) if section is not None else {}
-    return resolve(config, flags=flags, cwd=Path.cwd())
+    return resolve(config, flags=flags, cwd=project_dir(ctx))
 
 
 @functools.cache

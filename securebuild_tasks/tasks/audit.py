@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import sys
-from pathlib import Path
 
 from invoke.context import Context
 
 from ..settings import Settings
-from ._common import setting_task
+from ._common import project_dir, setting_task
 
 
 @setting_task(
@@ -25,7 +24,7 @@ def audit(c: Context, settings: Settings, image: str = "", data_root: bool = Fal
     run_audit(
         settings,
         image or settings.image_ref,
-        cwd=Path.cwd(),
+        cwd=project_dir(c),
         data_root=data_root,
         report=sys.stdout,
     )

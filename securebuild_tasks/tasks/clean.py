@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import sys
-from pathlib import Path
 
 from invoke.context import Context
 
 from ..settings import Settings
-from ._common import setting_task
+from ._common import project_dir, setting_task
 
 
 @setting_task(
@@ -24,7 +23,7 @@ def clean(c: Context, settings: Settings, dry_run: bool = False, local_only: boo
     from ..clean import clean as run_clean
 
     kept: list[str] = []
-    items = run_clean(settings, Path.cwd(), dry_run=dry_run, local_only=local_only, kept=kept)
+    items = run_clean(settings, project_dir(c), dry_run=dry_run, local_only=local_only, kept=kept)
     verb = "would remove" if dry_run else "removed"
     for item in items:
         print(f"securebuild: {verb} {item.describe()}", file=sys.stderr)

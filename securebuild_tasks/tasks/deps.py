@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import sys
-from pathlib import Path
 
 from invoke.context import Context
 
 from ..settings import Settings
-from ._common import setting_task
+from ._common import project_dir, setting_task
 
 _SHARED = (
     "context",
@@ -30,7 +29,7 @@ def lock(c: Context, settings: Settings) -> None:
     """Resolve requirements inside the target image into a hash-pinned lock file."""
     from ..build import lock as run_lock
 
-    written = run_lock(settings, cwd=Path.cwd(), out=sys.stderr)
+    written = run_lock(settings, cwd=project_dir(c), out=sys.stderr)
     print(f"securebuild: wrote {written}", file=sys.stderr)
 
 
@@ -39,6 +38,6 @@ def vendor(c: Context, settings: Settings) -> None:
     """Build wheels for every locked requirement into a hash-checked wheelhouse."""
     from ..build import vendor as run_vendor
 
-    written = run_vendor(settings, cwd=Path.cwd(), out=sys.stderr)
+    written = run_vendor(settings, cwd=project_dir(c), out=sys.stderr)
     count = len(list(written.glob("*.whl")))
     print(f"securebuild: {count} wheels in {written} (manifest.json)", file=sys.stderr)

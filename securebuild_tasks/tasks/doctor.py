@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from invoke.context import Context
 from invoke.exceptions import Exit
 
 from ..settings import Settings
-from ._common import setting_task
+from ._common import project_dir, setting_task
 
 
 @setting_task("context", "key_source", "key_file", "docker")
@@ -16,7 +14,7 @@ def doctor(c: Context, settings: Settings) -> None:
     """Check docker, BuildKit, the key source, host keys and the Dockerfile; exit 1 on a problem."""
     from ..doctor import run_checks
 
-    checks = run_checks(settings, Path.cwd())
+    checks = run_checks(settings, project_dir(c))
     for check in checks:
         print(check.line())
     failed = [check for check in checks if not check.ok]

@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import sys
-from pathlib import Path
 
 from invoke.context import Context
 
 from ..settings import Settings
-from ._common import setting_task
+from ._common import project_dir, setting_task
 
 
 @setting_task(
@@ -40,7 +39,7 @@ def build_image(c: Context, settings: Settings, json: bool = False) -> None:
     """Build the image, forwarding the SSH key to BuildKit (never into a layer)."""
     from ..build import build_image as run_build
 
-    result = run_build(settings, cwd=Path.cwd(), out=sys.stderr)
+    result = run_build(settings, cwd=project_dir(c), out=sys.stderr)
     if result.offline:
         how = "offline from the wheelhouse"
     elif not result.key_fingerprint:
@@ -56,7 +55,9 @@ def build_image(c: Context, settings: Settings, json: bool = False) -> None:
         from ..audit import run_audit
 
         # With --json, stdout carries only the summary: findings go to stderr.
-        run_audit(settings, result.image, cwd=Path.cwd(), report=sys.stderr if json else sys.stdout)
+        run_audit(
+            settings, result.image, cwd=project_dir(c), report=sys.stderr if json else sys.stdout
+        )
         print(f"securebuild: audit of {result.image}: clean", file=sys.stderr)
     else:
         print(

@@ -426,3 +426,21 @@ def test_no_key_reaches_a_build_that_fetches_nothing_over_ssh(
     _fetch_over_ssh(project, env)
     _build(project, env)
     assert keys.read_text().split()[:2] == public.split()[:2]
+
+
+def test_inv_from_a_subfolder_reads_the_project_where_its_tasks_py_is(
+    recorded: tuple[Path, dict[str, str]],
+) -> None:
+    """invoke finds tasks.py (and reads its invoke.yaml) upwards from a subfolder:
+    the .env beside it and the relative settings are read from there too, so a
+    build from src/ is the build from the project's folder."""
+    project, env = recorded
+    (project / "invoke.yaml").write_text("securebuild:\n  image: from-yaml\n")
+    (project / ".env").write_text("SECUREBUILD_TAG=from-dotenv\n")
+    (project / ".dockerignore").write_text(".env\n")
+    (project / "src").mkdir()
+    done = run_cli("invoke", project / "src", "build-image", env=env)
+    assert done.returncode == 0, done.stderr
+    argv = Path(env["RECORD"]).read_text().splitlines()
+    assert argv[argv.index("--tag") + 1] == "from-yaml:from-dotenv"
+    assert argv[-1] == str(project)
