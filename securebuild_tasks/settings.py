@@ -178,6 +178,17 @@ def defaults() -> dict[str, Any]:
     return {f.name: _plain(getattr(base, f.name)) for f in fields(Settings)}
 
 
+def collection_defaults() -> dict[str, Any]:
+    """The defaults a task collection configures: all but the NAME=VALUE maps.
+
+    invoke refuses to merge a config file's value over a collection default of
+    another kind (a string over a mapping), so ``build_args: "A=1,B=2"`` in an
+    invoke.yaml would fail; left out, a map or a string may be given, and
+    `resolve` starts from the same defaults either way.
+    """
+    return {name: value for name, value in defaults().items() if not isinstance(value, dict)}
+
+
 def _plain(value: Any) -> Any:
     return dict(value) if isinstance(value, dict) else value
 

@@ -9,7 +9,7 @@ from invoke.collection import Collection
 from invoke.tasks import Task
 
 from ..errors import SettingsError
-from ..settings import NAMESPACE, defaults
+from ..settings import NAMESPACE, collection_defaults
 from . import audit, deps, doctor, image, init, keys, settings
 from . import clean as clean_tasks
 from ._common import install_config_error_hook
@@ -35,7 +35,7 @@ def make_collection(name: str | None = None) -> Collection:
     for obj in tasks:
         # invoke's @task(help=...) is typed as returning a plain callable.
         ns.add_task(cast(Task[Any], obj))
-    ns.configure({NAMESPACE: defaults()})
+    ns.configure({NAMESPACE: collection_defaults()})
     return ns
 
 
@@ -74,7 +74,7 @@ def add_to(collection: Collection, *, skip: Iterable[str] = ()) -> Collection:
         collection.add_task(task_obj, name=name)
     # Fill in only what the project has not configured itself.
     existing = collection.configuration().get(NAMESPACE) or {}
-    collection.configure({NAMESPACE: {**defaults(), **existing}})
+    collection.configure({NAMESPACE: {**collection_defaults(), **existing}})
     return collection
 
 

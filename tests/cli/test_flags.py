@@ -444,3 +444,23 @@ def test_inv_from_a_subfolder_reads_the_project_where_its_tasks_py_is(
     argv = Path(env["RECORD"]).read_text().splitlines()
     assert argv[argv.index("--tag") + 1] == "from-yaml:from-dotenv"
     assert argv[-1] == str(project)
+
+
+@pytest.mark.parametrize(
+    "given",
+    [
+        'build_args: "COMPILE_BYTECODE=1,APP_ENV=prod"',
+        "build_args:\n    COMPILE_BYTECODE: '1'\n    APP_ENV: prod",
+        "build_args: [COMPILE_BYTECODE=1, APP_ENV=prod]",
+    ],
+)
+def test_maps_in_invoke_yaml_as_text_a_mapping_or_a_list(
+    recorded: tuple[Path, dict[str, str]], given: str
+) -> None:
+    """build_args (and secrets) in an invoke.yaml: the documented NAME=VALUE text,
+    a YAML mapping and a list all reach the build alike."""
+    project, env = recorded
+    (project / "invoke.yaml").write_text(f"securebuild:\n  {given}\n")
+    argv = _build(project, env)
+    assert "APP_ENV=prod" in argv
+    assert "COMPILE_BYTECODE=1" in argv
