@@ -10,6 +10,15 @@ import os
 import sys
 from collections.abc import Sequence
 
+#: The command users run tasks with, as hints name it: ``inv``, or
+#: ``securebuild`` when the standalone command runs (see `use_command`).
+_COMMAND = {"name": "inv"}
+
+
+def use_command(name: str) -> None:
+    """Name ``name`` in hints (written as `` `inv TASK` ``) instead of ``inv``."""
+    _COMMAND["name"] = name
+
 
 class SecurebuildError(Exception):
     """Base class of every error this tool reports as one clear line."""
@@ -24,7 +33,10 @@ class SecurebuildError(Exception):
 
     def line(self) -> str:
         """Return the one-line message shown to users."""
-        return f"{self.message}: {self.hint}" if self.hint else self.message
+        text = f"{self.message}: {self.hint}" if self.hint else self.message
+        if _COMMAND["name"] != "inv":
+            text = text.replace("`inv ", f"`{_COMMAND['name']} ")
+        return text
 
 
 class SettingsError(SecurebuildError):

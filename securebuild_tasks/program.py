@@ -16,7 +16,7 @@ from invoke.config import Config
 from invoke.program import Program
 
 from . import __version__
-from .errors import silence_stdout
+from .errors import silence_stdout, use_command
 from .settings import INVOKE_ENV_PREFIX
 from .tasks import make_collection
 from .tasks._common import config_file_error
@@ -59,6 +59,7 @@ program = SecurebuildProgram(
 
 def run() -> None:
     """Run the program on ``sys.argv``, a config file's error as one line."""
+    use_command("securebuild")  # hints name the command that is running
     try:
         program.run()
     except BrokenPipeError:

@@ -434,3 +434,18 @@ def test_a_keyring_backend_that_cannot_be_loaded(user_project: UserProject, task
         assert said in done.stdout
     else:
         one_line_error(done, 3, said)
+
+
+def test_hints_name_the_command_that_runs(user_project: UserProject) -> None:
+    """A hint tells to run another task: under `securebuild` it says `securebuild
+    TASK`, which works without a tasks.py; under inv, `inv TASK`."""
+    bad = {"SECUREBUILD_LOCK_FILE": "requirements.lock"}
+    (user_project.path / "requirements.lock").write_text("six==1.16.0\n")  # no lock header
+    under_inv = user_project.inv("build-image", **bad)
+    line = one_line_error(under_inv, 2, "`inv lock`")
+    standalone = run_cli(
+        "securebuild_tasks", user_project.path, "build-image", env={**user_project.env, **bad}
+    )
+    assert one_line_error(standalone, 2, "`securebuild lock`") == line.replace(
+        "`inv ", "`securebuild "
+    )
