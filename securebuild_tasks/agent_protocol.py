@@ -17,6 +17,7 @@ import selectors
 import socket
 import struct
 import threading
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 SSH_AGENT_FAILURE = 5
@@ -68,6 +69,21 @@ def _string(data: bytes) -> bytes:
     return struct.pack(">I", len(data)) + data
 
 
+_CERT_SUFFIX = "-cert-v01@openssh.com"
+#: How many public-key fields follow the nonce in each OpenSSH certificate type
+#: (PROTOCOL.certkeys), the same fields, in the same order, as the plain key's.
+_CERT_KEY_FIELDS = {
+    f"ssh-rsa{_CERT_SUFFIX}": 2,  # e, n
+    f"ssh-dss{_CERT_SUFFIX}": 4,  # p, q, g, y
+    f"ecdsa-sha2-nistp256{_CERT_SUFFIX}": 2,  # curve, public point
+    f"ecdsa-sha2-nistp384{_CERT_SUFFIX}": 2,
+    f"ecdsa-sha2-nistp521{_CERT_SUFFIX}": 2,
+    f"ssh-ed25519{_CERT_SUFFIX}": 1,  # public key
+    f"sk-ecdsa-sha2-nistp256@openssh.com{_CERT_SUFFIX}": 3,  # curve, point, application
+    f"sk-ssh-ed25519@openssh.com{_CERT_SUFFIX}": 2,  # public key, application
+}
+
+
 @dataclass(frozen=True)
 class Identity:
     """One public key held by an agent, as reported by REQUEST_IDENTITIES."""
@@ -84,9 +100,28 @@ class Identity:
             raise AgentProtocolError("malformed public key blob") from None
 
     @property
+    def key_blob(self) -> bytes:
+        """The public key itself: for an OpenSSH certificate, the key it certifies."""
+        key_type = self.key_type
+        fields = _CERT_KEY_FIELDS.get(key_type)
+        if fields is None:
+            return self.blob
+        reader = _Reader(self.blob)
+        reader.string()  # the certificate's type
+        reader.string()  # its nonce
+        plain = key_type.removesuffix(_CERT_SUFFIX).encode("ascii")
+        return _string(plain) + b"".join(_string(reader.string()) for _ in range(fields))
+
+    @property
+    def is_certificate(self) -> bool:
+        """Whether this identity is an OpenSSH certificate."""
+        return self.key_type.endswith(_CERT_SUFFIX)
+
+    @property
     def fingerprint(self) -> str:
-        """The SHA256 fingerprint in the format ``ssh-add -l`` prints."""
-        digest = base64.b64encode(hashlib.sha256(self.blob).digest()).decode("ascii")
+        """The SHA256 fingerprint in the format ``ssh-add -l`` prints: a
+        certificate's is its key's, as OpenSSH shows it."""
+        digest = base64.b64encode(hashlib.sha256(self.key_blob).digest()).decode("ascii")
         return "SHA256:" + digest.rstrip("=")
 
     def matches(self, selector: str) -> bool:
@@ -207,15 +242,19 @@ class _Connection:
 class FilteringAgentProxy:
     """Listens on `socket_path` and forwards to `upstream` only what concerns `allowed` identity.
 
-    With ``allowed`` None it is an agent that holds no key: it lists none, signs
-    nothing and never connects to ``upstream``.
+    ``allowed`` is one identity, or a key with its certificates. With none it
+    is an agent that holds no key: it lists none, signs nothing and never
+    connects to ``upstream``.
     """
 
-    def __init__(self, upstream: str, socket_path: str, allowed: Identity | None) -> None:
+    def __init__(
+        self, upstream: str, socket_path: str, allowed: Identity | Sequence[Identity]
+    ) -> None:
         """Prepare the proxy; nothing is bound until start()."""
         self.upstream = upstream
         self.socket_path = socket_path
-        self.allowed = allowed
+        chosen = [allowed] if isinstance(allowed, Identity) else list(allowed)
+        self.allowed = frozenset(identity.blob for identity in chosen)
         self._lock = threading.Lock()
         self._connections: set[_Connection] = set()
         self._started = False
@@ -328,7 +367,7 @@ class FilteringAgentProxy:
 
     def _answer(self, conn: _Connection, request: bytes) -> bytes:
         """Compute the reply to one client request; the proxy never changes upstream state."""
-        if self.allowed is None:
+        if not self.allowed:
             if request[0] == SSH_AGENTC_REQUEST_IDENTITIES:
                 return _encode_identities([])
             return _FAILURE_REPLY
@@ -337,13 +376,13 @@ class FilteringAgentProxy:
             if reply[0] != SSH_AGENT_IDENTITIES_ANSWER:
                 return _FAILURE_REPLY
             keys = _parse_identities(reply)
-            return _encode_identities([k for k in keys if k[0] == self.allowed.blob])
+            return _encode_identities([k for k in keys if k[0] in self.allowed])
         if request[0] == SSH_AGENTC_SIGN_REQUEST:
             try:
                 blob = _sign_request_key(request)
             except AgentProtocolError:
                 return _FAILURE_REPLY
-            if blob != self.allowed.blob:
+            if blob not in self.allowed:
                 return _FAILURE_REPLY  # never reaches upstream
             reply = self._ask_upstream(conn, request)
             if reply[0] not in (SSH_AGENT_SIGN_RESPONSE, SSH_AGENT_FAILURE):

@@ -143,26 +143,28 @@ class AgentKeySource(KeySource):
             )
         return identities
 
-    def _selected(self) -> tuple[list[Any], Any]:
-        """All identities, and the one agent_key names (None when none is named)."""
+    def _selected(self) -> tuple[list[Any], list[Any]]:
+        """All identities, and those of the key agent_key names: the key and its
+        certificates, which share its fingerprint (empty when none is named)."""
         identities = self._identities()
         wanted = self.settings.agent_key
         if not wanted:
-            return identities, None
+            return identities, []
         if sys.platform == "win32":
             raise AgentError(
                 "selecting one agent key (agent_key) is not supported on Windows yet",
                 hint="load only that key into the agent, or use key_source=keyring",
             )
-        matches = [i for i in identities if i.matches(wanted)]
-        if len(matches) != 1:
+        named = {i.fingerprint for i in identities if i.matches(wanted)}
+        matches = [i for i in identities if i.fingerprint in named]
+        if len(named) != 1:
             known = "; ".join(f"{i.fingerprint} {i.comment}" for i in identities)
             raise AgentError(
                 f"{'no' if not matches else 'more than one'} key in the ssh-agent matches"
                 f" agent_key={wanted!r}",
                 hint=f"use a SHA256 fingerprint or comment of one of: {known}",
             )
-        return identities, matches[0]
+        return identities, matches
 
     def check(self) -> None:
         self._selected()
@@ -170,8 +172,8 @@ class AgentKeySource(KeySource):
     @contextlib.contextmanager
     def forward(self, workdir: Path) -> Iterator[ForwardedKey]:
         identities, chosen = self._selected()
-        if chosen is None:
-            fingerprints = ",".join(i.fingerprint for i in identities) or "(agent)"
+        if not chosen:
+            fingerprints = ",".join(dict.fromkeys(i.fingerprint for i in identities)) or "(agent)"
             yield ForwardedKey(self.socket_path(), fingerprints, self.name)
             return
         from .agent_protocol import FilteringAgentProxy
@@ -179,7 +181,7 @@ class AgentKeySource(KeySource):
         with FilteringAgentProxy(
             self.socket_path(), str(socket_in(workdir, "filtered-agent.sock")), chosen
         ) as proxy:
-            yield ForwardedKey(proxy.socket_path, chosen.fingerprint, self.name, proxy.close)
+            yield ForwardedKey(proxy.socket_path, chosen[0].fingerprint, self.name, proxy.close)
 
 
 class NoKeySource(KeySource):
@@ -207,7 +209,7 @@ class NoKeySource(KeySource):
         from .agent_protocol import FilteringAgentProxy
 
         path = str(socket_in(workdir, "keyless-agent.sock"))
-        with FilteringAgentProxy("", path, None) as proxy:
+        with FilteringAgentProxy("", path, ()) as proxy:
             yield ForwardedKey(proxy.socket_path, "", self.name, proxy.close)
 
 
@@ -279,6 +281,10 @@ class FileKeySource(KeySource):
 
     name = "file"
 
+    def __init__(self, settings: Settings) -> None:
+        super().__init__(settings)
+        self._data: bytes | None = None
+
     def path(self) -> Path:
         """The configured key file."""
         return Path(self.settings.key_file).expanduser()
@@ -293,6 +299,14 @@ class FileKeySource(KeySource):
         return (True, "") if readable else (False, f"cannot read key file {self.path()}")
 
     def _read(self) -> bytes:
+        """The key file's bytes, read once: a key given as ``<(pass show key)``, a
+        pipe or a FIFO, can be read only once, and `check` reads it before
+        `forward`."""
+        if self._data is None:
+            self._data = self._read_file()
+        return self._data
+
+    def _read_file(self) -> bytes:
         path = self.path()
         try:
             return path.read_bytes()

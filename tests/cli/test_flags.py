@@ -8,10 +8,12 @@ back without an engine.
 from __future__ import annotations
 
 import json
+import os
 import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -464,3 +466,33 @@ def test_maps_in_invoke_yaml_as_text_a_mapping_or_a_list(
     argv = _build(project, env)
     assert "APP_ENV=prod" in argv
     assert "COMPILE_BYTECODE=1" in argv
+
+
+def test_a_key_file_that_can_be_read_once(recorded: tuple[Path, dict[str, str]]) -> None:
+    """A key given as `--key-file <(pass show deploy-key)` (a pipe or a FIFO) can be
+    read once: the build reads it once, checks it and forwards it."""
+    project, env = recorded
+    _fetch_over_ssh(project, env)
+    key = Path(env["SECUREBUILD_KEY_FILE"])
+    fifo = key.with_name("key-fifo")
+    os.mkfifo(fifo)
+
+    def serve() -> None:  # the key on the first read, nothing on any after it
+        for data in (key.read_bytes(), b""):
+            with fifo.open("wb") as writer:
+                writer.write(data)
+
+    writer = threading.Thread(target=serve, daemon=True)
+    writer.start()
+    try:
+        done = run_cli(
+            "invoke",
+            project,
+            "build-image",
+            "--json",
+            env={**env, "SECUREBUILD_KEY_FILE": str(fifo)},
+        )
+    finally:
+        os.close(os.open(fifo, os.O_RDONLY | os.O_NONBLOCK))  # let a waiting writer go
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["key_source"] == "file"

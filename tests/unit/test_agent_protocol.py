@@ -385,12 +385,66 @@ def test_a_proxy_that_allows_no_key_lists_none_and_signs_nothing(
     path = str(tmp_path / "keyless.sock")
     alice = _identity(agent, "alice")
     sign = bytes([13]) + _string(alice.blob) + _string(b"data") + struct.pack(">I", 0)
-    with FilteringAgentProxy(agent.socket, path, None):
+    with FilteringAgentProxy(agent.socket, path, ()):
         assert list_identities(path) == []
         assert _request(path, sign) == FAILURE
         assert _request(path, bytes([19])) == FAILURE  # remove all identities
         result, signature = _sign(agent, path, "alice")
         assert result.returncode != 0
         assert not signature.exists()
-    with FilteringAgentProxy(str(tmp_path / "no-upstream.sock"), path, None):
+    with FilteringAgentProxy(str(tmp_path / "no-upstream.sock"), path, ()):
         assert list_identities(path) == []  # it never connects upstream
+
+
+def _certify(agent: Agent, name: str) -> Path:
+    """Sign ``name``'s key with a CA of the test's own; ssh-add then loads the
+    certificate next to the key, as it does for any KEY-cert.pub."""
+    ca = agent.tmp / "ca"
+    if not ca.exists():
+        made = _run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(ca)], agent.socket)
+        assert made.returncode == 0, made.stderr
+    signed = _run(
+        [
+            "ssh-keygen",
+            "-q",
+            "-s",
+            str(ca),
+            "-I",
+            f"{name}-id",
+            "-n",
+            "git",
+            f"{agent.keys[name]}.pub",
+        ],
+        agent.socket,
+    )
+    assert signed.returncode == 0, signed.stderr
+    added = _run(["ssh-add", str(agent.keys[name])], agent.socket)
+    assert added.returncode == 0, added.stderr
+    return Path(f"{agent.keys[name]}-cert.pub")
+
+
+def test_a_certificate_has_its_keys_fingerprint_and_travels_with_it(
+    agent: Agent, tmp_path: Path
+) -> None:
+    """OpenSSH shows a certificate by its key's fingerprint (ssh-keygen -l, ssh-add
+    -l): so does the tool. A proxy allowed the key and its certificate lists both
+    and signs with the key; bob's key stays hidden."""
+    cert = _certify(agent, "alice")
+    identities = list_identities(agent.socket)
+    listed = _run(["ssh-keygen", "-l", "-f", str(cert)], agent.socket).stdout.split()[1]
+    alices = [i for i in identities if i.comment == "alice@test"]
+    assert sorted(i.is_certificate for i in alices) == [False, True]
+    assert {i.fingerprint for i in alices} == {listed}
+    bob = _identity(agent, "bob")
+    assert bob.fingerprint != listed
+    assert not bob.is_certificate
+
+    path = str(tmp_path / "certs.sock")
+    with FilteringAgentProxy(agent.socket, path, alices):
+        shown = list_identities(path)
+        assert sorted(i.blob for i in shown) == sorted(i.blob for i in alices)
+        result, signature = _sign(agent, path, "alice")
+        assert result.returncode == 0, result.stderr
+        assert signature.exists()
+        refused, _ = _sign(agent, path, "bob")
+        assert refused.returncode != 0

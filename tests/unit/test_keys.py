@@ -31,7 +31,7 @@ from securebuild_tasks.keys import (
 )
 from securebuild_tasks.settings import Settings
 from tests.support.leaks import key_needles
-from tests.support.realparts import Agent, make_key
+from tests.support.realparts import Agent, make_key, run
 
 
 class MemoryKeyring(KeyringBackend):
@@ -452,3 +452,32 @@ def test_passphrase_that_is_not_utf8_stores_nothing(
     assert "passphrase of the key file latin is not UTF-8 text" in raised.value.line()
     assert "xe9" not in raised.value.line()
     assert memory_keyring.store == {}
+
+
+def test_agent_key_takes_a_key_with_its_certificate(tmp_path: Path) -> None:
+    """A key and its certificate in the agent share the key's fingerprint and
+    comment: agent_key names the pair (by either), and both reach the build; two
+    different keys with one comment are still refused as ambiguous."""
+    agent = Agent(tmp_path / "agent").start()
+    key, other = make_key(tmp_path, "deploy"), make_key(tmp_path, "other")
+    ca = make_key(tmp_path / "ca", "ca")
+    run("ssh-keygen", "-q", "-s", str(ca.private), "-I", "deploy", f"{key.private}.pub")
+    try:
+        agent.add(key)  # ssh-add loads deploy-cert.pub with it
+        agent.add(other)
+        for wanted in ("deploy", key.fingerprint):
+            source = AgentKeySource(Settings(agent_socket=str(agent.socket), agent_key=wanted))
+            workdir = tmp_path / f"work-{len(wanted)}"
+            workdir.mkdir(mode=0o700)
+            with source.forward(workdir) as forwarded:
+                listed = _listed(forwarded.socket).strip().splitlines()
+            assert sorted(line.split()[-1] for line in listed) == ["(ED25519)", "(ED25519-CERT)"]
+            assert {line.split()[1] for line in listed} == {key.fingerprint}
+            assert forwarded.fingerprint == key.fingerprint
+        twin = make_key(tmp_path / "twin", "deploy")  # another key, the same comment
+        agent.add(twin)
+        ambiguous = AgentKeySource(Settings(agent_socket=str(agent.socket), agent_key="deploy"))
+        with pytest.raises(AgentError, match="more than one key in the ssh-agent matches"):
+            ambiguous.check()
+    finally:
+        agent.stop()
