@@ -566,17 +566,9 @@ def _read_secret(path: Path, setting: str) -> bytes:
         ) from None
 
 
-def _tomllib() -> Any:
-    if sys.version_info >= (3, 11):
-        import tomllib
-    else:  # pragma: no cover - Python 3.10
-        import tomli as tomllib
-    return tomllib
-
-
 def _read_toml(path: Path, setting: str) -> object:
     """A TOML file the tool hands to uv, parsed; one line (never its text) if it is not TOML."""
-    tomllib = _tomllib()
+    tomllib = lockfile.tomllib()
     try:
         return tomllib.loads(_read_secret(path, setting).decode("utf-8"))
     except UnicodeDecodeError:
@@ -633,7 +625,7 @@ def plan_lock(settings: Settings, cwd: Path, output: Path) -> tuple[BuildPlan, l
 def _input_requirements(source: lockfile.LockInput) -> Requirements:
     if source.path.name != "pyproject.toml":
         return read_requirements(source.path)
-    tomllib = _tomllib()
+    tomllib = lockfile.tomllib()
     try:
         data = tomllib.loads(source.path.read_text(encoding="utf-8"))
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:

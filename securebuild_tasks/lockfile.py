@@ -16,6 +16,7 @@ import configparser
 import hashlib
 import json
 import re
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -56,13 +57,51 @@ def find_input(context: Path, configured: str) -> LockInput:
                     f"lock input {path} is empty",
                     hint="list your requirements in it, one per line",
                 )
-            return LockInput(path, name, hashlib.sha256(data).hexdigest())
+            return LockInput(path, name, input_digest(path, data))
     wanted = configured or " or ".join(INPUT_CANDIDATES)
     raise RequirementsError(
         f"no lock input: {wanted} not found in {context}",
         hint="create requirements.in (what you depend on, loosely pinned), or set"
         " securebuild.lock_input",
     )
+
+
+def tomllib() -> Any:
+    """The TOML reader: the standard library's, or tomli before Python 3.11."""
+    if sys.version_info >= (3, 11):
+        import tomllib as reader
+    else:  # pragma: no cover - Python 3.10
+        import tomli as reader
+    return reader
+
+
+def input_digest(path: Path, data: bytes) -> str:
+    """What a lock's header records of its input: a requirements.in's sha256, or
+    for a pyproject.toml that of the parts `uv pip compile` resolves from (the
+    project's dependencies, extras, Python requirement and dynamic fields, the
+    build system, uv's own table), so a new version number or another tool's
+    table leaves the lock fresh. A pyproject.toml that is not TOML is hashed
+    whole (the lock task refuses it in its own words)."""
+    if path.name != "pyproject.toml":
+        return hashlib.sha256(data).hexdigest()
+    toml = tomllib()
+    try:
+        parsed = toml.loads(data.decode("utf-8"))
+    except (toml.TOMLDecodeError, UnicodeDecodeError):
+        return hashlib.sha256(data).hexdigest()
+    project = parsed.get("project") if isinstance(parsed.get("project"), dict) else {}
+    tool = parsed.get("tool") if isinstance(parsed.get("tool"), dict) else {}
+    relevant = {
+        "project": {
+            key: project[key]
+            for key in ("dependencies", "optional-dependencies", "requires-python", "dynamic")
+            if key in project
+        },
+        "build-system": parsed.get("build-system"),
+        "tool.uv": tool.get("uv"),
+    }
+    canonical = json.dumps(relevant, sort_keys=True, default=str).encode()
+    return hashlib.sha256(canonical).hexdigest()
 
 
 def partial_path(lock: Path) -> Path:
@@ -106,7 +145,9 @@ def check(lock_path: Path, context: Path) -> Requirements:
             f"{lock_path} was made from {match.group(1)}, which no longer exists",
             hint="run `inv lock` again, or delete the lock",
         )
-    if requirements_digest(source) != match.group(2):
+    data = _read_bytes(source)
+    # Locks made before pyproject.toml was digested by its parts hold the whole file's.
+    if match.group(2) not in (input_digest(source, data), hashlib.sha256(data).hexdigest()):
         raise RequirementsError(
             f"{lock_path.name} is stale: {match.group(1)} changed since it was locked",
             hint="run `inv lock` to resolve again",
@@ -229,8 +270,12 @@ def is_wheelhouse(folder: Path) -> bool:
 
 def requirements_digest(path: Path) -> str:
     """The sha256 of the requirements file (or lock) a wheelhouse is made from."""
+    return hashlib.sha256(_read_bytes(path)).hexdigest()
+
+
+def _read_bytes(path: Path) -> bytes:
     try:
-        return hashlib.sha256(path.read_bytes()).hexdigest()
+        return path.read_bytes()
     except OSError as exc:
         raise RequirementsError(
             f"cannot read {path}: {exc.strerror or exc.__class__.__name__}",

@@ -141,7 +141,10 @@ def test_the_inputs_index_options_are_carried_into_the_lock(tmp_path: Path) -> N
     (tmp_path / "requirements.in").write_text(
         "--extra-index-url https://corp.example/simple\nlib\n"
     )
-    options = ("--extra-index-url https://corp.example/simple", "--find-links https://wheels.example/")
+    options = (
+        "--extra-index-url https://corp.example/simple",
+        "--find-links https://wheels.example/",
+    )
     lock = tmp_path / "requirements.lock"
     lock.write_text(
         finish(f"lib==1.0 --hash=sha256:{'d' * 64}\n", find_input(tmp_path, ""), options)
@@ -190,3 +193,43 @@ def test_a_wheelhouse_made_from_another_lock_is_refused(tmp_path: Path) -> None:
     lock.write_text(f"six==1.17.0 --hash=sha256:{'b' * 64}\n")
     with pytest.raises(RequirementsError, match=r"not made from requirements\.lock as it is now"):
         check_wheelhouse(wheelhouse, lock)
+
+
+PYPROJECT = """\
+[project]
+name = "shop"
+version = "1.0.0"
+requires-python = ">=3.11"
+dependencies = ["lib>=1"]
+
+[tool.ruff]
+line-length = 100
+"""
+
+
+def test_a_pyproject_lock_is_stale_only_when_what_it_resolves_changes(tmp_path: Path) -> None:
+    """A new version number or another tool's table leaves a lock made from
+    pyproject.toml fresh; a dependency, the Python requirement or uv's table
+    does not. A lock made when the whole file was digested still checks."""
+    pyproject = tmp_path / "pyproject.toml"
+    pyproject.write_text(PYPROJECT)
+    lock = tmp_path / "requirements.lock"
+    body = f"lib==1.0 --hash=sha256:{'d' * 64}\n"
+    lock.write_text(finish(body, find_input(tmp_path, "")))
+    pyproject.write_text(
+        PYPROJECT.replace('"1.0.0"', '"1.1.0"').replace("100", "120")
+        + "[tool.mypy]\nstrict = true\n"
+    )
+    assert check(lock, tmp_path).names == ("lib",)
+    for change in (
+        ('["lib>=1"]', '["lib>=1", "other"]'),
+        ('">=3.11"', '">=3.12"'),
+        ("[tool.ruff]", '[tool.uv]\nindex-url = "https://b.example/simple"\n\n[tool.ruff]'),
+    ):
+        pyproject.write_text(PYPROJECT.replace(*change))
+        with pytest.raises(RequirementsError, match=r"is stale: pyproject\.toml changed"):
+            check(lock, tmp_path)
+    pyproject.write_text(PYPROJECT)
+    whole = hashlib.sha256(PYPROJECT.encode()).hexdigest()
+    lock.write_text(f"# securebuild-lock: input=pyproject.toml sha256={whole}\n{body}")
+    assert check(lock, tmp_path).names == ("lib",)
