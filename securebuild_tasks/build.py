@@ -639,7 +639,16 @@ def _input_requirements(source: lockfile.LockInput) -> Requirements:
             f"{source.path} lists no [project] dependencies to lock",
             hint="add them, or lock a requirements.in instead (securebuild.lock_input)",
         )
-    return parse_requirements("\n".join(str(d) for d in dependencies) + "\n", source.path)
+    lines = [str(d) for d in dependencies]
+    # [tool.uv.sources] may fetch a dependency from git over SSH: uv honours it
+    # when it resolves, so its host must be pinned (and the key forwarded) too.
+    sources = data.get("tool", {}).get("uv", {}).get("sources", {})
+    for name, given in sources.items() if isinstance(sources, dict) else ():
+        for entry in given if isinstance(given, list) else [given]:
+            url = entry.get("git") if isinstance(entry, dict) else None
+            if isinstance(url, str) and url:
+                lines.append(f"{name} @ {url if url.startswith('git+') else 'git+' + url}")
+    return parse_requirements("\n".join(lines) + "\n", source.path)
 
 
 def plan_vendor(settings: Settings, cwd: Path, output: Path) -> BuildPlan:

@@ -316,3 +316,25 @@ def test_tampered_wheelhouse_is_refused(project: Project, lab: Lab) -> None:
         "".join(line for line in hashes.read_text().splitlines(True) if wheel.name not in line)
     )
     _assert_one_line_error(project.inv("build-image"), 2, "lacks six")
+
+
+def test_lock_from_pyproject_with_a_uv_source_over_ssh(project: Project, lab: Lab) -> None:
+    """A pyproject.toml whose [tool.uv.sources] fetches a dependency from git over
+    SSH locks: its host is pinned and the key forwarded, and the lock pins the
+    commit. A version bump leaves the lock fresh for the build."""
+    url = lab.private_url.removeprefix("git+")
+    pyproject = project.path / "pyproject.toml"
+    text = (
+        f'[project]\nname = "{project.image.split(":")[0]}"\nversion = "1.0.0"\n'
+        'dependencies = ["privpkg", "six"]\n\n'
+        f'[tool.uv.sources]\nprivpkg = {{ git = "{url}", tag = "v1.0.0" }}\n'
+    )
+    pyproject.write_text(text)
+    done = project.inv("lock", env=_key_env(lab))
+    assert done.returncode == 0, done.stderr[-3000:]
+    lock = (project.path / "requirements.lock").read_text()
+    assert lock.startswith("# securebuild-lock: input=pyproject.toml sha256=")
+    assert re.search(r"privpkg @ git\+ssh://\S+@[0-9a-f]{40}", lock), lock
+    pyproject.write_text(text.replace('version = "1.0.0"', 'version = "1.0.1"'))
+    built = project.inv("build-image", env=_key_env(lab))
+    assert built.returncode == 0, built.stderr[-3000:]

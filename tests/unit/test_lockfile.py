@@ -233,3 +233,26 @@ def test_a_pyproject_lock_is_stale_only_when_what_it_resolves_changes(tmp_path: 
     whole = hashlib.sha256(PYPROJECT.encode()).hexdigest()
     lock.write_text(f"# securebuild-lock: input=pyproject.toml sha256={whole}\n{body}")
     assert check(lock, tmp_path).names == ("lib",)
+
+
+def test_uv_sources_over_ssh_are_hosts_to_pin(tmp_path: Path) -> None:
+    """A dependency [tool.uv.sources] fetches from git over SSH (as uv does when
+    it resolves) names its host, so `lock` pins it and forwards the key; sources
+    over https, a path or an index add none."""
+    from securebuild_tasks.build import _input_requirements
+    from securebuild_tasks.requirements import SSHHost
+
+    (tmp_path / "pyproject.toml").write_text(
+        PYPROJECT.replace('["lib>=1"]', '["lib>=1", "core", "web", "local"]')
+        + "\n[tool.uv.sources]\n"
+        'lib = { git = "ssh://git@git.example.com:2222/org/lib.git", tag = "v1" }\n'
+        'core = [{ git = "git+ssh://git@other.example.com/org/core.git",'
+        " marker = \"os_name == 'posix'\" }]\n"
+        'web = { git = "https://github.com/org/web.git" }\n'
+        'local = { path = "../local" }\n'
+    )
+    requirements = _input_requirements(find_input(tmp_path, "pyproject.toml"))
+    assert requirements.ssh_hosts == (
+        SSHHost("git.example.com", 2222),
+        SSHHost("other.example.com"),
+    )
