@@ -11,12 +11,14 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import errno
 import hashlib
 import os
 import selectors
 import socket
 import struct
 import threading
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -341,7 +343,12 @@ class FilteringAgentProxy:
                         return
                     try:
                         client, _addr = listener.accept()
-                    except OSError:  # e.g. the client already went away
+                    except OSError as exc:  # e.g. the client already went away
+                        if exc.errno in (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM):
+                            # Out of descriptors: the client waits in the queue
+                            # while connections end, rather than the loop spinning
+                            # (a sleep: a selector would need a descriptor too).
+                            time.sleep(0.05)
                         continue
                     client.setblocking(True)
                     conn = _Connection(client)

@@ -442,6 +442,59 @@ class WrongPassphraseError(KeySourceError):
     """The passphrase given does not open the key."""
 
 
+def _openssh_header(data: bytes) -> tuple[str, str] | None:
+    """An OpenSSH private key's cipher and key type (both stored in the clear,
+    ahead of the encrypted part), or None when ``data`` is not one."""
+    import binascii
+    import struct
+
+    lines = data.decode("ascii", errors="replace").splitlines()
+    body = "".join(line.strip() for line in lines if line.strip() and "-----" not in line)
+    try:
+        raw = base64.b64decode(body)
+    except (binascii.Error, ValueError):
+        return None
+    magic = b"openssh-key-v1\0"
+    if not raw.startswith(magic):
+        return None
+    fields: list[bytes] = []
+    at = len(magic)
+    try:
+        for _ in range(3):  # cipher, kdf name, kdf options
+            (size,) = struct.unpack(">I", raw[at : at + 4])
+            fields.append(raw[at + 4 : at + 4 + size])
+            at += 4 + size
+        at += 4  # the number of keys
+        at += 4  # the public key's length; its first field is the key type
+        (size,) = struct.unpack(">I", raw[at : at + 4])
+        key_type = raw[at + 4 : at + 4 + size]
+    except struct.error:
+        return None
+    return fields[0].decode("ascii", "replace"), key_type.decode("ascii", "replace")
+
+
+def _unsupported(data: bytes, label: str) -> KeySourceError:
+    """Why a key cannot be loaded here, and what works instead."""
+    header = _openssh_header(data)
+    if header and header[1].startswith("sk-"):
+        return KeySourceError(
+            f"the {label} is a FIDO security-key key ({header[1]}), which signs only with"
+            " its hardware token",
+            hint="load it into your ssh-agent (`ssh-add KEY`) and use key_source=agent",
+        )
+    if header and header[0] not in ("none", "aes256-ctr", "aes256-gcm@openssh.com"):
+        return KeySourceError(
+            f"the {label} is encrypted with {header[0]}, which this tool cannot decrypt",
+            hint="re-encrypt it with ssh-keygen's default cipher (`ssh-keygen -p -Z aes256-ctr"
+            " -f KEY`), or load it into your ssh-agent and use key_source=agent",
+        )
+    return KeySourceError(
+        f"the {label} uses an algorithm or cipher this installation cannot read",
+        hint="reinstall securebuild-tasks with its dependencies (bcrypt), or load the key into"
+        " your ssh-agent and use key_source=agent",
+    )
+
+
 def load_private_key(data: bytes, label: str, passphrase: Callable[[], bytes]) -> LoadedKey:
     """Decode a private key (OpenSSH or PEM), asking for a passphrase only if needed.
 
@@ -480,12 +533,11 @@ def load_private_key(data: bytes, label: str, passphrase: Callable[[], bytes]) -
                     f"wrong passphrase for the {label}", hint="try again with the right one"
                 ) from None
     except UnsupportedAlgorithm:
-        raise KeySourceError(
-            f"the {label} uses an algorithm or cipher this installation cannot read",
-            hint="reinstall securebuild-tasks with its dependencies (bcrypt), or convert the key"
-            " with `ssh-keygen -p -f KEY`",
-        ) from None
+        raise _unsupported(data, label) from None
     except (ValueError, TypeError, NotImplementedError) as exc:
+        header = _openssh_header(data)
+        if header and header[1].startswith("sk-"):
+            raise _unsupported(data, label) from None
         kind = exc.__class__.__name__
         raise KeySourceError(
             f"the {label} cannot be read as a private key ({kind})",

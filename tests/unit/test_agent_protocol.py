@@ -8,6 +8,7 @@ import socket
 import stat
 import struct
 import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -448,3 +449,41 @@ def test_a_certificate_has_its_keys_fingerprint_and_travels_with_it(
         assert signature.exists()
         refused, _ = _sign(agent, path, "bob")
         assert refused.returncode != 0
+
+
+SPIN_CHECK = r"""
+import os, resource, socket, sys, time
+from securebuild_tasks.agent_protocol import FilteringAgentProxy
+path = sys.argv[1]
+resource.setrlimit(resource.RLIMIT_NOFILE, (64, 64))
+proxy = FilteringAgentProxy("", path, ())
+proxy.start()
+clients = []
+try:
+    while len(clients) < 200:  # each served client holds one descriptor of the proxy's
+        client = socket.socket(socket.AF_UNIX)
+        client.connect(path)
+        clients.append(client)
+except OSError:
+    pass
+time.sleep(0.2)
+cpu, wall = time.process_time(), time.monotonic()
+time.sleep(1.0)
+print(f"{(time.process_time() - cpu) / (time.monotonic() - wall):.3f}")
+for client in clients:
+    client.close()
+proxy.close()
+"""
+
+
+def test_out_of_descriptors_the_proxy_waits_rather_than_spins(tmp_path: Path) -> None:
+    """With every descriptor in use, clients wait in the listen queue: the accept
+    loop backs off instead of retrying at full speed (it used a whole CPU)."""
+    done = subprocess.run(
+        [sys.executable, "-c", SPIN_CHECK, str(tmp_path / "p.sock")],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert float(done.stdout) < 0.5  # share of one CPU used while out of descriptors

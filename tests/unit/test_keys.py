@@ -481,3 +481,54 @@ def test_agent_key_takes_a_key_with_its_certificate(tmp_path: Path) -> None:
             ambiguous.check()
     finally:
         agent.stop()
+
+
+def _sk_key() -> bytes:
+    """An OpenSSH private key of a FIDO security key's type, made here (its key
+    handle is meaningless: no token is needed to read the file's header)."""
+    import base64
+    import struct
+
+    def string(data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + data
+
+    public = string(b"sk-ssh-ed25519@openssh.com") + string(b"\x01" * 32) + string(b"ssh:")
+    private = struct.pack(">II", 7, 7) + public + bytes([1]) + string(b"handle") + string(b"")
+    private += string(b"token") + bytes(range(1, 8 - len(private + string(b"token")) % 8 + 1))
+    raw = b"openssh-key-v1\0" + string(b"none") * 2 + string(b"") + struct.pack(">I", 1)
+    body = base64.b64encode(raw + string(public) + string(private)).decode()
+    lines = [body[i : i + 70] for i in range(0, len(body), 70)]
+    return (
+        "\n".join(
+            ["-----BEGIN OPENSSH PRIVATE KEY-----", *lines, "-----END OPENSSH PRIVATE KEY-----"]
+        )
+        + "\n"
+    ).encode()
+
+
+@pytest.mark.parametrize("cipher", ["3des-cbc", "aes128-ctr", "chacha20-poly1305@openssh.com"])
+def test_a_key_in_a_cipher_the_tool_cannot_decrypt_says_what_works(
+    tmp_path: Path, cipher: str
+) -> None:
+    """OpenSSH keys encrypted with a cipher cryptography lacks: the message names
+    the cipher and the ways that work, before any passphrase is asked."""
+    key = tmp_path / "key"
+    run("ssh-keygen", "-q", "-t", "ed25519", "-N", "pass", "-Z", cipher, "-f", str(key))
+    asked: list[bool] = []
+    with pytest.raises(KeySourceError) as info:
+        load_private_key(key.read_bytes(), "key file K", lambda: asked.append(True) or b"pass")
+    assert (
+        info.value.message
+        == f"the key file K is encrypted with {cipher}, which this tool cannot decrypt"
+    )
+    assert "ssh-keygen -p -Z aes256-ctr" in info.value.hint
+    assert "key_source=agent" in info.value.hint
+    assert asked == []
+
+
+def test_a_fido_key_points_to_the_agent() -> None:
+    """A FIDO (sk-) key signs only with its token: the agent is the way."""
+    with pytest.raises(KeySourceError) as info:
+        load_private_key(_sk_key(), "key file K", lambda: b"")
+    assert "is a FIDO security-key key (sk-ssh-ed25519@openssh.com)" in info.value.message
+    assert "key_source=agent" in info.value.hint
