@@ -9,6 +9,7 @@ existing file is never overwritten without ``force``, and a tasks.py never;
 
 from __future__ import annotations
 
+import contextlib
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -137,9 +138,10 @@ def tasks_py_hint(tasks: Path) -> str:
 
 
 def _write(path: Path, text: str, force: bool) -> Written:
-    if path.exists() and not force:
+    present = path.exists() or path.is_symlink()  # a dangling link is the user's too
+    if present and not force:
         return Written(path, "kept")
-    action = "overwritten" if path.exists() else "created"
+    action = "overwritten" if present else "created"
     _replace(path, text)
     return Written(path, action)
 
@@ -151,7 +153,8 @@ def _replace(path: Path, text: str) -> None:
         temporary.write_text(text, encoding="utf-8")
         temporary.replace(path)
     except OSError as exc:
-        temporary.unlink(missing_ok=True)
+        with contextlib.suppress(OSError):  # not a file of ours (a folder): left as it is
+            temporary.unlink(missing_ok=True)
         raise SecurebuildError(
             f"cannot write {path}: {exc.strerror or exc.__class__.__name__}",
             hint="check the folder's permissions and free space, then run init again",

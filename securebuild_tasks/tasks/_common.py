@@ -163,6 +163,13 @@ def config_file_error(exc: BaseException) -> str | None:
         tb = tb.tb_next
     if filepath is None:
         return None
+    if isinstance(exc, UnicodeDecodeError):
+        return f"securebuild: error: {filepath} is not UTF-8 text: save it as UTF-8"
+    if isinstance(exc, IsADirectoryError):
+        return f"securebuild: error: {filepath} is a folder, not a config file: give a file"
+    if isinstance(exc, OSError):
+        why = exc.strerror or type(exc).__name__
+        return f"securebuild: error: cannot read {filepath} ({why}): check the file"
     problem = getattr(exc, "problem", None)
     mark = getattr(exc, "problem_mark", None)
     if problem and mark is not None:

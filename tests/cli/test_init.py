@@ -120,3 +120,22 @@ def test_the_tasks_py_hint_works_as_printed(tmp_path: Path, has_ns: bool) -> Non
     names = {line.split()[0] for line in listed.stdout.splitlines()[1:] if line.strip()}
     assert {"test", "build-image", "lock", "clean"} <= names
     assert run_cli("invoke", tmp_path, "test", env=user_env()).stdout.strip() == "own test"
+
+
+def test_init_keeps_a_dangling_link_and_survives_a_folder_in_its_way(tmp_path: Path) -> None:
+    """A Dockerfile that is a link to nowhere is the user's, kept without --force;
+    a folder where init writes its temporary file is one line, not a traceback."""
+    (tmp_path / "Dockerfile").symlink_to(tmp_path / "elsewhere" / "Dockerfile")
+    done = _init(tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert "kept Dockerfile" in done.stderr
+    assert (tmp_path / "Dockerfile").is_symlink()
+
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / ".Dockerfile.securebuild-tmp").mkdir()
+    blocked = _init(other)
+    assert blocked.returncode != 0
+    assert "Traceback" not in blocked.stderr
+    assert "cannot write" in blocked.stderr.strip().splitlines()[-1]
+    assert (other / ".Dockerfile.securebuild-tmp").is_dir()

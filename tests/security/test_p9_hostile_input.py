@@ -253,3 +253,22 @@ def test_comma_in_the_agent_socket_path_is_one_line(
     assert "Traceback" not in done.stderr
     assert sorted(odd.iterdir()) == []
     assert securebuild_leftovers() == []
+
+
+@pytest.mark.parametrize("program", ["inv", "securebuild"])
+@pytest.mark.parametrize("kind", ["latin-1", "folder"])
+def test_a_config_file_that_is_no_text_file_says_so(
+    tmp_path: Path, program: str, kind: str
+) -> None:
+    """A config file in another encoding, or a folder in its place: one line that
+    says which, rather than "must be a mapping"."""
+    (tmp_path / "tasks.py").write_text(USER_TASKS)
+    name = "invoke.yaml" if program == "inv" else "securebuild.yaml"
+    if kind == "folder":
+        (tmp_path / name).mkdir()
+    else:
+        (tmp_path / name).write_bytes("securebuild:\n  image: caf\xe9\n".encode("latin-1"))
+    module = "invoke" if program == "inv" else "securebuild_tasks"
+    done = run_cli(module, tmp_path, "show-settings", env=user_env())
+    said = "is a folder, not a config file" if kind == "folder" else "is not UTF-8 text"
+    one_line_error(done, 2, name, said)
