@@ -16,7 +16,11 @@ Files and images without those marks are never touched.
 
 from __future__ import annotations
 
+import functools
+import json
+import re
 import shutil
+import subprocess
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -98,34 +102,69 @@ def _reap(path: Path) -> Callable[[], None]:
     return reap
 
 
+class InUse(Exception):
+    """The engine keeps an image a container uses (the API's 409)."""
+
+
 def engine_items(settings: Settings, cwd: Path) -> list[Item]:
-    """This project's dangling images and the private steps' cache records."""
-    import docker
+    """This project's dangling images and the private steps' cache records.
+
+    Asked through the docker SDK; where the SDK cannot reach the daemon the
+    docker CLI can (a TLS context, ``ssh://`` without paramiko), through the CLI.
+    """
     import docker.errors
 
     context = resolve_context(settings, cwd)
+    docker_cli = docker_client(settings.docker)
+    label = f"{PROJECT_LABEL}={project_id(context)}"
     try:
         # Any docker client: it only tells the SDK where the daemon is.
-        client: Any = sdk_client(docker_client(settings.docker))
+        client: Any = sdk_client(docker_cli)
         client.ping()
-        images = client.images.list(
-            filters={"dangling": True, "label": f"{PROJECT_LABEL}={project_id(context)}"}
-        )
+        images = [
+            (image.id, int(image.attrs.get("Size", 0)))
+            for image in client.images.list(filters={"dangling": True, "label": label})
+        ]
         records = client.df().get("BuildCache") or []
-    except docker.errors.DockerException as exc:
+    except (docker.errors.DockerException, EngineError) as exc:
+        sdk_error = exc.__class__.__name__
+        try:
+            return _items(*_from_cli(docker_cli, label))
+        except EngineError:
+            pass
         raise EngineError(
-            f"cannot reach the Docker daemon to clean images and cache ({exc.__class__.__name__})",
+            f"cannot reach the Docker daemon to clean images and cache ({sdk_error})",
             hint="start Docker, or run `inv clean --local-only` to clean only files",
         ) from None
 
-    def remover(image_id: str) -> Callable[[], None]:
+    def remove(image_id: str) -> None:
         # Not forced: an image a container uses, running or stopped, is kept
         # (the engine answers 409, and `clean` reports it and goes on).
-        return lambda: client.images.remove(image_id)
+        try:
+            client.images.remove(image_id)
+        except docker.errors.APIError as exc:
+            if exc.status_code == 409:
+                raise InUse from None
+            raise
 
+    def prune(record_id: str) -> None:
+        # Without `all`, Docker 23 and later prune only what they count as
+        # dangling, which a private step's record is not; the id filter
+        # already limits the prune to that one record.
+        client.api.prune_builds(filters={"id": [record_id]}, all=True)
+
+    return _items(images, records, remove, prune)
+
+
+def _items(
+    images: list[tuple[str, int]],
+    records: list[dict[str, Any]],
+    remove: Callable[[str], None],
+    prune: Callable[[str], None],
+) -> list[Item]:
     items = [
-        Item("dangling image", image.id, int(image.attrs.get("Size", 0)), remover(image.id))
-        for image in images
+        Item("dangling image", image_id, size, functools.partial(remove, image_id))
+        for image_id, size in images
     ]
     marked = {str(r["ID"]) for r in records if _is_private(r)}
     # What was built on top of a private step holds its files too.
@@ -134,24 +173,105 @@ def engine_items(settings: Settings, cwd: Path) -> list[Item]:
     if private:
         ordered = _leaves_first(private)
 
-        def prune() -> None:
-            # The API takes one id per filter, and a record with children is
-            # kept until they are gone: leaves go first. Without `all`, Docker
-            # 23 and later prune only what they count as dangling, which a
-            # private step's record is not; the id filter already limits the
-            # prune to that one record.
+        def prune_all() -> None:
+            # The engine takes one id per filter, and keeps a record with
+            # children until they are gone: leaves go first.
             for record_id in ordered:
-                client.api.prune_builds(filters={"id": [record_id]}, all=True)
+                prune(record_id)
 
         items.append(
             Item(
                 "BuildKit cache records of private steps:",
                 str(len(ordered)),
                 sum(int(r.get("Size", 0)) for r in private),
-                prune,
+                prune_all,
             )
         )
     return items
+
+
+def _cli(docker_cli: str, *args: str) -> str:
+    """Run a docker CLI command; its output, or `EngineError` with its last line."""
+    try:
+        done = subprocess.run(
+            [docker_cli, *args],
+            capture_output=True,
+            text=True,
+            check=False,
+            stdin=subprocess.DEVNULL,
+            timeout=120,
+        )
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        raise EngineError(f"docker {args[0]} failed ({exc.__class__.__name__})") from None
+    if done.returncode != 0:
+        said = (done.stderr.strip().splitlines() or [f"exit code {done.returncode}"])[-1]
+        raise EngineError(f"docker {' '.join(args[:2])} failed: {said[:200]}")
+    return done.stdout
+
+
+_SIZE = re.compile(r"([\d.]+)\s*([kKMGT]?)i?B")
+_UNITS = {"": 1, "k": 10**3, "K": 10**3, "M": 10**6, "G": 10**9, "T": 10**12}
+
+
+def _size(text: str) -> int:
+    """The CLI's human size ("1.2MB") in bytes, for the listing only."""
+    found = _SIZE.search(text or "")
+    return int(float(found.group(1)) * _UNITS[found.group(2)]) if found else 0
+
+
+def _from_cli(
+    docker_cli: str, label: str
+) -> tuple[
+    list[tuple[str, int]], list[dict[str, Any]], Callable[[str], None], Callable[[str], None]
+]:
+    """What `engine_items` asks the SDK, asked the docker CLI (which reaches every
+    endpoint its contexts can), in the SDK's shapes."""
+    listed = _cli(
+        docker_cli,
+        "image",
+        "ls",
+        "--no-trunc",
+        "--filter",
+        "dangling=true",
+        "--filter",
+        f"label={label}",
+        "--format",
+        "{{.ID}}\t{{.Size}}",
+    )
+    images = [
+        (image_id, _size(size))
+        for image_id, _, size in (line.partition("\t") for line in listed.splitlines() if line)
+    ]
+    cache = _cli(docker_cli, "system", "df", "-v", "--format", "{{json .BuildCache}}")
+    try:
+        rows = json.loads(cache.strip() or "[]") or []
+    except ValueError:
+        raise EngineError("docker system df printed no JSON") from None
+    records = [
+        {
+            "ID": row.get("ID", ""),
+            "Description": row.get("Description", ""),
+            "Type": row.get("CacheType", ""),
+            "Parents": [p.strip() for p in str(row.get("Parent") or "").split(",") if p.strip()],
+            "InUse": str(row.get("InUse", "")).lower() == "true",
+            "Size": _size(str(row.get("Size", ""))),
+        }
+        for row in rows
+        if isinstance(row, dict)
+    ]
+
+    def remove(image_id: str) -> None:
+        try:
+            _cli(docker_cli, "image", "rm", image_id)
+        except EngineError as exc:
+            if "conflict" in exc.message or "is being used" in exc.message:
+                raise InUse from None
+            raise
+
+    def prune(record_id: str) -> None:
+        _cli(docker_cli, "builder", "prune", "--force", "--all", "--filter", f"id={record_id}")
+
+    return images, records, remove, prune
 
 
 def _is_private(record: dict[str, Any]) -> bool:
@@ -228,12 +348,12 @@ def clean(
     for item in items:
         try:
             item.remove()
-        except docker.errors.DockerException as exc:
-            if isinstance(exc, docker.errors.APIError) and exc.status_code == 409:
-                # A container, running or stopped, uses the image: kept, and on.
-                if kept is not None:
-                    kept.append(f"{item.describe()}: a container uses it; remove that first")
-                continue
+        except InUse:
+            # A container, running or stopped, uses the image: kept, and on.
+            if kept is not None:
+                kept.append(f"{item.describe()}: a container uses it; remove that first")
+            continue
+        except (docker.errors.DockerException, EngineError) as exc:
             raise EngineError(
                 f"the daemon refused to remove {item.describe()} ({exc.__class__.__name__})",
                 hint="see `docker system df -v`; run `inv clean` again once the build using"

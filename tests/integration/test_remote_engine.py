@@ -159,5 +159,35 @@ def test_ssh_docker_host_builds_on_the_engine_behind_sshd(
         assert not _exists(engine.docker, project.image)
         assert "Accepted publickey for" in sshd.log.read_text()
         assert find_in_tree(data_root, key_needles(lab.deploy.private_bytes)) == []
+
+        # Without paramiko (no [ssh] extra) the SDK cannot speak ssh://: clean
+        # asks the docker CLI instead, and cleans the engine behind sshd.
+        first = _image_id(engine.docker, project.image, DOCKER_HOST=host)
+        (project.path / "app" / "changed.py").write_text("CHANGED = True\n")
+        assert project.inv("build-image", env=env).returncode == 0  # first is dangling now
+        blocker = tmp_path / "no-paramiko"
+        (blocker / "paramiko").mkdir(parents=True)
+        (blocker / "paramiko" / "__init__.py").write_text("raise ImportError('no paramiko')\n")
+        no_sdk = {**env, "PYTHONPATH": str(blocker)}
+        dry = project.inv("clean", "--dry-run", env=no_sdk)
+        assert dry.returncode == 0, dry.stderr
+        assert f"would remove dangling image {first}" in dry.stderr
+        assert "BuildKit cache records of private steps" in dry.stderr
+        done = project.inv("clean", env=no_sdk)
+        assert done.returncode == 0, done.stderr
+        assert not _exists(engine.docker, first, DOCKER_HOST=host)
+        assert _exists(engine.docker, project.image, DOCKER_HOST=host)
+        again = project.inv("clean", "--dry-run", env=no_sdk)
+        assert "BuildKit cache records of private steps" not in again.stderr
     finally:
         sshd.stop()
+
+
+def _image_id(docker: str, image: str, **env: str) -> str:
+    return subprocess.run(
+        [docker, "image", "inspect", "--format", "{{.Id}}", image],
+        env={**os.environ, **env},
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
