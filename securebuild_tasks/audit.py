@@ -37,12 +37,16 @@ from .engine import inspect_with_cli
 from .errors import EngineError, SecurebuildError
 from .settings import Settings
 
-# A key block: the header, then the key's body (base64, or an encrypted PEM's
-# Proc-Type line), after line breaks written as they are or escaped as in a
-# .env file or a JSON string. The header alone is not one: ssh, ssh-keygen and
-# TLS libraries hold it as a string constant.
+# A key block: the header, then the start of a key's body: OpenSSH's
+# "openssh-key-v1" in base64, a DER sequence ("M..."), or an encrypted PEM's
+# Proc-Type line. Between the two only what writes a line break may stand: the
+# break itself, escaped (a .env file, JSON, twice-escaped JSON), as XML or HTML
+# writes it, or closing and reopening a string literal ("\n" + "..."). The
+# header alone is no key: ssh, ssh-keygen and TLS libraries hold it as a string.
+_LINE_BREAK = rb"(?:\s|\\{1,2}[rn]|\\|&#1[03];|&#x[aAdD];|<br\s*/?>|[\"'+,])"
 PRIVATE_KEY_BLOCK = re.compile(
-    rb"-----BEGIN (?:[A-Z0-9]+ )*PRIVATE KEY-----(?:\s|\\[rn])*(?:[A-Za-z0-9+/]{16}|Proc-Type:)"
+    rb"-----BEGIN (?:[A-Z0-9]+ )*PRIVATE KEY-----" + _LINE_BREAK + rb"{0,40}"
+    rb"(?:b3BlbnNzaC1rZXktdjE|M[A-Za-z0-9+/]{15}|Proc-Type:)"
 )
 #: Names of ARGs, ENVs and build args that look like secrets (a pattern, not a password).
 #: PAT only as a word of its own: GITHUB_PAT, not PATH.
@@ -64,6 +68,8 @@ class Finding:
 
     where: str
     what: str
+    #: Something the audit could not search whole: reported, not a failure.
+    note: bool = False
 
     def line(self) -> str:
         """One line for the report."""
@@ -104,12 +110,15 @@ def configured_needles(settings: Settings) -> list[bytes]:
     return sorted({needle for text in texts for needle in key_needles(text)})
 
 
+_KEY_BYTES = "bytes of the configured private key"
+
+
 def _scan(data: bytes, needles: Iterable[bytes], headers: bool) -> list[str]:
     found = []
     if headers and PRIVATE_KEY_BLOCK.search(data):
         found.append("a private key block (-----BEGIN ... PRIVATE KEY-----)")
     if any(needle in data for needle in needles):
-        found.append("bytes of the configured private key")
+        found.append(_KEY_BYTES)
     return found
 
 
@@ -298,7 +307,8 @@ class _Search:
         self.nested = nested
         self.workdir = workdir
         self.unpacked = 0
-        self.damaged = _DAMAGED + _zstd_errors()
+        self.too_big = False
+        self.damaged: tuple[type[BaseException], ...] = (*_DAMAGED, *_zstd_errors())
 
     def file(self, source: IO[bytes], where: str, depth: int = 0) -> list[Finding]:
         """Search one file's bytes, then, when it is an archive, what it holds."""
@@ -309,16 +319,33 @@ class _Search:
         if kind:
             body = _Prefixed(head, reader)
             try:
-                inner = self._unpack(kind, body, where, depth)
+                # What is found before an archive turns out damaged is kept.
+                self._unpack(kind, body, where, depth, inner)
             except _Unreadable as exc:
-                if exc.depth <= depth:
+                if self._fatal(exc, depth):
                     raise
             except self.damaged:
                 pass
-        while reader.read(_CHUNK):  # the rest of its own bytes
-            pass
+            except _TooBig:
+                self.too_big = True  # what was found so far stays found
+        try:
+            while reader.read(_CHUNK):  # the rest of its own bytes
+                pass
+        except _TooBig:
+            self.too_big = True
+        except _Unreadable as exc:
+            if self._fatal(exc, depth):
+                raise
         said = {finding.what for finding in inner}
         return [Finding(where, what) for what in reader.found if what not in said] + inner
+
+    @staticmethod
+    def _fatal(exc: _Unreadable, depth: int) -> bool:
+        """Whether a failed read ends the search of the layer: a read of the layer
+        itself (depth 0), or of an archive above this one. A file unpacked from
+        an archive (depth 1 and deeper) that breaks off is a damaged archive:
+        what was found in it so far is kept, and the search goes on."""
+        return exc.depth < depth or exc.depth == 0
 
     @staticmethod
     def _kind(head: bytes, where: str) -> str:
@@ -336,15 +363,18 @@ class _Search:
             return "tar"
         return ""
 
-    def _unpack(self, kind: str, body: Any, where: str, depth: int) -> list[Finding]:
-        found: list[Finding] = []
+    def _unpack(self, kind: str, body: Any, where: str, depth: int, found: list[Finding]) -> None:
         if kind == "tar":
             with tarfile.open(fileobj=body, mode="r|") as files:
                 for member in files:
+                    # Reading past a member, searched or not, reads its claimed
+                    # size: a header claiming exabytes would take forever.
+                    if member.size > _NESTED_BUDGET - self.unpacked:
+                        raise _TooBig
                     extracted = files.extractfile(member) if member.isfile() else None
                     if extracted is not None:
                         found += self.file(extracted, f"{where} > {member.name}", depth + 1)
-            return found
+            return
         if kind == "zip":
             # zipfile needs to seek: the archive is copied to a spooled file
             # in the audit's private work folder first.
@@ -364,10 +394,10 @@ class _Search:
                                 raise
                         except self.damaged:
                             continue  # a damaged or encrypted entry: the next one
-            return found
+            return
         # Closing the reader leaves ``body`` open.
         with contextlib.closing(_decompressing(kind, body, where)) as opened:
-            return self.file(opened, f"{where} > ({kind})", depth + 1)
+            found += self.file(opened, f"{where} > ({kind})", depth + 1)
 
 
 def _decompressing(kind: str, body: Any, where: str) -> Any:
@@ -392,8 +422,11 @@ class _Reader:
         self.tail = b""
 
     def read(self, size: int = -1) -> bytes:
+        # read1: what is there now. A decompressor's read(n) that meets a
+        # truncated end raises, and drops what it had unpacked before it.
+        read = getattr(self.source, "read1", None) or self.source.read
         try:
-            chunk = self.source.read(size if size >= 0 else _CHUNK)
+            chunk = read(size if size >= 0 else _CHUNK)
         except (_Unreadable, _TooBig):
             raise
         except Exception as exc:
@@ -459,16 +492,14 @@ def _scan_layer(
                 if extracted is None:
                     continue
                 where = f"layer {name[:24]}: /{member.name}"
-                try:
-                    findings += search().file(extracted, where)
-                except _TooBig:
-                    findings.append(
-                        Finding(
-                            where,
-                            f"archives that unpack to over {_NESTED_BUDGET >> 20} MiB,"
-                            " too large to search whole",
-                        )
+                searching = search()
+                findings += searching.file(extracted, where)
+                if searching.too_big:
+                    what = (
+                        f"searched up to {_NESTED_BUDGET >> 20} MiB of what its archives"
+                        " unpack to, not whole"
                     )
+                    findings.append(Finding(where, what, note=True))
         while stream.read(1 << 20):  # hash the tar's padding too
             pass
     except _Unreadable as exc:
@@ -552,6 +583,8 @@ def audit_image(
                 digest, layer_findings = _scan_layer(
                     layer, _open_layer(archive, layer, image), search
                 )
+                if base:  # a base image's files are not the build's: its key alone counts
+                    layer_findings = [f for f in layer_findings if f.what == _KEY_BYTES]
                 if digest != diff_id:
                     raise EngineError(
                         f"layer {layer[:24]} of the saved image is not the layer its config"
@@ -593,9 +626,7 @@ def audit_data_root(docker: str, needles: list[bytes]) -> list[Finding]:
                 stdin=subprocess.DEVNULL,
             )
         return [
-            Finding(f"data root: {line}", "bytes of the configured private key")
-            for line in done.stdout.splitlines()
-            if line
+            Finding(f"data root: {line}", _KEY_BYTES) for line in done.stdout.splitlines() if line
         ]
     findings = []
     for directory, _, files in os.walk(root):
@@ -608,9 +639,7 @@ def audit_data_root(docker: str, needles: list[bytes]) -> list[Finding]:
                     tail = b""
                     while chunk := handle.read(8 << 20):
                         if any(n in tail + chunk for n in needles):
-                            findings.append(
-                                Finding(f"data root: {path}", "bytes of the configured private key")
-                            )
+                            findings.append(Finding(f"data root: {path}", _KEY_BYTES))
                             break
                         tail = chunk[-WINDOW:]
             except OSError:
@@ -645,10 +674,11 @@ def run_audit(
         findings += audit_data_root(docker, needles)
     if report is not None:
         for finding in findings:
-            report.write(f"FOUND {finding.line()}\n")
-    if findings:
+            report.write(f"{'NOTE' if finding.note else 'FOUND'} {finding.line()}\n")
+    problems = [finding for finding in findings if not finding.note]
+    if problems:
         raise AuditError(
-            f"audit of {image} found {len(findings)} problem(s), listed above",
+            f"audit of {image} found {len(problems)} problem(s), listed above",
             hint="rebuild without the secret (build-image forwards keys instead of copying"
             " them), and rotate any key that was in the image",
         )

@@ -238,9 +238,37 @@ def resolve(
         merged[name] = (value, f"flag --{name.replace('_', '-')}")
 
     values = {name: _convert(name, value, origin) for name, (value, origin) in merged.items()}
+    _absolute_paths(values, {name: origin for name, (_, origin) in merged.items()}, cwd)
     settings = Settings(**values)
     _validate(settings, {name: origin for name, (_, origin) in merged.items()})
     return settings
+
+
+def _absolute_paths(
+    values: dict[str, Any], origins: Mapping[str, str], cwd: str | os.PathLike[str] | None
+) -> None:
+    """Make relative path settings absolute, so that every reader of one reads
+    the same file: a flag's or an environment variable's against the folder
+    the command runs in (as a shell user means it), a file's or a default
+    against the project's folder (``cwd``; under `inv`, that of its tasks.py).
+    ``~`` paths are left for expansion; a ``docker`` without a slash is a
+    command looked up on PATH."""
+    project = Path(cwd) if cwd is not None else Path.cwd()
+
+    def absolute(value: str, origin: str) -> str:
+        if not value or value.startswith("~") or Path(value).is_absolute():
+            return value
+        typed = origin.startswith(("flag ", "environment variable "))
+        return str((Path.cwd() if typed else project) / value)
+
+    for name in PATH_SETTINGS:
+        value = values[name]
+        if name == "docker" and "/" not in value and os.sep not in value:
+            continue
+        values[name] = absolute(value, origins[name])
+    values["secrets"] = {
+        sid: absolute(path, origins["secrets"]) for sid, path in values["secrets"].items()
+    }
 
 
 def _check_known(name: str, origin: str) -> None:

@@ -496,3 +496,40 @@ def test_a_key_file_that_can_be_read_once(recorded: tuple[Path, dict[str, str]])
         os.close(os.open(fifo, os.O_RDONLY | os.O_NONBLOCK))  # let a waiting writer go
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout)["key_source"] == "file"
+
+
+def test_a_relative_key_file_is_the_same_file_for_every_reader(
+    recorded: tuple[Path, dict[str, str]],
+) -> None:
+    """Typed from src/, `--key-file id_deploy` is src/id_deploy: the context check
+    sees the very file the key source would read, and refuses it inside the
+    context. Written in the project's .env, a relative path is the project's."""
+    project, env = recorded
+    (project / "src").mkdir()
+    key = Path(env["SECUREBUILD_KEY_FILE"])
+    (project / "src" / "id_deploy").write_bytes(key.read_bytes())
+    (project / "src" / "id_deploy").chmod(0o600)
+    _fetch_over_ssh(project, env)  # the build needs the key
+    typed = run_cli("invoke", project / "src", "build-image", "--key-file", "id_deploy", env=env)
+    assert typed.returncode == 2, typed.stderr
+    assert str(project / "src" / "id_deploy") in typed.stderr
+    assert "inside the build context" in typed.stderr
+    assert not Path(env["RECORD"]).exists()  # nothing was built
+
+    outside = project.parent / "keys-outside"
+    outside.mkdir()
+    (outside / "deploy").write_bytes(key.read_bytes())
+    (outside / "deploy").chmod(0o600)
+    (project / "src" / "id_deploy").unlink()
+    (project / ".env").write_text("SECUREBUILD_KEY_FILE=../keys-outside/deploy\n")
+    (project / ".dockerignore").write_text(".env\n")
+    written = run_cli(
+        "invoke",
+        project / "src",
+        "build-image",
+        "--json",
+        env={k: v for k, v in env.items() if k != "SECUREBUILD_KEY_FILE"}
+        | {"SECUREBUILD_KEY_SOURCE": "file"},
+    )
+    assert written.returncode == 0, written.stderr
+    assert json.loads(written.stdout)["key_source"] == "file"

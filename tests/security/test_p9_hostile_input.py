@@ -21,7 +21,7 @@ from hypothesis import strategies as st
 
 from securebuild_tasks.engine import Engine
 from securebuild_tasks.errors import SettingsError
-from securebuild_tasks.settings import HELP, Settings, resolve
+from securebuild_tasks.settings import HELP, PATH_SETTINGS, Settings, resolve
 from tests.cli.test_bad_input import one_line_error
 from tests.integration.test_build_image import _import_private
 from tests.support.cli import run_cli, user_env
@@ -72,18 +72,32 @@ def dotenv_line(name: str, value: str) -> str:
     return f"SECUREBUILD_{name.upper()}='{escaped}'\n"
 
 
+def _literal(name: str, given: str, typed: bool, project: str) -> str:
+    """What a setting given as ``given`` resolves to: the text, stripped; a
+    relative path made absolute, against the current folder when it was typed
+    (a flag, the environment), against the project's when it was written down."""
+    value = given.strip()
+    bare_command = name == "docker" and "/" not in value
+    if name not in PATH_SETTINGS or not value or value.startswith("~") or bare_command:
+        return value
+    if Path(value).is_absolute():
+        return value
+    return str((Path.cwd() if typed else Path(project)) / value)
+
+
 def _resolve(
     config: dict[str, Any], dotenv: dict[str, str], environ: dict[str, str], flags: dict[str, Any]
-) -> Settings | SettingsError:
+) -> tuple[Settings | SettingsError, str]:
+    """Resolve in a fresh project folder holding the .env; the result, and the folder."""
     with tempfile.TemporaryDirectory() as cwd:
         Path(cwd, ".env").write_text(
             "".join(dotenv_line(n, v) for n, v in dotenv.items()), encoding="utf-8"
         )
         env = {f"SECUREBUILD_{n.upper()}": v for n, v in environ.items()}
         try:
-            return resolve(config, flags=flags, environ=env, cwd=cwd)
+            return resolve(config, flags=flags, environ=env, cwd=cwd), cwd
         except SettingsError as exc:
-            return exc
+            return exc, cwd
         finally:
             assert sorted(p.name for p in Path(cwd).iterdir()) == [".env"]  # nothing ran
 
@@ -101,7 +115,7 @@ def test_resolution_is_literal_or_a_settings_error(
     highest level gave (no expansion, quotes and newlines kept), or SettingsError.
     Any other exception fails the test."""
     dotenv = {n: v for n, v in dotenv.items() if "\0" not in v and "\r" not in v}  # see below
-    result = _resolve(config, dotenv, environ, flags)
+    result, project = _resolve(config, dotenv, environ, flags)
     if isinstance(result, SettingsError):
         assert result.line().strip()
         assert "\n" not in result.message
@@ -109,9 +123,11 @@ def test_resolution_is_literal_or_a_settings_error(
     if any("env_file" in level for level in (flags, environ, config)):
         return  # another .env (or none) was read: the written one's values do not apply
     for name in LITERAL:
-        given_at = [level[name] for level in (flags, environ, dotenv, config) if name in level]
+        levels = [(flags, True), (environ, True), (dotenv, False), (config, False)]
+        given_at = [(level[name], typed) for level, typed in levels if name in level]
         if given_at:
-            assert getattr(result, name) == given_at[0].strip(), name
+            value, typed = given_at[0]
+            assert getattr(result, name) == _literal(name, value, typed, project), name
 
 
 LITERAL_LEVEL = st.dictionaries(st.sampled_from(LITERAL), VALUE, max_size=4)
@@ -122,17 +138,18 @@ LITERAL_LEVEL = st.dictionaries(st.sampled_from(LITERAL), VALUE, max_size=4)
 def test_free_text_settings_round_trip(
     config: dict[str, str], dotenv: dict[str, str], environ: dict[str, str], flags: dict[str, str]
 ) -> None:
-    """Settings no rule constrains always resolve, to exactly the text given."""
+    """Settings no rule constrains always resolve, to exactly the text given (a
+    relative path made absolute)."""
     # A .env is a text file: it holds no NUL, and a CR in it is a line break
     # (read with universal newlines, as python-dotenv and editors do).
     dotenv = {n: v for n, v in dotenv.items() if "\0" not in v and "\r" not in v}
-    result = _resolve(config, dotenv, environ, flags)
+    result, project = _resolve(config, dotenv, environ, flags)
     assert isinstance(result, Settings), result
     for name in LITERAL:
-        given_at = [level[name] for level in (flags, environ, dotenv, config) if name in level]
-        assert getattr(result, name) == (
-            given_at[0].strip() if given_at else getattr(Settings(), name)
-        )
+        levels = [(flags, True), (environ, True), (dotenv, False), (config, False)]
+        given_at = [(level[name], typed) for level, typed in levels if name in level]
+        value, typed = given_at[0] if given_at else (getattr(Settings(), name), False)
+        assert getattr(result, name) == _literal(name, value, typed, project), name
 
 
 # ---------------------------------------------------------------------------

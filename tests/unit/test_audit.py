@@ -15,6 +15,7 @@ import hashlib
 import io
 import json
 import lzma
+import random
 import tarfile
 import zipfile
 from pathlib import Path
@@ -279,19 +280,64 @@ def test_a_key_split_across_reads_is_found(
     ]
 
 
-def test_an_archive_too_large_to_unpack_is_a_finding(
-    images: Path, monkeypatch: pytest.MonkeyPatch
+def test_an_archive_too_large_to_unpack_is_a_note(
+    images: Path, pem: bytes, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Archives that unpack to more than the budget (a zip bomb, say) cannot pass
-    as searched: they are a finding of their own, and the layer's other files
+    """Archives that unpack to more than the budget (a zip bomb, a model file) are
+    searched up to it: a key found before is a finding, the rest is a note that
+    does not fail the audit; a base layer's is neither; the layer's other files
     are still searched."""
     monkeypatch.setattr(audit, "_NESTED_BUDGET", 1 << 20)
-    layer = {"bomb.gz": gzip.compress(b"\0" * (2 << 20)), "small.gz": gzip.compress(b"ok")}
+    big = gzip.compress(b"\0" * (2 << 20))
+    layer = {"bomb.gz": big, "keyed.gz": gzip.compress(pem + b"\0" * (2 << 20)), "k": pem}
     docker = _image(images, [layer], base=0)
     found = audit_image(docker, "app", needles=[], base_image="")
-    assert [(f.where.split(": ", 1)[1], f.what) for f in found] == [
-        ("/bomb.gz", "archives that unpack to over 1 MiB, too large to search whole")
+    assert sorted((f.where.split(": ", 1)[1], f.what.split(" (")[0], f.note) for f in found) == [
+        ("/bomb.gz", "searched up to 1 MiB of what its archives unpack to, not whole", True),
+        ("/k", "a private key block", False),
+        ("/keyed.gz", "searched up to 1 MiB of what its archives unpack to, not whole", True),
+        ("/keyed.gz > (gzip)", "a private key block", False),
     ]
+    docker = _image(images, [{"bomb.gz": big}], base=0)
+    report = io.StringIO()
+    assert run_audit(Settings(docker=docker, key_source="file"), "app", cwd=images, report=report)
+    assert report.getvalue().startswith("NOTE layer ")
+    docker = _image(images, [{"bomb.gz": big}], base=1)
+    assert audit_image(docker, "app", needles=key_needles(pem), base_image="base") == []
+
+
+def test_a_tar_member_claiming_exabytes_ends_the_archive_not_the_audit(
+    images: Path, pem: bytes
+) -> None:
+    """A nested tar whose member claims an absurd size (base-256) is damaged: its
+    reading stops at the end of the file, and the audit goes on to the next."""
+    first = tarfile.TarInfo("first.key")
+    first.size = len(pem)
+    member = first.tobuf(format=tarfile.GNU_FORMAT) + pem + b"\0" * (-len(pem) % 512)
+    huge = bytearray(tarfile.TarInfo("huge").tobuf(format=tarfile.GNU_FORMAT))
+    huge[156:157] = b"Z"  # a type tarfile does not know: it skips the member's size
+    huge[124:136] = b"\x80" + (2**80).to_bytes(11, "big")  # base-256: 2**80 bytes
+    huge[148:156] = b" " * 8
+    huge[148:156] = b"%06o\0 " % sum(huge)  # the header's checksum
+    hostile = member + bytes(huge) + b"\0" * 1024
+    layer = {"hostile.tar": hostile, "after.key": pem}
+    docker = _image(images, [layer], base=0)
+    found = _places(audit_image(docker, "app", needles=[], base_image=""))
+    assert sorted(found) == [
+        ("/after.key", "a private key block"),
+        ("/hostile.tar", "searched up to 1024 MiB of what its archives unpack to, not whole"),
+        ("/hostile.tar > first.key", "a private key block"),
+    ]
+
+
+def test_what_is_found_before_an_archive_breaks_stays_found(images: Path, pem: bytes) -> None:
+    """A truncated tarball: the key in its first member is a finding though the
+    archive ends early."""
+    noise = random.Random(0).randbytes(100_000)  # incompressible: the cut falls in it
+    whole = gzip.compress(_tar({"a.key": pem, "b.bin": noise}))
+    docker = _image(images, [{"cut.tar.gz": whole[: len(whole) // 2]}], base=0)
+    found = _places(audit_image(docker, "app", needles=[], base_image=""))
+    assert found == [("/cut.tar.gz > (gzip) > a.key", "a private key block")]
 
 
 def test_the_history_is_read_from_the_image_config(images: Path, pem: bytes) -> None:
@@ -340,9 +386,10 @@ def test_a_layer_that_is_not_the_one_its_config_names_is_one_error(images: Path)
 
 def test_a_key_block_is_a_header_with_a_body(images: Path, pem: bytes) -> None:
     """A key block is found however its line breaks were written (as they are,
-    CRLF, escaped in a .env file, turned to spaces by an unquoted echo) and when
-    encrypted; the header alone, a string constant of ssh and TLS libraries, is
-    not one: an image that installs an ssh client is no finding."""
+    CRLF, escaped in a .env file or twice in JSON, turned to spaces by an unquoted
+    echo, as XML or HTML, or between string literals in code) and when encrypted;
+    the header alone, a string constant of ssh and TLS libraries, is not one: an
+    image that installs an ssh client is no finding."""
     lines = pem.decode().splitlines()
     encrypted = (
         "-----BEGIN RSA PRIVATE KEY-----\nProc-Type: 4,ENCRYPTED\n"
@@ -355,6 +402,12 @@ def test_a_key_block_is_a_header_with_a_body(images: Path, pem: bytes) -> None:
         "app/.env": ('SSH_KEY="' + "\\n".join(lines) + '"\n').encode(),
         "one-line.txt": " ".join(lines).encode(),
         "legacy.pem": encrypted.encode(),
+        "settings_test.py": ('KEY = (\n    "' + '\\n"\n    "'.join(lines) + '\\n"\n)\n').encode(),
+        "key.js": ('const k = "' + '\\n" +\n  "'.join(lines) + '";\n').encode(),
+        "app.properties": ("key=" + "\\n\\\n    ".join(lines) + "\n").encode(),
+        "twice.json": ('{"k": "' + "\\\\n".join(lines) + '"}').encode(),
+        "key.xml": ("<k>" + "&#10;".join(lines) + "</k>").encode(),
+        "key.html": ("<p>" + "<br>".join(lines) + "</p>").encode(),
     }
     constants = {
         "usr/bin/ssh-keygen": b"\x7fELF\0" + lines[0].encode() + b"\n\0" + lines[-1].encode(),

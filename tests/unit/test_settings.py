@@ -122,7 +122,7 @@ def test_flag_none_means_not_given(tmp_path: Path) -> None:
 
 def test_defaults_when_no_level_sets_anything(tmp_path: Path) -> None:
     """With no config, environment, .env or flag, every setting is its default."""
-    assert resolve({}, environ={}, cwd=tmp_path) == Settings()
+    assert resolve({}, environ={}, cwd=tmp_path) == Settings(context=str(tmp_path))
 
 
 def test_explicit_environ_replaces_process_environment(
@@ -136,7 +136,7 @@ def test_explicit_environ_replaces_process_environment(
 def test_non_prefixed_environment_is_ignored(tmp_path: Path) -> None:
     """Variables without the SECUREBUILD_ prefix never become settings."""
     environ = {"TAG": "x", "BUILD_TAG": "y", "SECUREBUILDTAG": "z", "HOME": "/nowhere"}
-    assert resolve({}, environ=environ, cwd=tmp_path) == Settings()
+    assert resolve({}, environ=environ, cwd=tmp_path) == Settings(context=str(tmp_path))
 
 
 # --- the .env file --------------------------------------------------------------------
@@ -401,7 +401,9 @@ def test_secrets_from_string(tmp_path: Path) -> None:
     """The secrets setting parses ID=PATH pairs."""
     environ = {"SECUREBUILD_SECRETS": "npmrc=/home/u/.npmrc,extra.ca=certs/ca.pem"}
     settings = resolve({}, environ=environ, cwd=tmp_path)
-    assert settings.secrets == {"npmrc": "/home/u/.npmrc", "extra.ca": "certs/ca.pem"}
+    # A relative path typed in the environment is the current folder's.
+    extra = str(Path.cwd() / "certs/ca.pem")
+    assert settings.secrets == {"npmrc": "/home/u/.npmrc", "extra.ca": extra}
 
 
 def test_text_is_stripped(tmp_path: Path) -> None:
