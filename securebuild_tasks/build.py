@@ -49,9 +49,11 @@ from .requirements import (
     parse_requirements,
     read_requirements,
 )
-from .settings import Settings, cache_fields
+from .settings import Settings, cache_fields, is_image_ref
 
 TEMPLATE_NAME = "Dockerfile.template"
+#: An SSH mount, its options in any order (--mount=id=x,type=ssh).
+_SSH_MOUNT = re.compile(r"--mount=(?:\S*,)?type=ssh\b")
 #: The template's first line, which `init` keeps in the Dockerfile it writes.
 TEMPLATE_MARK = "# Dockerfile template of securebuild-tasks."
 PROJECT_LABEL = "io.securebuild.project"
@@ -97,8 +99,11 @@ class BuildPlan:
         from it) has SSH steps whose use the tool cannot see."""
         if self.requirements.ssh_hosts:
             return True
-        text = dockerfile_text(self.dockerfile)
-        return "--mount=type=ssh" in text and TEMPLATE_MARK not in text
+        steps = len(_SSH_MOUNT.findall(dockerfile_text(self.dockerfile)))
+        if TEMPLATE_MARK not in dockerfile_text(self.dockerfile):
+            return steps > 0
+        # init's Dockerfile with SSH steps of the user's own added to it.
+        return steps > len(_SSH_MOUNT.findall(dockerfile_text(template_path())))
 
 
 @dataclass(frozen=True)
@@ -185,7 +190,30 @@ def _declared_args(dockerfile: Path) -> set[str]:
 
 _FROM = re.compile(r"(?i)^\s*FROM\s+(?:--\S+\s+)*(\S+)(?:\s+AS\s+(\S+))?\s*$")
 _ARG = re.compile(r"(?i)^\s*ARG\s+([A-Za-z_][A-Za-z0-9_]*)(?:=(\"[^\"]*\"|'[^']*'|\S*))?")
-_VARIABLE = re.compile(r"\$(?:\{([A-Za-z_][A-Za-z0-9_]*)\}|([A-Za-z_][A-Za-z0-9_]*))")
+# $VAR, ${VAR}, ${VAR:-default} and ${VAR-default}, as Dockerfiles expand them.
+_VARIABLE = re.compile(
+    r"\$(?:\{([A-Za-z_][A-Za-z0-9_]*)(?:(:?-)([^}]*))?\}|([A-Za-z_][A-Za-z0-9_]*))"
+)
+_HEREDOC = re.compile(r"<<-?\s*[\"']?([A-Za-z_][A-Za-z0-9_]*)[\"']?")
+
+
+def _instructions(text: str) -> Iterator[str]:
+    """A Dockerfile's instructions: continued lines joined, comments and heredoc
+    bodies left out."""
+    pending, heredoc = "", ""
+    for line in text.splitlines():
+        if heredoc:
+            heredoc = "" if line.strip() == heredoc else heredoc
+            continue
+        if not pending and line.lstrip().startswith("#"):
+            continue
+        if line.rstrip().endswith("\\"):
+            pending += line.rstrip()[:-1] + " "
+            continue
+        instruction, pending = pending + line, ""
+        if found := _HEREDOC.search(instruction):
+            heredoc = found.group(1)
+        yield instruction
 
 
 def dockerfile_base_image(dockerfile: Path, args: Mapping[str, str], target: str = "") -> str:
@@ -196,13 +224,25 @@ def dockerfile_base_image(dockerfile: Path, args: Mapping[str, str], target: str
     stages: dict[str, str] = {}
     last = ""
     seen_from = False
-    for line in dockerfile_text(dockerfile).splitlines():
+
+    def expand(match: re.Match[str]) -> str:
+        name = match.group(1) or match.group(4)
+        value = values.get(name, "")
+        if match.group(2) == ":-":
+            return value or match.group(3)
+        if match.group(2) == "-":
+            return value if name in values else match.group(3)
+        return value
+
+    for line in _instructions(dockerfile_text(dockerfile)):
         if not seen_from and (arg := _ARG.match(line)):
-            default = (arg.group(2) or "").strip("\"'")
-            values[arg.group(1)] = args.get(arg.group(1), default)
+            if arg.group(1) in args:
+                values[arg.group(1)] = args[arg.group(1)]
+            elif arg.group(2) is not None:  # "ARG NAME" alone leaves NAME unset
+                values[arg.group(1)] = arg.group(2).strip("\"'")
         elif found := _FROM.match(line):
             seen_from = True
-            image = _VARIABLE.sub(lambda m: values.get(m.group(1) or m.group(2), ""), found[1])
+            image = _VARIABLE.sub(expand, found[1])
             last = image
             if found[2]:
                 stages[found[2].lower()] = image
@@ -211,7 +251,8 @@ def dockerfile_base_image(dockerfile: Path, args: Mapping[str, str], target: str
         if image.lower() not in stages:
             break
         image = stages[image.lower()]
-    return "" if image.lower() in ("", "scratch") or image.lower() in stages else image
+    unresolved = image.lower() in stages or image.lower() == "scratch"  # a loop, or no image
+    return image if is_image_ref(image) and not unresolved else ""
 
 
 def base_image(settings: Settings, cwd: Path, context: Path) -> str:
@@ -223,6 +264,20 @@ def base_image(settings: Settings, cwd: Path, context: Path) -> str:
         args["BASE_IMAGE"] = settings.base_image
     dockerfile = choose_dockerfile(settings, cwd, context)
     return dockerfile_base_image(dockerfile, args, settings.target)
+
+
+def wheel_base_image(settings: Settings, cwd: Path, context: Path) -> str:
+    """The image `lock` and `vendor` build on (they run the template's stages,
+    which need a shell and Python): the base_image setting, else the project's
+    Dockerfile's when it is the template's or one `init` wrote from it; "" (the
+    template's own default) for a Dockerfile of the user's own, whose last stage
+    may have neither."""
+    if settings.base_image:
+        return settings.base_image
+    dockerfile = choose_dockerfile(settings, cwd, context)
+    if TEMPLATE_MARK not in dockerfile_text(dockerfile):
+        return ""
+    return dockerfile_base_image(dockerfile, dict(settings.build_args))
 
 
 def _build_args(dockerfile: Path, settings: Settings, **wanted: str) -> dict[str, str]:
@@ -589,7 +644,7 @@ def plan_lock(settings: Settings, cwd: Path, output: Path) -> tuple[BuildPlan, l
     source = lockfile.find_input(context, settings.lock_input)
     requirements = _input_requirements(source)
     dockerfile = template_path()
-    project_base = base_image(settings, cwd, context)
+    project_base = wheel_base_image(settings, cwd, context)
     index = index_credentials(settings, cwd)
     secrets = _secrets(settings, cwd, index)
     _one_index(requirements, secrets)
@@ -642,7 +697,9 @@ def _input_requirements(source: lockfile.LockInput) -> Requirements:
     lines = [str(d) for d in dependencies]
     # [tool.uv.sources] may fetch a dependency from git over SSH: uv honours it
     # when it resolves, so its host must be pinned (and the key forwarded) too.
-    sources = data.get("tool", {}).get("uv", {}).get("sources", {})
+    tool: dict[str, Any] = data["tool"] if isinstance(data.get("tool"), dict) else {}
+    uv: dict[str, Any] = tool["uv"] if isinstance(tool.get("uv"), dict) else {}
+    sources = uv.get("sources", {})
     for name, given in sources.items() if isinstance(sources, dict) else ():
         for entry in given if isinstance(given, list) else [given]:
             url = entry.get("git") if isinstance(entry, dict) else None
@@ -657,7 +714,7 @@ def plan_vendor(settings: Settings, cwd: Path, output: Path) -> BuildPlan:
     check_context(settings, cwd, context)
     requirements, requirements_file, locked = requirements_for(settings, context)
     dockerfile = template_path()
-    project_base = base_image(settings, cwd, context)
+    project_base = wheel_base_image(settings, cwd, context)
     index = index_credentials(settings, cwd)
     secrets = _secrets(settings, cwd, index)
     _one_index(requirements, secrets)

@@ -27,9 +27,11 @@ _URL_CREDENTIALS = re.compile(
 )
 # A token in a URL's query ("?private_token=...", a signed URL's
 # "X-Amz-Signature=..."): it would reach the build args and the image too.
+# The parameter's name ends in one of these words (private_token, access_key,
+# X-Amz-Signature, sig); "author=" or "design=" is no token.
 _QUERY_SECRET = re.compile(
-    r"[a-z][a-z0-9+.-]*://[^\s?#]*\?(?:[^\s#]*&)?[\w.-]*"
-    r"(?:token|key|secret|sig|signature|password|passwd|auth|credential|session)[\w.-]*=",
+    r"[a-z][a-z0-9+.-]*://[^\s?#]*\?(?:[^\s#]*&)?(?:[\w.-]*[_.-])?"
+    r"(?:token|key|apikey|secret|sig|signature|password|passwd|auth|credential|session)=",
     re.IGNORECASE,
 )
 _HASH = re.compile(r"--hash[=\s]([a-z0-9]+:[0-9a-fA-F]+)")
@@ -260,7 +262,9 @@ def _check_option(line: str, where: str) -> None:
     if option in ("--find-links", "-f"):
         value = re.split(r"[=\s]", line, maxsplit=1)[1:] or [""]
         where_to = value[0].strip()
-        if "://" not in where_to or where_to.lower().startswith("file:"):
+        # An absolute path may be a folder inside the image (a Dockerfile of the
+        # user's own); a relative one is a folder here, which the build lacks.
+        if "://" not in where_to and not where_to.startswith("/"):
             raise RequirementsError(
                 f"{where} points {option} at a folder on this machine ({where_to or 'none'}),"
                 " which the build cannot see",

@@ -19,6 +19,7 @@ from pathlib import Path
 
 import pytest
 
+from securebuild_tasks.build import template_path
 from tests.support.cli import run_cli, stand_in_docker, user_env
 from tests.support.fixtures import securebuild_leftovers
 from tests.support.leaks import find_in_tree, key_needles
@@ -418,11 +419,19 @@ def test_no_key_reaches_a_build_that_fetches_nothing_over_ssh(
     _build(project, env)
     assert keys.read_text().splitlines() == ["The agent has no identities.", "exit 1"]
 
-    (project / "Dockerfile").write_text(
-        "FROM python:3.12-slim\nRUN --mount=type=ssh git clone git@example.com:org/x\n"
-    )
+    own_steps = [
+        "FROM python:3.12-slim\nRUN --mount=type=ssh git clone git@example.com:org/x\n",
+        "FROM python:3.12-slim\nRUN --mount=id=default,type=ssh git clone git@x:org/y\n",
+        # init's Dockerfile, with an SSH step of the user's own added
+        template_path().read_text() + "RUN --mount=type=ssh,required=true git clone g@x:o/y\n",
+    ]
+    for dockerfile in own_steps:
+        (project / "Dockerfile").write_text(dockerfile)
+        _build(project, env)
+        assert keys.read_text().split()[:2] == public.split()[:2], dockerfile
+    (project / "Dockerfile").write_text(template_path().read_text())  # init's, unchanged
     _build(project, env)
-    assert keys.read_text().split()[:2] == public.split()[:2]
+    assert keys.read_text().splitlines() == ["The agent has no identities.", "exit 1"]
     (project / "Dockerfile").unlink()
 
     _fetch_over_ssh(project, env)

@@ -6,7 +6,12 @@ from pathlib import Path
 
 import pytest
 
-from securebuild_tasks.build import base_image, dockerfile_base_image, template_path
+from securebuild_tasks.build import (
+    base_image,
+    dockerfile_base_image,
+    template_path,
+    wheel_base_image,
+)
 from securebuild_tasks.settings import Settings
 
 MULTI_STAGE = """\
@@ -59,3 +64,43 @@ def test_the_template_the_setting_and_init(tmp_path: Path) -> None:
         template_path().read_text().replace("python:3.12-slim", "python:3.11-slim")
     )
     assert base_image(Settings(), tmp_path, tmp_path) == "python:3.11-slim"
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        (
+            "ARG REGISTRY\nFROM ${REGISTRY:-docker.io}/library/python:3.12-slim\n",
+            "docker.io/library/python:3.12-slim",
+        ),
+        ("ARG R\nFROM ${R-docker.io}/python:3.12\n", "docker.io/python:3.12"),
+        ("ARG R=\nFROM ${R:-docker.io}/python:3.12\n", "docker.io/python:3.12"),
+        ("FROM \\\n  python:3.11-slim \\\n  AS app\n", "python:3.11-slim"),
+        ('FROM python:3.12-slim\nRUN <<EOF\nFROM users"\nEOF\n', "python:3.12-slim"),
+        ("# FROM commented:out\nFROM python:3.13\n", "python:3.13"),
+        ('ARG BAD="not an image"\nFROM $BAD\n', ""),
+    ],
+)
+def test_variables_continuations_and_heredocs(tmp_path: Path, text: str, expected: str) -> None:
+    """${VAR:-default} and ${VAR-default}, continued lines, heredoc bodies and
+    comments are read as BuildKit reads them; what is no image reference is none."""
+    dockerfile = tmp_path / "Dockerfile"
+    dockerfile.write_text(text)
+    assert dockerfile_base_image(dockerfile, {}) == expected
+
+
+def test_lock_builds_on_a_projects_own_dockerfile_only_when_it_is_the_templates(
+    tmp_path: Path,
+) -> None:
+    """lock and vendor run the template's stages (a shell, Python): they take the
+    base of init's Dockerfile, but not the last stage of a Dockerfile of the
+    user's own (a distroless one has neither), unless base_image says so."""
+    (tmp_path / "Dockerfile").write_text(
+        template_path().read_text().replace("python:3.12-slim", "python:3.11-slim")
+    )
+    assert wheel_base_image(Settings(), tmp_path, tmp_path) == "python:3.11-slim"
+    (tmp_path / "Dockerfile").write_text("FROM python:3.12 AS b\nFROM gcr.io/distroless/python3\n")
+    assert wheel_base_image(Settings(), tmp_path, tmp_path) == ""
+    assert base_image(Settings(), tmp_path, tmp_path) == "gcr.io/distroless/python3"
+    chosen = Settings(base_image="python:3.13-slim")
+    assert wheel_base_image(chosen, tmp_path, tmp_path) == "python:3.13-slim"

@@ -256,3 +256,13 @@ def test_uv_sources_over_ssh_are_hosts_to_pin(tmp_path: Path) -> None:
         SSHHost("git.example.com", 2222),
         SSHHost("other.example.com"),
     )
+
+
+def test_a_pyproject_whose_tool_table_is_no_table(tmp_path: Path) -> None:
+    """[tool] uv = "x" (no table) has no sources: the dependencies are read alike."""
+    from securebuild_tasks.build import _input_requirements
+
+    (tmp_path / "pyproject.toml").write_text(
+        PYPROJECT.replace("[tool.ruff]\nline-length = 100\n", '[tool]\nuv = "x"\n')
+    )
+    assert _input_requirements(find_input(tmp_path, "pyproject.toml")).names == ("lib",)

@@ -675,13 +675,17 @@ def test_tokens_in_a_url_query_refused_without_echo(line: str) -> None:
 
 
 def test_a_harmless_query_is_kept() -> None:
-    """A query that holds no token (a subdirectory, a ref) is a URL like any."""
-    reqs = _parse("lib @ https://files.example.com/lib.tar.gz?ref=v1.2&sha=abc\n")
-    assert reqs.names == ("lib",)
+    """A query that holds no token (a ref, an author, a design) is a URL like any."""
+    reqs = _parse(
+        "lib @ https://files.example.com/lib.tar.gz?ref=v1.2&sha=abc\n"
+        "# see https://issues.example.com/list?author=me&assignee=you\n"
+        "web @ https://files.example.com/web.whl?design=2\n"
+    )
+    assert reqs.names == ("lib", "web")
 
 
 @pytest.mark.parametrize(
-    "line", ["--find-links ./wheels", "-f wheels", "--find-links=file:///srv/wheels", "-f"]
+    "line", ["--find-links ./wheels", "-f wheels", "--find-links=wheels/linux", "-f"]
 )
 def test_find_links_to_a_local_folder_refused(line: str) -> None:
     """--find-links at a folder: only the requirements file reaches the build, so
@@ -690,3 +694,5 @@ def test_find_links_to_a_local_folder_refused(line: str) -> None:
     assert f"{REQS} line 1 points {line.split('=')[0].split()[0]} at a folder" in message
     assert "inv vendor" in message
     assert _parse("--find-links https://wheels.example.com/\nsix\n").names == ("six",)
+    # An absolute path may be a folder inside the image of a Dockerfile of one's own.
+    assert _parse("--find-links /opt/wheels\nsix\n").names == ("six",)
