@@ -369,7 +369,8 @@ class _Search:
                 for member in files:
                     # Reading past a member, searched or not, reads its claimed
                     # size: a header claiming exabytes would take forever.
-                    if member.size > _NESTED_BUDGET - self.unpacked:
+                    skipped = member.isreg() or member.type not in tarfile.SUPPORTED_TYPES
+                    if skipped and member.size > _NESTED_BUDGET - self.unpacked:
                         raise _TooBig
                     extracted = files.extractfile(member) if member.isfile() else None
                     if extracted is not None:
@@ -388,6 +389,11 @@ class _Search:
                             continue
                         try:
                             with archive.open(info) as entry:
+                                # zipfile checks an entry's CRC in the read that
+                                # returns its last bytes, and raises instead of
+                                # returning them: a bad CRC would hide them.
+                                with contextlib.suppress(AttributeError):
+                                    entry._expected_crc = None  # type: ignore[attr-defined]
                                 found += self.file(entry, f"{where} > {info.filename}", depth + 1)
                         except _Unreadable as exc:
                             if exc.depth <= depth:

@@ -189,7 +189,7 @@ def _declared_args(dockerfile: Path) -> set[str]:
 
 
 _FROM = re.compile(r"(?i)^\s*FROM\s+(?:--\S+\s+)*(\S+)(?:\s+AS\s+(\S+))?\s*$")
-_ARG = re.compile(r"(?i)^\s*ARG\s+([A-Za-z_][A-Za-z0-9_]*)(?:=(\"[^\"]*\"|'[^']*'|\S*))?")
+_ARG_PAIRS = re.compile(r"([A-Za-z_][A-Za-z0-9_]*)((=(?:\"[^\"]*\"|'[^']*'|\S*))?)")
 # $VAR, ${VAR}, ${VAR:-default} and ${VAR-default}, as Dockerfiles expand them.
 _VARIABLE = re.compile(
     r"\$(?:\{([A-Za-z_][A-Za-z0-9_]*)(?:(:?-)([^}]*))?\}|([A-Za-z_][A-Za-z0-9_]*))"
@@ -205,13 +205,14 @@ def _instructions(text: str) -> Iterator[str]:
         if heredoc:
             heredoc = "" if line.strip() == heredoc else heredoc
             continue
-        if not pending and line.lstrip().startswith("#"):
-            continue
+        if line.lstrip().startswith("#") or (pending and not line.strip()):
+            continue  # a comment, or an empty line inside a continued instruction
         if line.rstrip().endswith("\\"):
             pending += line.rstrip()[:-1] + " "
             continue
         instruction, pending = pending + line, ""
-        if found := _HEREDOC.search(instruction):
+        heredocs = re.match(r"(?i)\s*(RUN|COPY|ADD)\s", instruction)
+        if heredocs and (found := _HEREDOC.search(instruction)):
             heredoc = found.group(1)
         yield instruction
 
@@ -235,11 +236,13 @@ def dockerfile_base_image(dockerfile: Path, args: Mapping[str, str], target: str
         return value
 
     for line in _instructions(dockerfile_text(dockerfile)):
-        if not seen_from and (arg := _ARG.match(line)):
-            if arg.group(1) in args:
-                values[arg.group(1)] = args[arg.group(1)]
-            elif arg.group(2) is not None:  # "ARG NAME" alone leaves NAME unset
-                values[arg.group(1)] = arg.group(2).strip("\"'")
+        if not seen_from and re.match(r"(?i)\s*ARG\s", line):
+            # One or more NAME[=default]; a default may use the ARGs before it.
+            for name, default, _ in _ARG_PAIRS.findall(line.strip()[3:]):
+                if name in args:
+                    values[name] = args[name]
+                elif default:  # "ARG NAME" alone leaves NAME unset
+                    values[name] = _VARIABLE.sub(expand, default[1:].strip("\"'"))
         elif found := _FROM.match(line):
             seen_from = True
             image = _VARIABLE.sub(expand, found[1])
@@ -277,7 +280,8 @@ def wheel_base_image(settings: Settings, cwd: Path, context: Path) -> str:
     dockerfile = choose_dockerfile(settings, cwd, context)
     if TEMPLATE_MARK not in dockerfile_text(dockerfile):
         return ""
-    return dockerfile_base_image(dockerfile, dict(settings.build_args))
+    # The template's wheel stages build on its `base` stage, whatever follows.
+    return dockerfile_base_image(dockerfile, dict(settings.build_args), "base")
 
 
 def _build_args(dockerfile: Path, settings: Settings, **wanted: str) -> dict[str, str]:

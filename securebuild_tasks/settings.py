@@ -251,19 +251,29 @@ def _absolute_paths(
     the same file: a flag's or an environment variable's against the folder
     the command runs in (as a shell user means it), a file's or a default
     against the project's folder (``cwd``; under `inv`, that of its tasks.py).
-    ``~`` paths are left for expansion; a ``docker`` without a slash is a
-    command looked up on PATH."""
+    ``~`` is expanded first; a ``docker`` without a slash is a command looked
+    up on PATH."""
     project = Path(cwd) if cwd is not None else Path.cwd()
 
     def absolute(value: str, origin: str) -> str:
-        if not value or value.startswith("~") or Path(value).is_absolute():
+        if value.startswith("~"):
+            try:
+                value = str(Path(value).expanduser())
+            except RuntimeError:  # no such user: `_validate` says so in one line
+                return value
+        if not value or Path(value).is_absolute():
             return value
         typed = origin.startswith(("flag ", "environment variable "))
         return str((Path.cwd() if typed else project) / value)
 
     for name in PATH_SETTINGS:
         value = values[name]
-        if name == "docker" and "/" not in value and os.sep not in value:
+        if (
+            name == "docker"
+            and not value.startswith("~")
+            and "/" not in value
+            and os.sep not in value
+        ):
             continue
         values[name] = absolute(value, origins[name])
     values["secrets"] = {

@@ -77,10 +77,15 @@ def _literal(name: str, given: str, typed: bool, project: str) -> str:
     relative path made absolute, against the current folder when it was typed
     (a flag, the environment), against the project's when it was written down."""
     value = given.strip()
-    bare_command = name == "docker" and "/" not in value
-    if name not in PATH_SETTINGS or not value or value.startswith("~") or bare_command:
+    bare_command = name == "docker" and "/" not in value and not value.startswith("~")
+    if name not in PATH_SETTINGS or not value or bare_command:
         return value
-    if Path(value).is_absolute():
+    if value.startswith("~"):
+        try:
+            value = str(Path(value).expanduser())
+        except RuntimeError:  # no such user: left as it is
+            return value
+    if not value or Path(value).is_absolute():
         return value
     return str((Path.cwd() if typed else Path(project)) / value)
 

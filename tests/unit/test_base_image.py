@@ -79,6 +79,10 @@ def test_the_template_the_setting_and_init(tmp_path: Path) -> None:
         ('FROM python:3.12-slim\nRUN <<EOF\nFROM users"\nEOF\n', "python:3.12-slim"),
         ("# FROM commented:out\nFROM python:3.13\n", "python:3.13"),
         ('ARG BAD="not an image"\nFROM $BAD\n', ""),
+        ("ARG PY=3.11\nARG BASE_IMAGE=python:${PY}-slim\nFROM ${BASE_IMAGE}\n", "python:3.11-slim"),
+        ("ARG A=python B=3.12\nFROM $A:$B\n", "python:3.12"),
+        ("FROM \\\n# a comment\n\n  alpine:3.20\n", "alpine:3.20"),
+        ("FROM python:3.12\nLABEL x='a<<b'\nFROM alpine:3.20\n", "alpine:3.20"),
     ],
 )
 def test_variables_continuations_and_heredocs(tmp_path: Path, text: str, expected: str) -> None:
@@ -102,5 +106,12 @@ def test_lock_builds_on_a_projects_own_dockerfile_only_when_it_is_the_templates(
     (tmp_path / "Dockerfile").write_text("FROM python:3.12 AS b\nFROM gcr.io/distroless/python3\n")
     assert wheel_base_image(Settings(), tmp_path, tmp_path) == ""
     assert base_image(Settings(), tmp_path, tmp_path) == "gcr.io/distroless/python3"
+    # init's Dockerfile with a final stage of the user's own: the wheel stages
+    # still build on the template's base stage.
+    (tmp_path / "Dockerfile").write_text(
+        template_path().read_text().replace("python:3.12-slim", "python:3.11-slim")
+        + "FROM gcr.io/distroless/python3-debian12 AS final\nCOPY --from=runtime /opt /opt\n"
+    )
+    assert wheel_base_image(Settings(), tmp_path, tmp_path) == "python:3.11-slim"
     chosen = Settings(base_image="python:3.13-slim")
     assert wheel_base_image(chosen, tmp_path, tmp_path) == "python:3.13-slim"
