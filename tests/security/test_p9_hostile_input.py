@@ -27,20 +27,9 @@ from tests.integration.test_build_image import _import_private
 from tests.support.cli import run_cli, user_env
 from tests.support.fixtures import Lab, Project, in_image, securebuild_leftovers
 
-#: Settings taken as text with no check of their own: what goes in must come out.
-LITERAL = (
-    "dockerfile",
-    "context",
-    "docker",
-    "agent_socket",
-    "agent_key",
-    "key_file",
-    "known_hosts",
-    "ca_bundle",
-    "pip_config",
-    "uv_config",
-    "netrc",
-)
+#: Settings taken as text with no check of their own: what goes in must come out
+#: (the paths among them made absolute).
+LITERAL = (*PATH_SETTINGS, "agent_key")
 INJECTIONS = (
     "$(touch pwned)",
     "${HOME}",
