@@ -384,6 +384,22 @@ def test_a_layer_that_is_not_the_one_its_config_names_is_one_error(images: Path)
         audit_image(docker, "app", needles=[], base_image="")
 
 
+def _encrypted_pem() -> str:
+    """A traditional PEM key encrypted with a passphrase (Proc-Type), made here."""
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    return (
+        ec.generate_private_key(ec.SECP256R1())
+        .private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.TraditionalOpenSSL,
+            serialization.BestAvailableEncryption(b"passw0rd"),
+        )
+        .decode()
+    )
+
+
 def test_a_key_block_is_a_header_with_a_body(images: Path, pem: bytes) -> None:
     """A key block is found however its line breaks were written (as they are,
     CRLF, escaped in a .env file or twice in JSON, turned to spaces by an unquoted
@@ -391,12 +407,7 @@ def test_a_key_block_is_a_header_with_a_body(images: Path, pem: bytes) -> None:
     the header alone, a string constant of ssh and TLS libraries, is not one: an
     image that installs an ssh client is no finding."""
     lines = pem.decode().splitlines()
-    encrypted = (
-        "-----BEGIN RSA PRIVATE KEY-----\nProc-Type: 4,ENCRYPTED\n"
-        "DEK-Info: AES-128-CBC,00112233445566778899AABBCCDDEEFF\n\n"
-        + "\n".join(lines[1:-1])
-        + "\n-----END RSA PRIVATE KEY-----\n"
-    )
+    encrypted = _encrypted_pem()
     keys = {
         "crlf.key": "\r\n".join(lines).encode(),
         "app/.env": ('SSH_KEY="' + "\\n".join(lines) + '"\n').encode(),

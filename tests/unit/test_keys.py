@@ -483,9 +483,10 @@ def test_agent_key_takes_a_key_with_its_certificate(tmp_path: Path) -> None:
         agent.stop()
 
 
-def _sk_key() -> bytes:
-    """An OpenSSH private key of a FIDO security key's type, made here (its key
-    handle is meaningless: no token is needed to read the file's header)."""
+def _sk_key(armour: list[str]) -> bytes:
+    """An OpenSSH private key of a FIDO security key's type, made here in the
+    first and last lines of ``armour`` (an OpenSSH key's): its key handle is
+    meaningless, as no token is needed to read the file's header."""
     import base64
     import struct
 
@@ -498,12 +499,7 @@ def _sk_key() -> bytes:
     raw = b"openssh-key-v1\0" + string(b"none") * 2 + string(b"") + struct.pack(">I", 1)
     body = base64.b64encode(raw + string(public) + string(private)).decode()
     lines = [body[i : i + 70] for i in range(0, len(body), 70)]
-    return (
-        "\n".join(
-            ["-----BEGIN OPENSSH PRIVATE KEY-----", *lines, "-----END OPENSSH PRIVATE KEY-----"]
-        )
-        + "\n"
-    ).encode()
+    return ("\n".join([armour[0], *lines, armour[-1]]) + "\n").encode()
 
 
 @pytest.mark.parametrize("cipher", ["3des-cbc", "aes128-ctr", "chacha20-poly1305@openssh.com"])
@@ -526,9 +522,10 @@ def test_a_key_in_a_cipher_the_tool_cannot_decrypt_says_what_works(
     assert asked == []
 
 
-def test_a_fido_key_points_to_the_agent() -> None:
+def test_a_fido_key_points_to_the_agent(tmp_path: Path) -> None:
     """A FIDO (sk-) key signs only with its token: the agent is the way."""
+    armour = make_key(tmp_path, "armour").private_bytes.decode().splitlines()
     with pytest.raises(KeySourceError) as info:
-        load_private_key(_sk_key(), "key file K", lambda: b"")
+        load_private_key(_sk_key(armour), "key file K", lambda: b"")
     assert "is a FIDO security-key key (sk-ssh-ed25519@openssh.com)" in info.value.message
     assert "key_source=agent" in info.value.hint
