@@ -99,8 +99,9 @@ class BuildPlan:
         from it) has SSH steps whose use the tool cannot see."""
         if self.requirements.ssh_hosts:
             return True
-        steps = len(_SSH_MOUNT.findall(dockerfile_text(self.dockerfile)))
-        if TEMPLATE_MARK not in dockerfile_text(self.dockerfile):
+        text = dockerfile_text(self.dockerfile)
+        steps = len(_SSH_MOUNT.findall(text))
+        if TEMPLATE_MARK not in text:
             return steps > 0
         # init's Dockerfile with SSH steps of the user's own added to it.
         return steps > len(_SSH_MOUNT.findall(dockerfile_text(template_path())))

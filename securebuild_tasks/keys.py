@@ -446,7 +446,9 @@ def _openssh_header(data: bytes) -> tuple[str, str] | None:
     """An OpenSSH private key's cipher and key type (both stored in the clear,
     ahead of the encrypted part), or None when ``data`` is not one."""
     import binascii
-    import struct
+
+    from .agent_protocol import AgentProtocolError
+    from .agent_protocol import _Reader as WireReader  # the SSH wire encoding's reader
 
     lines = data.decode("ascii", errors="replace").splitlines()
     body = "".join(line.strip() for line in lines if line.strip() and "-----" not in line)
@@ -457,20 +459,16 @@ def _openssh_header(data: bytes) -> tuple[str, str] | None:
     magic = b"openssh-key-v1\0"
     if not raw.startswith(magic):
         return None
-    fields: list[bytes] = []
-    at = len(magic)
+    reader = WireReader(raw[len(magic) :])
     try:
-        for _ in range(3):  # cipher, kdf name, kdf options
-            (size,) = struct.unpack(">I", raw[at : at + 4])
-            fields.append(raw[at + 4 : at + 4 + size])
-            at += 4 + size
-        at += 4  # the number of keys
-        at += 4  # the public key's length; its first field is the key type
-        (size,) = struct.unpack(">I", raw[at : at + 4])
-        key_type = raw[at + 4 : at + 4 + size]
-    except struct.error:
+        cipher = reader.string()
+        reader.string()  # the kdf's name
+        reader.string()  # its options
+        reader.uint32()  # the number of keys
+        key_type = WireReader(reader.string()).string()  # the public key's first field
+    except AgentProtocolError:
         return None
-    return fields[0].decode("ascii", "replace"), key_type.decode("ascii", "replace")
+    return cipher.decode("ascii", "replace"), key_type.decode("ascii", "replace")
 
 
 def _unsupported(data: bytes, label: str) -> KeySourceError:
