@@ -11,6 +11,7 @@ a wheelhouse. Tasks call these; tests call them directly.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import hashlib
 import json
 import os
@@ -29,7 +30,15 @@ from typing import IO, Any
 
 from . import lockfile
 from .agent import private_workdir, reap_stale_workdirs, write_private
-from .engine import CommandBuilder, Engine, EngineProbe, inspect_image, ping, run_streaming
+from .engine import (
+    CommandBuilder,
+    Engine,
+    EngineProbe,
+    image_user,
+    inspect_image,
+    ping,
+    run_streaming,
+)
 from .errors import (
     BuildError,
     EngineError,
@@ -459,6 +468,7 @@ def plan_build(settings: Settings, cwd: Path) -> BuildPlan:
             REQUIREMENTS=requirements_file,
             WHEEL_SOURCE="vendored",
             WHEELHOUSE=settings.wheelhouse,
+            BASE_IMAGE_USER="",
         )
         if "WHEEL_SOURCE" not in args:
             raise SettingsError(
@@ -494,6 +504,8 @@ def plan_build(settings: Settings, cwd: Path) -> BuildPlan:
         LOCKED=_locked_arg(requirements, locked),
         WHEELHOUSE=settings.wheelhouse,
         SSH_IDENTITY="",
+        # Filled in by `execute`, from the engine (see engine.image_user).
+        BASE_IMAGE_USER="",
         # No wheelhouse folder in the context: nothing to prune from /app, so an
         # app change costs one COPY rather than a container run.
         APP_SOURCE="app-pruned" if wheelhouse is not None and wheelhouse.exists() else "app-plain",
@@ -903,6 +915,9 @@ def execute(
             secret_paths["netrc"] = plan.index.write_netrc(workdir)
         forwarding = source.forward(workdir) if source else contextlib.nullcontext(None)
         with forwarding as key:
+            # After the key is loaded (a key that cannot be does not wait for a
+            # pull), before the build, which would pull the base image itself.
+            plan = _with_base_image_user(plan, engine, out)
             what = plan.settings.image_ref if plan.tag else plan.target
             how = f"key {key.fingerprint} from {key.source}" if key else "no key, no network"
             if key is not None and key.source == NoKeySource.name:
@@ -924,6 +939,17 @@ def execute(
                 _engine_still_there(engine, exc)
                 raise _explain(exc, plan) from None
     return Executed(engine, key, time.monotonic() - started)
+
+
+def _with_base_image_user(plan: BuildPlan, engine: Engine, out: IO[str]) -> BuildPlan:
+    """``plan`` with ``BASE_IMAGE_USER`` filled in, when its Dockerfile declares it (the
+    template's runtime-base stage): the user the base image runs as, which the
+    build steps set aside to run as root."""
+    if "BASE_IMAGE_USER" not in plan.build_args:
+        return plan
+    base = dockerfile_base_image(plan.dockerfile, plan.build_args, "base")
+    user = image_user(engine, base, plan.settings.platform, out) if base else ""
+    return dataclasses.replace(plan, build_args={**plan.build_args, "BASE_IMAGE_USER": user})
 
 
 #: What the docker client prints last when its connection to the engine broke

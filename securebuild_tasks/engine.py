@@ -16,6 +16,7 @@ endpoint).
 from __future__ import annotations
 
 import collections
+import contextlib
 import json
 import os
 import re
@@ -510,6 +511,52 @@ def inspect_with_cli(docker: str, ref: str) -> dict[str, Any]:
             hint="check that it exists (`docker image ls`) in the same docker context",
         )
     return found[0]
+
+
+def image_user(engine: Engine, ref: str, platform: str = "", out: IO[str] | None = None) -> str:
+    """The user ``ref`` runs as (its config's ``User``; "" is root), pulled first if
+    the engine does not have it.
+
+    BuildKit gives a Dockerfile no way to read a base image's config back, so the
+    template's build steps, which must run as root, cannot restore the user
+    themselves: the tool reads it here and passes it as a build arg. A pull is
+    what the build would do next anyway; the build then finds the image local.
+    """
+
+    def inspect() -> dict[str, Any] | None:
+        socket_path = engine_socket()
+        found = inspect_over_socket(socket_path, ref) if socket_path else None
+        if found is None:
+            with contextlib.suppress(EngineError):
+                found = inspect_with_cli(engine.docker, ref)
+        return found
+
+    attrs = inspect()
+    if attrs is None:
+        (out or sys.stderr).write(f"securebuild: pulling {ref} (the base image)\n")
+        argv = CommandBuilder(engine.docker, "pull", "--quiet").option("--platform", platform)
+        done = subprocess.run(
+            argv.add(ref).argv,
+            env=engine.child_env(),
+            capture_output=True,
+            text=True,
+            encoding="utf-8",
+            errors="replace",
+            check=False,
+            stdin=subprocess.DEVNULL,
+        )
+        attrs = inspect() if done.returncode == 0 else None
+        if attrs is None:
+            said = [line.strip() for line in done.stderr.splitlines() if line.strip()]
+            raise EngineError(
+                f"cannot pull the base image {ref}"
+                + (f" ({said[-1].removeprefix('Error response from daemon: ')})" if said else ""),
+                hint="check the base_image setting (or the Dockerfile's ARG BASE_IMAGE), and"
+                " `docker login` to its registry if it is private",
+            )
+    config = attrs.get("Config") or {}
+    user = config.get("User") if isinstance(config, dict) else None
+    return user if isinstance(user, str) else ""
 
 
 def run_streaming(

@@ -415,3 +415,62 @@ def test_an_index_only_project_builds_without_any_key(
     assert json.loads(done.stdout)["key_source"] == "none"
     assert "with no key (nothing is fetched over SSH)" in done.stderr
     assert in_image(engine.docker, project.image, "python", "-m", "app").strip() == "six"
+
+
+def test_a_base_image_that_runs_as_another_user(
+    project: Project, lab: Lab, engine: Engine, base_image: str
+) -> None:
+    """A base image with a USER of its own builds (the build steps run as root),
+    and the image runs as that user again, over SSH and from a wheelhouse alike."""
+    user_base = f"sbt-user-base-{uuid.uuid4().hex[:8]}"
+    subprocess.run(
+        [engine.docker, "build", "--network", "none", "-q", "-t", user_base, "-"],
+        input=f"FROM {base_image}\nRUN useradd --uid 4321 --create-home app\nUSER app\n",
+        text=True,
+        capture_output=True,
+        check=True,
+        env={**os.environ, "DOCKER_BUILDKIT": "1"},
+    )
+    look = "import os, privpkg; print(privpkg.VERSION, os.getuid())"
+    key = {
+        "SECUREBUILD_KEY_SOURCE": "file",
+        "SECUREBUILD_KEY_FILE": str(lab.deploy.private),
+        "SECUREBUILD_BASE_IMAGE": user_base,
+    }
+    try:
+        for step in ("build-image", "vendor", "build-image"):
+            done = project.inv(step, env=key)
+            assert done.returncode == 0, done.stderr[-3000:]
+            if step == "build-image":
+                assert in_image(engine.docker, project.image, "python", "-c", look).split() == [
+                    "1.0.0",
+                    "4321",
+                ]
+                user = docker_output(
+                    engine.docker, "image", "inspect", "--format", "{{.Config.User}}", project.image
+                )
+                assert user.decode().strip() == "app"
+        assert "no key, no network" in done.stderr  # the second build: from the wheelhouse
+        # A base image without a USER keeps none: root, as before.
+        done = project.inv("build-image", env={**key, "SECUREBUILD_BASE_IMAGE": base_image})
+        assert done.returncode == 0, done.stderr[-3000:]
+        assert in_image(engine.docker, project.image, "python", "-c", look).split()[1] == "0"
+    finally:
+        subprocess.run([engine.docker, "image", "rm", "-f", user_base], capture_output=True)
+
+
+def test_a_base_image_that_cannot_be_pulled_is_one_line(project: Project, lab: Lab) -> None:
+    """A base image the engine lacks is pulled before the build (its user is read
+    from it); one that cannot be pulled is named in one line."""
+    missing = "127.0.0.1:9/securebuild-test/no-such-base:1"
+    done = project.inv(
+        "build-image",
+        env={
+            "SECUREBUILD_KEY_SOURCE": "file",
+            "SECUREBUILD_KEY_FILE": str(lab.deploy.private),
+            "SECUREBUILD_BASE_IMAGE": missing,
+        },
+    )
+    _assert_one_line_error(done, 5, f"cannot pull the base image {missing}")
+    assert f"securebuild: pulling {missing} (the base image)" in done.stderr
+    assert securebuild_leftovers() == []
