@@ -16,6 +16,7 @@ import hashlib
 import json
 import os
 import re
+import shlex
 import shutil
 import signal
 import sys
@@ -432,11 +433,32 @@ def check_context(
 def requirements_for(settings: Settings, context: Path) -> tuple[Requirements, str, bool]:
     """The lock when there is one (checked), else the requirements file; its path
     relative to the context; and whether it is the lock."""
-    if (context / settings.lock_file).is_file():
-        return lockfile.check(context / settings.lock_file, context), settings.lock_file, True
+    lock = context / settings.lock_file
+    if lock.is_file():
+        requirements = lockfile.check(lock, context)
+        _lock_serves(settings, context, lock)
+        return requirements, settings.lock_file, True
     requirements = read_requirements(context / settings.requirements)
     check_hash_mode(requirements)
     return requirements, settings.requirements, False
+
+
+def _lock_serves(settings: Settings, context: Path, lock: Path) -> None:
+    """Refuse a requirements setting that the lock, which builds install instead,
+    was not made from: a file the user named would be silently left out. (The
+    default name says nothing: a lock of requirements.in serves it.)"""
+    if settings.requirements == Settings().requirements:
+        return
+    source = lockfile.source_of(lock)
+    named = (context / settings.requirements).resolve()
+    if named in ((context / source).resolve(), lock.resolve()):
+        return
+    raise RequirementsError(
+        f"requirements is {settings.requirements}, but builds install {settings.lock_file}"
+        f" while it exists, and it was locked from {source}",
+        hint=f"lock that file instead (`inv lock --lock-input {shlex.quote(settings.requirements)}`), or move"
+        f" {settings.lock_file} away to build from {settings.requirements}",
+    )
 
 
 def choose_dockerfile(settings: Settings, cwd: Path, context: Path) -> Path:

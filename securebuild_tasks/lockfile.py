@@ -122,6 +122,17 @@ def finish(raw: str, source: LockInput, options: tuple[str, ...] = ()) -> str:
     return f"{HEADER}input={source.relative} sha256={source.sha256}\n{carried}{raw}"
 
 
+#: A lock's first line. The input's name may hold spaces: the digest after it ends the line.
+_HEADER_LINE = re.compile(re.escape(HEADER) + r"input=(.+) sha256=([0-9a-f]{64})")
+
+
+def source_of(lock_path: Path) -> str:
+    """The input a lock (one `check` passed) was resolved from, relative to the context."""
+    with lock_path.open(encoding="utf-8") as lock:
+        match = _HEADER_LINE.fullmatch(lock.readline().rstrip("\r\n"))
+    return match.group(1) if match else ""
+
+
 def check(lock_path: Path, context: Path) -> Requirements:
     """Parse a lock, refusing one that is stale or was edited into an unsafe state."""
     try:
@@ -132,8 +143,7 @@ def check(lock_path: Path, context: Path) -> Requirements:
             hint="check its permissions, or regenerate it with `inv lock`",
         ) from None
     first = text.splitlines()[0] if text else ""
-    # The input's name may hold spaces: the digest after it ends the line.
-    match = re.fullmatch(re.escape(HEADER) + r"input=(.+) sha256=([0-9a-f]{64})", first)
+    match = _HEADER_LINE.fullmatch(first)
     if not match:
         raise RequirementsError(
             f"{lock_path} has no securebuild-lock header, so its origin is unknown",

@@ -182,6 +182,31 @@ def test_missing_requirements(user_project: UserProject) -> None:
     one_line_error(done, 2, "requirements.txt does not exist")
 
 
+def test_requirements_flag_that_the_lock_leaves_out(user_project: UserProject) -> None:
+    """`--requirements dev.txt` while a lock of another file is what builds install:
+    one line, not a build that quietly installs the lock."""
+    from securebuild_tasks.lockfile import find_input, finish
+
+    path = user_project.path
+    (path / "requirements.in").write_text("six\n")
+    (path / "dev.txt").write_text("six\npytest\n")
+    (path / "requirements.lock").write_text(
+        finish(f"six==1.16.0 --hash=sha256:{'a' * 64}\n", find_input(path, ""))
+    )
+    for task in ("build-image", "vendor"):
+        flag = ["--requirements", "dev.txt"] if task == "build-image" else []
+        done = user_project.inv(task, *flag, SECUREBUILD_REQUIREMENTS="dev.txt")
+        one_line_error(done, 2, "requirements is dev.txt, but builds install requirements.lock")
+    assert sorted(p.name for p in path.iterdir()) == [
+        "dev.txt",
+        "known_hosts",
+        "requirements.in",
+        "requirements.lock",
+        "requirements.txt",
+        "tasks.py",
+    ]
+
+
 def test_missing_dockerfile(user_project: UserProject) -> None:
     """A configured Dockerfile that does not exist is named."""
     done = user_project.inv("build-image", SECUREBUILD_DOCKERFILE="docker/Dockerfile.prod")

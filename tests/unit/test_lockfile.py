@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from securebuild_tasks.build import _write_atomically
+from securebuild_tasks.build import _write_atomically, requirements_for
 from securebuild_tasks.errors import RequirementsError, SettingsError
 from securebuild_tasks.lockfile import (
     check,
@@ -18,6 +18,7 @@ from securebuild_tasks.lockfile import (
     uv_config_from_pip,
     write_manifest,
 )
+from securebuild_tasks.settings import Settings
 
 TOKEN = "ghp_0123456789abcdefSECRETtokenVALUE"
 
@@ -266,3 +267,40 @@ def test_a_pyproject_whose_tool_table_is_no_table(tmp_path: Path) -> None:
         PYPROJECT.replace("[tool.ruff]\nline-length = 100\n", '[tool]\nuv = "x"\n')
     )
     assert _input_requirements(find_input(tmp_path, "pyproject.toml")).names == ("lib",)
+
+
+@pytest.mark.parametrize(
+    ("requirements", "refused"),
+    [
+        ("requirements.txt", False),  # the default name: the lock serves it
+        ("prod.in", False),  # the file the lock was made from
+        ("requirements.lock", False),  # the lock itself
+        ("./sub/../prod.in", False),
+        ("dev.txt", True),  # another file: it would be left out
+    ],
+)
+def test_a_requirements_file_the_lock_was_not_made_from_is_refused(
+    tmp_path: Path, requirements: str, refused: bool
+) -> None:
+    """Builds install the lock while it exists: a requirements setting naming another
+    file is refused in one line rather than silently left out."""
+    (tmp_path / "prod.in").write_text("six\n")
+    (tmp_path / "dev.txt").write_text("six\npytest\n")
+    (tmp_path / "requirements.txt").write_text("six\n")
+    (tmp_path / "sub").mkdir()
+    lock = tmp_path / "requirements.lock"
+    lock.write_text(
+        finish(f"six==1.16.0 --hash=sha256:{'a' * 64}\n", find_input(tmp_path, "prod.in"))
+    )
+    settings = Settings(requirements=requirements)
+    if not refused:
+        found, name, locked = requirements_for(settings, tmp_path)
+        assert (found.names, name, locked) == (("six",), "requirements.lock", True)
+        return
+    with pytest.raises(RequirementsError) as raised:
+        requirements_for(settings, tmp_path)
+    assert raised.value.message == (
+        "requirements is dev.txt, but builds install requirements.lock while it exists,"
+        " and it was locked from prod.in"
+    )
+    assert "inv lock --lock-input dev.txt" in raised.value.hint
