@@ -43,10 +43,16 @@ from .settings import Settings
 # break itself, escaped (a .env file, JSON, twice-escaped JSON), as XML or HTML
 # writes it, or closing and reopening a string literal ("\n" + "..."). The
 # header alone is no key: ssh, ssh-keygen and TLS libraries hold it as a string.
-_LINE_BREAK = rb"(?:\s|\\{1,2}[rn]|\\|&#1[03];|&#x[aAdD];|<br\s*/?>|[\"'+,])"
+_LINE_BREAK = rb"(?:\s|\\{1,2}[rn]|\\|&#0{0,4}1[03];|&#[xX]0{0,4}[aAdD];|<br\s*/?>|[\"'+,])"
 PRIVATE_KEY_BLOCK = re.compile(
     rb"-----BEGIN (?:[A-Z0-9]+ )*PRIVATE KEY-----" + _LINE_BREAK + rb"{0,40}"
     rb"(?:b3BlbnNzaC1rZXktdjE|M[A-Za-z0-9+/]{15}|Proc-Type:)"
+)
+# A PuTTY key file (.ppk, versions 2 and 3): its first line, naming the key's
+# algorithm, then its Encryption line. The first line's name alone is a
+# string constant of PuTTY and of libraries that read its files.
+PUTTY_KEY_FILE = re.compile(
+    rb"PuTTY-User-Key-File-[23]: [A-Za-z0-9@.+-]{1,64}" + _LINE_BREAK + rb"{1,40}Encryption: "
 )
 #: Names of ARGs, ENVs and build args that look like secrets (a pattern, not a password).
 #: PAT only as a word of its own: GITHUB_PAT, not PATH.
@@ -117,6 +123,8 @@ def _scan(data: bytes, needles: Iterable[bytes], headers: bool) -> list[str]:
     found = []
     if headers and PRIVATE_KEY_BLOCK.search(data):
         found.append("a private key block (-----BEGIN ... PRIVATE KEY-----)")
+    if headers and PUTTY_KEY_FILE.search(data):
+        found.append("a PuTTY private key (PuTTY-User-Key-File)")
     if any(needle in data for needle in needles):
         found.append(_KEY_BYTES)
     return found
@@ -253,7 +261,7 @@ def _uncompressed(name: str, layer: IO[bytes]) -> Any:
 _NESTED_DEPTH = 4
 _NESTED_BUDGET = 1 << 30
 _CHUNK = 8 << 20
-_TAIL = 128  # longer than any needle or key-block header: matches across two reads
+_TAIL = 512  # longer than any needle or key-block match: matches across two reads
 _ZIP_NAMES = (".zip", ".whl", ".egg", ".pyz", ".jar")
 
 

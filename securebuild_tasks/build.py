@@ -453,10 +453,11 @@ def _lock_serves(settings: Settings, context: Path, lock: Path) -> None:
     named = (context / settings.requirements).resolve()
     if named in ((context / source).resolve(), lock.resolve()):
         return
+    named_file = shlex.quote(settings.requirements)
     raise RequirementsError(
         f"requirements is {settings.requirements}, but builds install {settings.lock_file}"
         f" while it exists, and it was locked from {source}",
-        hint=f"lock that file instead (`inv lock --lock-input {shlex.quote(settings.requirements)}`), or move"
+        hint=f"lock that file instead (`inv lock --lock-input {named_file}`), or move"
         f" {settings.lock_file} away to build from {settings.requirements}",
     )
 

@@ -427,3 +427,63 @@ def test_a_key_block_is_a_header_with_a_body(images: Path, pem: bytes) -> None:
     docker = _image(images, [{**keys, **constants}], base=0)
     found = _places(audit_image(docker, "app", needles=[], base_image=""))
     assert sorted(found) == [(f"/{name}", "a private key block") for name in sorted(keys)]
+
+
+def _ppk(encryption: str = "none", newline: str = "\n") -> bytes:
+    """A PuTTY key file's layout (format 3), its key material random bytes made here."""
+    import base64
+    import os
+
+    def lines(size: int) -> list[str]:
+        body = base64.b64encode(os.urandom(size)).decode()
+        return [body[i : i + 64] for i in range(0, len(body), 64)]
+
+    public, private = lines(51), lines(48)
+    return newline.join(
+        [
+            "PuTTY-User-Key-File-3: ssh-ed25519",
+            f"Encryption: {encryption}",
+            "Comment: deploy@ci",
+            f"Public-Lines: {len(public)}",
+            *public,
+            *(["Key-Derivation: Argon2id", "Argon2-Memory: 8192"] if encryption != "none" else []),
+            f"Private-Lines: {len(private)}",
+            *private,
+            f"Private-MAC: {os.urandom(32).hex()}",
+            "",
+        ]
+    ).encode()
+
+
+def test_a_putty_key_file_is_found(images: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A PuTTY key file (.ppk) is a private key too, plain or encrypted, with LF or
+    CRLF line ends, and split across two reads; PuTTY's own strings that name the
+    format are not one."""
+    monkeypatch.setattr(audit, "_CHUNK", 11)
+    keys = {
+        "home/app/.ssh/deploy.ppk": _ppk(),
+        "deploy-crlf.ppk": _ppk(newline="\r\n"),
+        "opt/encrypted.ppk": _ppk("aes256-cbc"),
+        "app/.env": b'PPK="' + _ppk().replace(b"\n", b"\\n") + b'"\n',
+    }
+    constants = {
+        "usr/bin/puttygen": b"\x7fELF\0PuTTY-User-Key-File-%u: %s\n\0Encryption: %s\n\0",
+        "usr/lib/python3/paramiko/pkey.py": b'if lines[0].startswith("PuTTY-User-Key-File-3"):\n',
+        "usr/share/doc/putty/ppk.txt": b"A file starts PuTTY-User-Key-File-3: and the type.\n",
+    }
+    docker = _image(images, [{**keys, **constants}], base=0)
+    found = _places(audit_image(docker, "app", needles=[], base_image=""))
+    assert sorted(found) == [(f"/{name}", "a PuTTY private key") for name in sorted(keys)]
+
+
+def test_a_key_block_with_its_longest_line_break_is_found_across_reads(
+    images: Path, pem: bytes, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The tail kept between two reads holds a whole key-block match, however many
+    escaped line breaks stand between its header and its body."""
+    monkeypatch.setattr(audit, "_CHUNK", 5)
+    lines = pem.decode().splitlines()
+    longest = "." * 1000 + lines[0] + "&#x0A;" * 40 + "\n".join(lines[1:])
+    docker = _image(images, [{"page.xml": longest.encode()}], base=0)
+    found = _places(audit_image(docker, "app", needles=[], base_image=""))
+    assert found == [("/page.xml", "a private key block")]
