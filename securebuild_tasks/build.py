@@ -514,6 +514,8 @@ def plan_build(settings: Settings, cwd: Path) -> BuildPlan:
     index = index_credentials(settings, cwd)
     secrets = _secrets(settings, cwd, index)
     _one_index(requirements, secrets)
+    if settings.installer == "pip" and not _locked_arg(requirements, locked):
+        _one_source_for_pip(requirements, secrets, settings.index_url, "build-image")
     args = _build_args(
         dockerfile,
         settings,
@@ -651,6 +653,59 @@ def _one_index(requirements: Requirements, secrets: dict[str, Path]) -> None:
         )
 
 
+#: Where pip looks when nothing says otherwise.
+_PYPI = "https://pypi.org/simple"
+
+
+def pip_sources(requirements: Requirements, secrets: dict[str, Path], index_url: str) -> list[str]:
+    """Every place pip takes packages from for ``requirements``: the index (the
+    file's, else index_url, else the pip config's, else PyPI) unless no-index
+    is set, the extra indexes and the find-links locations, file and config
+    alike; credentials and queries left out."""
+    config: dict[str, Any] = {}
+    if "pip_config" in secrets:
+        config = lockfile.tomllib().loads(lockfile.uv_config_from_pip(secrets["pip_config"]))
+    named: dict[str, list[str]] = {}
+    for line in requirements.options:
+        option = option_name(line)
+        value = line[len(option) :].lstrip(" \t=").strip()
+        named.setdefault(option, []).append(value)
+    primary = (named.get("--index-url") or named.get("-i") or [""])[-1]
+    primary = primary or index_url or str(config.get("index-url") or "") or _PYPI
+    no_index = "--no-index" in named or bool(config.get("no-index"))
+    extras = [*config.get("extra-index-url", []), *named.get("--extra-index-url", [])]
+    links = [*config.get("find-links", []), *named.get("--find-links", []), *named.get("-f", [])]
+    found: list[str] = []
+    for url in ([] if no_index else [primary, *extras]) + links:
+        plain = str(_without_credentials(url)).rstrip("/")
+        if plain and plain not in found:
+            found.append(plain)
+    return found
+
+
+def _one_source_for_pip(
+    requirements: Requirements, secrets: dict[str, Path], index_url: str, task: str
+) -> None:
+    """Refuse an unhashed install by pip from more than one place.
+
+    pip takes each package from whichever index or find-links location offers
+    the highest version: a package published under a private package's name,
+    with a higher version, on any of them is installed instead (dependency
+    confusion). uv takes a package from the first index that has it, and
+    hashes pin every file, so only pip without hashes is refused.
+    """
+    sources = pip_sources(requirements, secrets, index_url)
+    if len(sources) < 2:
+        return
+    raise SettingsError(
+        f"{task} would have pip take each package from {len(sources)} places"
+        f" ({', '.join(sources)}) by version alone, so a package of the same name"
+        " with a higher version on any of them would be installed instead",
+        hint="run `inv lock` first (the lock pins every file by its hash), or keep to"
+        " one index" + (" or let uv install (installer=auto)" if task == "build-image" else ""),
+    )
+
+
 def _read_secret(path: Path, setting: str) -> bytes:
     try:
         return path.read_bytes()
@@ -758,6 +813,8 @@ def plan_vendor(settings: Settings, cwd: Path, output: Path) -> BuildPlan:
     index = index_credentials(settings, cwd)
     secrets = _secrets(settings, cwd, index)
     _one_index(requirements, secrets)
+    if not _locked_arg(requirements, locked):
+        _one_source_for_pip(requirements, secrets, settings.index_url, "vendor")
     args = _build_args(
         dockerfile,
         settings,

@@ -6,8 +6,10 @@ from pathlib import Path
 
 import pytest
 
-from securebuild_tasks.build import index_config
+from securebuild_tasks.build import index_config, pip_sources
 from securebuild_tasks.errors import SettingsError
+from securebuild_tasks.requirements import parse_requirements
+from securebuild_tasks.settings import Settings
 
 TOKEN = "ghp_0123456789abcdefSECRETtokenVALUE"
 
@@ -96,3 +98,89 @@ def test_unreadable_uv_config_is_one_line_without_its_text(tmp_path: Path) -> No
         index_config(files)
     assert TOKEN not in str(info.value)
     assert "\n" not in info.value.line()
+
+
+@pytest.mark.parametrize(
+    ("file", "pip_conf", "index_url", "sources"),
+    [
+        ("six\n", "", "", ["https://pypi.org/simple"]),
+        (
+            "--extra-index-url https://pkgs.corp.example/simple/\nsix\n",
+            "",
+            "",
+            ["https://pypi.org/simple", "https://pkgs.corp.example/simple"],
+        ),
+        (
+            "six\n",
+            f"[global]\nindex-url = https://__token__:{TOKEN}@pkgs.corp.example/simple\n",
+            "",
+            ["https://pkgs.corp.example/simple"],
+        ),
+        (
+            "six\n",
+            "[install]\nextra-index-url = https://a.example/simple\n  https://b.example/simple\n",
+            "https://pkgs.corp.example/simple",
+            [
+                "https://pkgs.corp.example/simple",
+                "https://a.example/simple",
+                "https://b.example/simple",
+            ],
+        ),
+        (
+            "--find-links=https://wheels.example/\nsix\n",
+            "[global]\nno-index = true\nfind-links = https://wheels.example\n",
+            "",
+            ["https://wheels.example"],
+        ),
+        (
+            "-i https://one.example/simple#main\n-f https://wheels.example/\nsix\n",
+            "[global]\nindex-url = https://other.example/simple\n",
+            "",
+            ["https://one.example/simple", "https://wheels.example"],
+        ),
+    ],
+)
+def test_where_pip_takes_packages_from(
+    tmp_path: Path, file: str, pip_conf: str, index_url: str, sources: list[str]
+) -> None:
+    """The index (the file's, index_url, the config's, else PyPI) unless no-index,
+    extra indexes and find-links, from the file and the pip config, each once,
+    without credentials."""
+    requirements = parse_requirements(file, tmp_path / "requirements.txt")
+    secrets = _files(tmp_path, pip_config=pip_conf) if pip_conf else {}
+    assert pip_sources(requirements, secrets, index_url) == sources
+
+
+@pytest.mark.parametrize("task", ["vendor", "build-image"])
+def test_pip_is_not_left_to_choose_among_indexes_by_version(tmp_path: Path, task: str) -> None:
+    """An unhashed pip install from an index and an extra one would take a
+    same-named package with a higher version from either (dependency
+    confusion): refused for `vendor` (pip builds the wheels) and for a build
+    with installer=pip; a hashed file, or uv, installs."""
+    from securebuild_tasks.build import plan_build, plan_vendor
+
+    two = "--extra-index-url https://pkgs.corp.example/simple\nsix==1.16.0\n"
+    hashed = (
+        "--extra-index-url https://pkgs.corp.example/simple\n"
+        f"six==1.16.0 --hash=sha256:{'a' * 64}\n"
+    )
+
+    def plan(text: str, **settings: str) -> object:
+        (tmp_path / "requirements.txt").write_text(text)
+        chosen = Settings(**settings)  # type: ignore[arg-type]
+        if task == "vendor":
+            return plan_vendor(chosen, tmp_path, tmp_path / "out")
+        return plan_build(chosen, tmp_path)
+
+    with pytest.raises(SettingsError) as refused:
+        plan(two, installer="pip")
+    assert refused.value.message == (
+        f"{task} would have pip take each package from 2 places (https://pypi.org/simple,"
+        " https://pkgs.corp.example/simple) by version alone, so a package of the same name"
+        " with a higher version on any of them would be installed instead"
+    )
+    assert "inv lock" in refused.value.hint
+    assert plan(hashed, installer="pip") is not None
+    assert plan("six==1.16.0\n", installer="pip") is not None
+    if task == "build-image":
+        assert plan(two, installer="auto") is not None  # uv: the first index that has it
