@@ -6,7 +6,7 @@ leave no copy of the key anywhere the build touched.
 
 from __future__ import annotations
 
-import json
+import contextlib
 import os
 import re
 import signal
@@ -15,6 +15,7 @@ import sys
 import tempfile
 import time
 import uuid
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -366,55 +367,60 @@ def test_another_index_reruns_the_installs_a_rotated_token_does_not(
     assert "rotated-token" not in moved.stderr + rotated.stderr
 
 
-def test_a_base_image_with_its_own_opt_venv(
-    project: Project, lab: Lab, engine: Engine, base_image: str
-) -> None:
-    """/opt/venv is the tool's: a base image's own is replaced, over SSH and from a
-    wheelhouse alike, never nested in or mixed with ours."""
-    venv_base = f"sbt-venv-base-{uuid.uuid4().hex[:8]}"
+@contextlib.contextmanager
+def _derived_base(engine: Engine, base_image: str, steps: str) -> Iterator[str]:
+    """A base image of the test's own: ``base_image`` with the Dockerfile ``steps``."""
+    name = f"sbt-derived-base-{uuid.uuid4().hex[:8]}"
     subprocess.run(
-        [engine.docker, "build", "--network", "host", "-q", "-t", venv_base, "-"],
-        input=f"FROM {base_image}\nRUN python -m venv /opt/venv && touch /opt/venv/base-marker\n",
+        [engine.docker, "build", "--network", "none", "-q", "-t", name, "-"],
+        input=f"FROM {base_image}\n{steps}",
         text=True,
         capture_output=True,
         check=True,
         env={**os.environ, "DOCKER_BUILDKIT": "1"},
     )
-    look = "import os, privpkg; print(privpkg.VERSION, sorted(os.listdir('/opt/venv')))"
-    key = {
+    try:
+        yield name
+    finally:
+        subprocess.run([engine.docker, "image", "rm", "-f", name], capture_output=True)
+
+
+def _over_ssh_then_from_a_wheelhouse(
+    project: Project, lab: Lab, base: str, check: Callable[[], None]
+) -> dict[str, str]:
+    """build-image, vendor, build-image again (from the wheelhouse) on ``base``,
+    calling ``check`` after each build; returns the environment they ran with."""
+    env = {
         "SECUREBUILD_KEY_SOURCE": "file",
         "SECUREBUILD_KEY_FILE": str(lab.deploy.private),
-        "SECUREBUILD_BASE_IMAGE": venv_base,
+        "SECUREBUILD_BASE_IMAGE": base,
     }
-    try:
-        for step in ("build-image", "vendor", "build-image"):
-            done = project.inv(step, env=key)
-            assert done.returncode == 0, done.stderr[-3000:]
-            if step == "build-image":
-                seen = in_image(engine.docker, project.image, "python", "-c", look)
-                assert seen.split()[0] == "1.0.0", seen
-                assert "'bin'" in seen
-                assert "base-marker" not in seen
-                assert "url-venv" not in seen
-        assert "no key, no network" in done.stderr  # the second build: from the wheelhouse
-    finally:
-        subprocess.run([engine.docker, "image", "rm", "-f", venv_base], capture_output=True)
+    for step in ("build-image", "vendor", "build-image"):
+        done = project.inv(step, env=env)
+        assert done.returncode == 0, done.stderr[-3000:]
+        if step == "build-image":
+            check()
+    assert "no key, no network" in done.stderr  # the second build: from the wheelhouse
+    return env
 
 
-def test_an_index_only_project_builds_without_any_key(
-    project: Project, lab: Lab, engine: Engine
+def test_a_base_image_with_its_own_opt_venv(
+    project: Project, lab: Lab, engine: Engine, base_image: str
 ) -> None:
-    """Requirements from the index alone: the build needs no key, and gets none
-    (no agent, keyring entry or key file is set up here); its SSH steps are
-    given an agent that holds no key."""
-    project.requirements("six\n")
-    (project.path / "app" / "__main__.py").write_text("import six\nprint(six.__name__)\n")
-    no_key = {"SECUREBUILD_KEY_SOURCE": "auto", "SECUREBUILD_KEYRING_SERVICE": "sbt-no-such"}
-    done = project.inv("build-image", "--json", env=no_key)
-    assert done.returncode == 0, done.stderr[-3000:]
-    assert json.loads(done.stdout)["key_source"] == "none"
-    assert "with no key (nothing is fetched over SSH)" in done.stderr
-    assert in_image(engine.docker, project.image, "python", "-m", "app").strip() == "six"
+    """/opt/venv is the tool's: a base image's own is replaced, over SSH and from a
+    wheelhouse alike, never nested in or mixed with ours."""
+    look = "import os, privpkg; print(privpkg.VERSION, sorted(os.listdir('/opt/venv')))"
+
+    def check() -> None:
+        seen = in_image(engine.docker, project.image, "python", "-c", look)
+        assert seen.split()[0] == "1.0.0", seen
+        assert "'bin'" in seen
+        assert "base-marker" not in seen
+        assert "url-venv" not in seen
+
+    steps = "RUN python -m venv /opt/venv && touch /opt/venv/base-marker\n"
+    with _derived_base(engine, base_image, steps) as venv_base:
+        _over_ssh_then_from_a_wheelhouse(project, lab, venv_base, check)
 
 
 def test_a_base_image_that_runs_as_another_user(
@@ -422,41 +428,23 @@ def test_a_base_image_that_runs_as_another_user(
 ) -> None:
     """A base image with a USER of its own builds (the build steps run as root),
     and the image runs as that user again, over SSH and from a wheelhouse alike."""
-    user_base = f"sbt-user-base-{uuid.uuid4().hex[:8]}"
-    subprocess.run(
-        [engine.docker, "build", "--network", "none", "-q", "-t", user_base, "-"],
-        input=f"FROM {base_image}\nRUN useradd --uid 4321 --create-home app\nUSER app\n",
-        text=True,
-        capture_output=True,
-        check=True,
-        env={**os.environ, "DOCKER_BUILDKIT": "1"},
-    )
     look = "import os, privpkg; print(privpkg.VERSION, os.getuid())"
-    key = {
-        "SECUREBUILD_KEY_SOURCE": "file",
-        "SECUREBUILD_KEY_FILE": str(lab.deploy.private),
-        "SECUREBUILD_BASE_IMAGE": user_base,
-    }
-    try:
-        for step in ("build-image", "vendor", "build-image"):
-            done = project.inv(step, env=key)
-            assert done.returncode == 0, done.stderr[-3000:]
-            if step == "build-image":
-                assert in_image(engine.docker, project.image, "python", "-c", look).split() == [
-                    "1.0.0",
-                    "4321",
-                ]
-                user = docker_output(
-                    engine.docker, "image", "inspect", "--format", "{{.Config.User}}", project.image
-                )
-                assert user.decode().strip() == "app"
-        assert "no key, no network" in done.stderr  # the second build: from the wheelhouse
-        # A base image without a USER keeps none: root, as before.
-        done = project.inv("build-image", env={**key, "SECUREBUILD_BASE_IMAGE": base_image})
-        assert done.returncode == 0, done.stderr[-3000:]
-        assert in_image(engine.docker, project.image, "python", "-c", look).split()[1] == "0"
-    finally:
-        subprocess.run([engine.docker, "image", "rm", "-f", user_base], capture_output=True)
+
+    def check() -> None:
+        seen = in_image(engine.docker, project.image, "python", "-c", look)
+        assert seen.split() == ["1.0.0", "4321"]
+        user = docker_output(
+            engine.docker, "image", "inspect", "--format", "{{.Config.User}}", project.image
+        )
+        assert user.decode().strip() == "app"
+
+    steps = "RUN useradd --uid 4321 --create-home app\nUSER app\n"
+    with _derived_base(engine, base_image, steps) as user_base:
+        env = _over_ssh_then_from_a_wheelhouse(project, lab, user_base, check)
+    # A base image without a USER keeps none: root, as before.
+    done = project.inv("build-image", env={**env, "SECUREBUILD_BASE_IMAGE": base_image})
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert in_image(engine.docker, project.image, "python", "-c", look).split()[1] == "0"
 
 
 def test_a_base_image_that_cannot_be_pulled_is_one_line(project: Project, lab: Lab) -> None:
