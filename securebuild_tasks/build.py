@@ -48,6 +48,7 @@ from .errors import (
     RequirementsError,
     SecurebuildError,
     SettingsError,
+    read_bytes,
 )
 from .hostkeys import default_known_hosts, explain_ssh_failure, select_known_hosts
 from .index import IndexCredentials, index_credentials, index_netloc
@@ -185,13 +186,8 @@ def dockerfile_text(dockerfile: Path) -> str:
     """A Dockerfile's text. Docker reads any bytes (a comment in Latin-1 builds
     fine), and the instructions the tool looks for are ASCII, so bytes that are
     not UTF-8 are read as replacement characters rather than refused."""
-    try:
-        return dockerfile.read_bytes().decode("utf-8", errors="replace")
-    except OSError as exc:
-        raise SettingsError(
-            f"cannot read Dockerfile {dockerfile} ({exc.strerror or exc.__class__.__name__})",
-            hint="check the file and securebuild.dockerfile",
-        ) from None
+    data = read_bytes(dockerfile, "Dockerfile", hint="check the file and securebuild.dockerfile")
+    return data.decode("utf-8", errors="replace")
 
 
 def _declared_args(dockerfile: Path) -> set[str]:
@@ -611,7 +607,7 @@ def index_config(secrets: dict[str, Path]) -> str:
     if "uv_config" in secrets:
         parts["uv_config"] = _without_credentials(_read_toml(secrets["uv_config"], "uv_config"))
     if "ca_bundle" in secrets:
-        bundle = _read_secret(secrets["ca_bundle"], "ca_bundle")
+        bundle = read_bytes(secrets["ca_bundle"], "ca_bundle")
         parts["ca_bundle"] = hashlib.sha256(bundle).hexdigest()
     if not parts:
         return ""
@@ -706,21 +702,11 @@ def _one_source_for_pip(
     )
 
 
-def _read_secret(path: Path, setting: str) -> bytes:
-    try:
-        return path.read_bytes()
-    except OSError as exc:
-        raise SettingsError(
-            f"cannot read {setting} {path}: {exc.strerror or exc.__class__.__name__}",
-            hint="check the file's permissions",
-        ) from None
-
-
 def _read_toml(path: Path, setting: str) -> object:
     """A TOML file the tool hands to uv, parsed; one line (never its text) if it is not TOML."""
     tomllib = lockfile.tomllib()
     try:
-        return tomllib.loads(_read_secret(path, setting).decode("utf-8"))
+        return tomllib.loads(read_bytes(path, setting).decode("utf-8"))
     except UnicodeDecodeError:
         raise SettingsError(
             f"{setting} {path} is not UTF-8 text", hint="save it as UTF-8"

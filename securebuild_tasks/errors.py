@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 #: The command users run tasks with, as hints name it: ``inv``, or
 #: ``securebuild`` when the standalone command runs (see `use_command`).
@@ -102,3 +103,18 @@ def silence_stdout() -> None:
     point stdout at the null device, so the interpreter's final flush into the
     closed pipe raises nothing."""
     os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+
+
+def read_bytes(
+    path: Path, what: str, error: type[SecurebuildError] = SettingsError, hint: str = ""
+) -> bytes:
+    """``path``'s bytes, or ``error`` in one line naming ``what`` the file is, its
+    path and the reason (never any of its content): one message for every file a
+    setting names."""
+    try:
+        return path.read_bytes()
+    except OSError as exc:
+        raise error(
+            f"cannot read {what} {path} ({exc.strerror or exc.__class__.__name__})",
+            hint=hint or "check the file and its permissions",
+        ) from None

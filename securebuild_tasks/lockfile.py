@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .errors import RequirementsError, SettingsError
+from .errors import RequirementsError, SettingsError, read_bytes
 from .requirements import Requirements, parse_requirements
 
 HEADER = "# securebuild-lock: "
@@ -51,7 +51,7 @@ def find_input(context: Path, configured: str) -> LockInput:
     for name in candidates:
         path = context / name
         if path.is_file():
-            data = path.read_bytes()
+            data = read_bytes(path, "lock input", RequirementsError)
             if not data.strip():
                 raise RequirementsError(
                     f"lock input {path} is empty",
@@ -155,7 +155,7 @@ def check(lock_path: Path, context: Path) -> Requirements:
             f"{lock_path} was made from {match.group(1)}, which no longer exists",
             hint="run `inv lock` again, or delete the lock",
         )
-    data = _read_bytes(source)
+    data = read_bytes(source, "lock input", RequirementsError)
     # Locks made before pyproject.toml was digested by its parts hold the whole file's.
     if match.group(2) not in (input_digest(source, data), hashlib.sha256(data).hexdigest()):
         raise RequirementsError(
@@ -280,17 +280,7 @@ def is_wheelhouse(folder: Path) -> bool:
 
 def requirements_digest(path: Path) -> str:
     """The sha256 of the requirements file (or lock) a wheelhouse is made from."""
-    return hashlib.sha256(_read_bytes(path)).hexdigest()
-
-
-def _read_bytes(path: Path) -> bytes:
-    try:
-        return path.read_bytes()
-    except OSError as exc:
-        raise RequirementsError(
-            f"cannot read {path}: {exc.strerror or exc.__class__.__name__}",
-            hint="check the file's permissions",
-        ) from None
+    return hashlib.sha256(read_bytes(path, "requirements file", RequirementsError)).hexdigest()
 
 
 def write_manifest(wheelhouse: Path, source: str, digest: str) -> list[Wheel]:

@@ -304,3 +304,30 @@ def test_a_requirements_file_the_lock_was_not_made_from_is_refused(
         " and it was locked from prod.in"
     )
     assert "inv lock --lock-input dev.txt" in raised.value.hint
+
+
+def test_a_file_that_cannot_be_read_is_one_line_naming_it(tmp_path: Path) -> None:
+    """Every file a setting names that cannot be read (a folder, gone) is refused in
+    one line that says which file it is, where, and why, with the error kind of
+    the task's input."""
+    from securebuild_tasks.errors import read_bytes
+    from securebuild_tasks.lockfile import requirements_digest
+
+    with pytest.raises(RequirementsError) as folder:
+        requirements_digest(tmp_path)
+    assert folder.value.line() == (
+        f"cannot read requirements file {tmp_path} (Is a directory):"
+        " check the file and its permissions"
+    )
+    with pytest.raises(SettingsError) as gone:
+        read_bytes(tmp_path / "ca.pem", "ca_bundle")
+    assert (
+        gone.value.message
+        == f"cannot read ca_bundle {tmp_path / 'ca.pem'} (No such file or directory)"
+    )
+    assert read_bytes(_write(tmp_path / "ok", b"\x00bytes"), "ca_bundle") == b"\x00bytes"
+
+
+def _write(path: Path, data: bytes) -> Path:
+    path.write_bytes(data)
+    return path
