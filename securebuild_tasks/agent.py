@@ -258,6 +258,22 @@ class EphemeralAgent:
                 hint="check that the key is a valid OpenSSH private key",
             )
 
+    def add_certificate(self, key: bytes, certificate: bytes) -> None:
+        """Add ``key`` (as `add` takes it) again with its OpenSSH ``certificate``,
+        with the same lifetime: ssh-add reads a certificate only from a file."""
+        from cryptography.hazmat.primitives import serialization
+
+        from .agent_protocol import AgentProtocolError, add_certificate
+
+        private = serialization.load_ssh_private_key(key, password=None)
+        try:
+            add_certificate(str(self.socket), certificate, private, self.lifetime)
+        except AgentProtocolError as exc:
+            raise AgentError(
+                f"the ephemeral ssh-agent refused the key's certificate ({exc})",
+                hint="check that the certificate is one OpenSSH can use",
+            ) from None
+
     def stop(self) -> None:
         """Stop the agent at once and end its command (idempotent)."""
         pid, self._agent_pid = self._agent_pid, None

@@ -27,6 +27,9 @@ SSH_AGENTC_REQUEST_IDENTITIES = 11
 SSH_AGENT_IDENTITIES_ANSWER = 12
 SSH_AGENTC_SIGN_REQUEST = 13
 SSH_AGENT_SIGN_RESPONSE = 14
+SSH_AGENT_SUCCESS = 6
+SSH2_AGENTC_ADD_ID_CONSTRAINED = 25
+SSH_AGENT_CONSTRAIN_LIFETIME = 1
 
 # Same bound as OpenSSH's own agent; anything larger is hostile or broken.
 MAX_MESSAGE_LENGTH = 256 * 1024
@@ -224,6 +227,59 @@ def list_identities(socket_path: str, timeout: float = 5.0) -> list[Identity]:
         Identity(blob, comment.decode("utf-8", errors="replace"))
         for blob, comment in _parse_identities(reply)
     ]
+
+
+def _mpint(value: int) -> bytes:
+    """An SSH mpint of a non-negative ``value``: big-endian, a zero byte first when
+    the top bit is set (RFC 4251 section 5)."""
+    return _string(value.to_bytes((value.bit_length() + 8) // 8, "big") if value else b"")
+
+
+def _certified_key_fields(private_key: object) -> bytes:
+    """The private fields an agent takes after a certificate, per key type, as
+    OpenSSH serialises them (the public fields are in the certificate)."""
+    from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
+
+    if isinstance(private_key, ed25519.Ed25519PrivateKey):
+        public = private_key.public_key().public_bytes_raw()
+        return _string(public) + _string(private_key.private_bytes_raw() + public)
+    if isinstance(private_key, rsa.RSAPrivateKey):
+        numbers = private_key.private_numbers()
+        return b"".join(map(_mpint, (numbers.d, numbers.iqmp, numbers.p, numbers.q)))
+    if isinstance(private_key, ec.EllipticCurvePrivateKey):
+        return _mpint(private_key.private_numbers().private_value)
+    raise AgentProtocolError("the key's type cannot carry an OpenSSH certificate here")
+
+
+def add_certificate(
+    socket_path: str, certificate: bytes, private_key: object, lifetime: int, comment: str = ""
+) -> None:
+    """Add ``private_key`` (a `cryptography` key) with its OpenSSH ``certificate``
+    to the agent at ``socket_path``, for ``lifetime`` seconds.
+
+    ssh-add loads a certificate only from a file beside its key file, and the
+    tool never writes a key to a file: the request (draft-miller-ssh-agent,
+    ADD_ID_CONSTRAINED with a lifetime) is sent here instead.
+    """
+    payload = (
+        bytes([SSH2_AGENTC_ADD_ID_CONSTRAINED])
+        + _string(Identity(certificate, "").key_type.encode("ascii"))
+        + _string(certificate)
+        + _certified_key_fields(private_key)
+        + _string(comment.encode("utf-8"))
+        + bytes([SSH_AGENT_CONSTRAIN_LIFETIME])
+        + struct.pack(">I", lifetime)
+    )
+    with _connect(socket_path, 5.0) as sock:
+        try:
+            _send_message(sock, payload)
+            reply = _read_message(sock)
+        except OSError as exc:
+            raise AgentProtocolError(
+                f"ssh-agent at {socket_path} failed: {exc.strerror or exc}"
+            ) from exc
+    if reply != bytes([SSH_AGENT_SUCCESS]):
+        raise AgentProtocolError("the ssh-agent refused the certificate")
 
 
 class _Connection:

@@ -108,6 +108,8 @@ def explain_ssh_failure(output: str, hosts: Sequence[SSHHost]) -> tuple[str, str
     if "Permission denied (publickey" in output:
         return (
             f"{names} refused the forwarded key",
-            "add the key's public half to the repository's deploy keys or the user's SSH keys",
+            "add the key's public half to the repository's deploy keys or the user's SSH keys"
+            " (a host that trusts an SSH CA: put the key's certificate beside its key file,"
+            " as KEY-cert.pub)",
         )
     return None

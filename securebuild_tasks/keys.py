@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import dataclasses
 import getpass
 import hashlib
 import os
@@ -63,6 +64,8 @@ class LoadedKey:
 
     openssh: bytes
     fingerprint: str
+    #: OpenSSH certificates of the key (public blobs), added to the agent with it.
+    certificates: tuple[bytes, ...] = ()
 
 
 def passphrase_name(settings: Settings) -> str:
@@ -332,6 +335,22 @@ class FileKeySource(KeySource):
                 " key block)",
                 hint="give the private half (e.g. id_ed25519), not the .pub file",
             )
+        certificate_beside(self.path())
+
+    def _with_certificate(self, key: LoadedKey) -> LoadedKey:
+        """``key`` with the certificate beside its file, as ssh and ssh-add take it."""
+        found = certificate_beside(self.path())
+        if found is None:
+            return key
+        path, blob = found
+        from .agent_protocol import Identity
+
+        if Identity(blob, "").fingerprint != key.fingerprint:
+            raise KeySourceError(
+                f"the certificate {path} certifies another key than the key file {self.path()}",
+                hint="have this key signed again, or remove the stale certificate",
+            )
+        return dataclasses.replace(key, certificates=(blob,))
 
     @contextlib.contextmanager
     def forward(self, workdir: Path) -> Iterator[ForwardedKey]:
@@ -359,6 +378,7 @@ class FileKeySource(KeySource):
                     " --passphrase-only`, or set passphrase_source=prompt",
                 ) from None
             key = load_private_key(data, label, lambda: self._prompt(label))
+        key = self._with_certificate(key)
         with _ephemeral(workdir, key, self.settings, self.name) as forwarded:
             yield forwarded
 
@@ -435,7 +455,37 @@ def _ephemeral(
         )
     with EphemeralAgent(workdir, lifetime=settings.key_lifetime) as agent:
         agent.add(key.openssh)
+        for certificate in key.certificates:
+            agent.add_certificate(key.openssh, certificate)
         yield ForwardedKey(str(agent.socket), key.fingerprint, source, agent.stop)
+
+
+#: What ssh and ssh-add look for beside a key file: the key's OpenSSH certificate.
+CERTIFICATE_SUFFIX = "-cert.pub"
+
+
+def certificate_beside(key_file: Path) -> tuple[Path, bytes] | None:
+    """The OpenSSH certificate ``KEY-cert.pub`` beside ``key_file`` (its path and
+    blob), as ssh and ssh-add find it; None when there is none. One that is not a
+    certificate is refused in one line (it holds no secret, so it may be named)."""
+    path = key_file.with_name(key_file.name + CERTIFICATE_SUFFIX)
+    if not path.is_file():
+        return None
+    from .agent_protocol import AgentProtocolError, Identity
+
+    try:
+        kind, body = path.read_text(encoding="ascii").split()[:2]
+        blob = base64.b64decode(body, validate=True)
+        identity = Identity(blob, "")
+        if not identity.is_certificate or identity.key_type != kind:
+            raise ValueError(kind)
+        identity.key_blob  # noqa: B018 - parses the certified key's fields
+    except (OSError, ValueError, AgentProtocolError):
+        raise KeySourceError(
+            f"{path} is not an OpenSSH certificate (TYPE-cert-v01@openssh.com BASE64 line)",
+            hint="replace it with the certificate your CA signed for this key, or remove it",
+        ) from None
+    return path, blob
 
 
 class WrongPassphraseError(KeySourceError):

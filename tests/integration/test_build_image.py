@@ -32,7 +32,7 @@ from tests.support.leaks import (
     key_needles,
     raw_needles,
 )
-from tests.support.realparts import Agent, PackageIndex, SSHKey
+from tests.support.realparts import Agent, GitServer, PackageIndex, SSHKey, make_key, run
 
 pytestmark = pytest.mark.engine
 
@@ -462,3 +462,44 @@ def test_a_base_image_that_cannot_be_pulled_is_one_line(project: Project, lab: L
     _assert_one_line_error(done, 5, f"cannot pull the base image {missing}")
     assert f"securebuild: pulling {missing} (the base image)" in done.stderr
     assert securebuild_leftovers() == []
+
+
+def test_a_key_file_with_its_certificate_logs_in_where_only_certificates_do(
+    project: Project, tmp_path: Path, engine: Engine, data_root: Path
+) -> None:
+    """A git host that trusts a CA and no single key (TrustedUserCAKeys, no
+    authorized_keys): the key file's certificate beside it, as ssh finds it,
+    reaches the build with the key and logs in; without it the host refuses."""
+    ca = make_key(tmp_path / "ca", "ca")
+    server = GitServer(
+        tmp_path / "git", extra_config=(f"TrustedUserCAKeys {ca.private}.pub",)
+    ).start()
+    try:
+        url = server.create_package("certpkg", "v1.0.0", "1.0.0")
+        key = make_key(tmp_path / "keys", "deploy")
+        run(
+            "ssh-keygen",
+            "-q",
+            "-s",
+            str(ca.private),
+            "-I",
+            "deploy",
+            "-n",
+            server.user,
+            f"{key.private}.pub",
+        )
+        (project.path / "known_hosts").write_text(server.known_hosts_line())
+        project.requirements(f"certpkg @ git+{url}@v1.0.0\n")
+        (project.path / "app" / "__main__.py").write_text("import certpkg\n")
+        env = {"SECUREBUILD_KEY_SOURCE": "file", "SECUREBUILD_KEY_FILE": str(key.private)}
+        done = project.inv("build-image", env=env)
+        assert done.returncode == 0, done.stderr[-3000:]
+        look = "import certpkg; print(certpkg.VERSION)"
+        assert in_image(engine.docker, project.image, "python", "-c", look).strip() == "1.0.0"
+        _assert_no_leak(engine, data_root, project.image, key, done.stdout + done.stderr)
+
+        Path(f"{key.private}-cert.pub").unlink()
+        refused = project.inv("build-image", "--no-cache", env=env)
+        _assert_one_line_error(refused, 3, "refused the forwarded key")
+    finally:
+        server.stop()

@@ -529,3 +529,92 @@ def test_a_fido_key_points_to_the_agent(tmp_path: Path) -> None:
         load_private_key(_sk_key(armour), "key file K", lambda: b"")
     assert "is a FIDO security-key key (sk-ssh-ed25519@openssh.com)" in info.value.message
     assert "key_source=agent" in info.value.hint
+
+
+@pytest.mark.parametrize("kind", ["ed25519", "ecdsa", "rsa"])
+def test_a_key_file_travels_with_the_certificate_beside_it(tmp_path: Path, kind: str) -> None:
+    """KEY-cert.pub beside a key file, as ssh finds it, reaches the ephemeral agent
+    with the key (one fingerprint, both listed), and the agent signs with it:
+    `ssh-add -T` checks a signature against the certificate."""
+    key = make_key(tmp_path / "keys", "deploy", passphrase="pass phrase", kind=kind)
+    ca = make_key(tmp_path / "ca", "ca")
+    run(
+        "ssh-keygen", "-q", "-s", str(ca.private), "-I", "deploy", "-n", "git", f"{key.private}.pub"
+    )
+    certificate = Path(f"{key.private}-cert.pub")
+    source = FileKeySource(
+        Settings(key_source="file", key_file=str(key.private), passphrase_source="prompt")
+    )
+    source._prompt = lambda label: key.passphrase.encode()  # type: ignore[method-assign]
+    source.check()
+    workdir = tmp_path / "work"
+    workdir.mkdir(mode=0o700)
+    with source.forward(workdir) as forwarded:
+        listed = _listed(forwarded.socket).strip().splitlines()
+        signs = subprocess.run(
+            ["ssh-add", "-T", str(certificate)],
+            env={"SSH_AUTH_SOCK": forwarded.socket},
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        public = subprocess.run(
+            ["ssh-add", "-L"], env={"SSH_AUTH_SOCK": forwarded.socket}, capture_output=True
+        )
+    assert signs.returncode == 0, signs.stderr
+    assert {line.split()[1] for line in listed} == {key.fingerprint} == {forwarded.fingerprint}
+    assert sorted(line.split()[-1] for line in listed) == sorted(
+        [f"({kind.upper()})", f"({kind.upper()}-CERT)"]
+    )
+    assert certificate.read_text().split()[1].encode() in public.stdout
+
+
+def test_a_certificate_leaves_the_agent_with_its_key(tmp_path: Path) -> None:
+    """The certificate is added with the key's lifetime: when it ends, the agent
+    holds neither."""
+    import time
+
+    key = make_key(tmp_path / "keys", "deploy")
+    ca = make_key(tmp_path / "ca", "ca")
+    run("ssh-keygen", "-q", "-s", str(ca.private), "-I", "deploy", f"{key.private}.pub")
+    source = FileKeySource(Settings(key_source="file", key_file=str(key.private), key_lifetime=1))
+    workdir = tmp_path / "work"
+    workdir.mkdir(mode=0o700)
+    with source.forward(workdir) as forwarded:
+        assert len(_listed(forwarded.socket).strip().splitlines()) == 2
+        deadline = time.monotonic() + 30
+        while "CERT" in _listed_or_empty(forwarded.socket) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert _listed_or_empty(forwarded.socket) == ""
+
+
+def _listed_or_empty(socket: str) -> str:
+    """`ssh-add -l` on ``socket``, or "" when the agent holds no identity (exit 1)."""
+    done = subprocess.run(
+        ["ssh-add", "-l"], env={"SSH_AUTH_SOCK": socket}, capture_output=True, text=True
+    )
+    return done.stdout if done.returncode == 0 else ""
+
+
+def test_a_certificate_beside_a_key_file_must_be_its_own(tmp_path: Path) -> None:
+    """A certificate of another key, or a file that is no certificate, beside the
+    key file is one line naming it, not an agent holding a useless pair."""
+    key = make_key(tmp_path / "keys", "deploy")
+    other = make_key(tmp_path / "other", "other")
+    ca = make_key(tmp_path / "ca", "ca")
+    run("ssh-keygen", "-q", "-s", str(ca.private), "-I", "other", f"{other.private}.pub")
+    certificate = Path(f"{key.private}-cert.pub")
+    certificate.write_text(Path(f"{other.private}-cert.pub").read_text())
+    source = FileKeySource(Settings(key_source="file", key_file=str(key.private)))
+    workdir = tmp_path / "work"
+    workdir.mkdir(mode=0o700)
+    source.check()  # a certificate, but whose shows only once the key is read
+    with pytest.raises(KeySourceError) as raised, source.forward(workdir):
+        pass
+    assert raised.value.message == (
+        f"the certificate {certificate} certifies another key than the key file {key.private}"
+    )
+    certificate.write_text(key.public_line + "\n")  # the public key, not a certificate
+    with pytest.raises(KeySourceError, match=r"-cert\.pub is not an OpenSSH certificate"):
+        FileKeySource(Settings(key_source="file", key_file=str(key.private))).check()
+    assert list(workdir.iterdir()) == []
