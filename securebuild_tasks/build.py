@@ -1009,12 +1009,24 @@ def execute(
 
 def _with_base_image_user(plan: BuildPlan, engine: Engine, out: IO[str]) -> BuildPlan:
     """``plan`` with ``BASE_IMAGE_USER`` filled in, when its Dockerfile declares it (the
-    template's runtime-base stage): the user the base image runs as, which the
-    build steps set aside to run as root."""
-    if "BASE_IMAGE_USER" not in plan.build_args:
+    template's runtime-base stage) and the user's build_args do not set it: the
+    user the base image runs as, which the build steps set aside to run as root."""
+    if "BASE_IMAGE_USER" not in plan.build_args or "BASE_IMAGE_USER" in plan.settings.build_args:
         return plan
     base = dockerfile_base_image(plan.dockerfile, plan.build_args, "base")
-    user = image_user(engine, base, plan.settings.platform, out) if base else ""
+    if not base:
+        if TEMPLATE_MARK in dockerfile_text(plan.dockerfile):
+            # Building would run the image as root, whatever user its base has.
+            raise SettingsError(
+                f"cannot tell which image the `base` stage of {plan.dockerfile} starts from,"
+                " so not which user the image should run as",
+                hint="set base_image to a plain image reference (NAME[:TAG][@sha256:DIGEST]),"
+                " or pass BASE_IMAGE_USER in build_args",
+            )
+        # A Dockerfile of the user's own without such a stage: its own default stands.
+        args = {k: v for k, v in plan.build_args.items() if k != "BASE_IMAGE_USER"}
+        return dataclasses.replace(plan, build_args=args)
+    user = image_user(engine, base, plan.settings.platform, out)
     return dataclasses.replace(plan, build_args={**plan.build_args, "BASE_IMAGE_USER": user})
 
 

@@ -1,0 +1,100 @@
+"""BASE_IMAGE_USER: the user a base image runs as, read from the engine (pulled
+first when the engine lacks the image), given to the template's runtime stage."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import pytest
+
+from securebuild_tasks.build import BuildPlan, _with_base_image_user, template_path
+from securebuild_tasks.engine import Engine
+from securebuild_tasks.errors import EngineError, SettingsError
+from securebuild_tasks.requirements import parse_requirements
+from securebuild_tasks.settings import Settings
+from tests.support.cli import stand_in_docker
+
+# A client that knows one image (its user in $USER_OF_IMAGE), pulls another
+# (after which it knows it too) and refuses everything else; it logs each call.
+DOCKER = """\
+#!/bin/sh
+echo "$*" >> "$LOG"
+case "$1 $2" in
+  "image inspect")
+    if [ "$3" = team/app-base:1 ] || [ -e "$PULLED" ]; then
+      printf '[{"Id": "sha256:1", "Config": {"User": "%s"}}]' "$USER_OF_IMAGE"; exit 0
+    fi
+    echo "Error: No such image: $3" >&2; exit 1 ;;
+esac
+if [ "$1" = pull ]; then
+  for last; do :; done
+  if [ "$last" = team/remote-base:2 ]; then touch "$PULLED"; echo "$last"; exit 0; fi
+  echo "Error response from daemon: pull access denied for $last" >&2; exit 1
+fi
+exit 1
+"""
+
+
+@pytest.fixture
+def docker(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.setenv("DOCKER_HOST", "tcp://127.0.0.1:9")  # no socket: the client answers
+    monkeypatch.setenv("LOG", str(tmp_path / "calls.log"))
+    monkeypatch.setenv("PULLED", str(tmp_path / "pulled"))
+    monkeypatch.setenv("USER_OF_IMAGE", "app")
+    return stand_in_docker(tmp_path, DOCKER)
+
+
+def _plan(tmp_path: Path, dockerfile: Path, **build_args: str) -> BuildPlan:
+    requirements = parse_requirements("six\n", tmp_path / "requirements.txt")
+    settings = Settings(build_args=build_args)
+    args = {"BASE_IMAGE_USER": "", **build_args}
+    return BuildPlan(settings, tmp_path, dockerfile, requirements, args, {})
+
+
+def _filled(plan: BuildPlan, docker: Path) -> dict[str, str]:
+    engine = Engine(str(docker), "classic", "20.10.24")
+    return _with_base_image_user(plan, engine, io.StringIO()).build_args
+
+
+def test_the_base_images_user_is_read_from_the_engine(tmp_path: Path, docker: Path) -> None:
+    plan = _plan(tmp_path, template_path(), BASE_IMAGE="team/app-base:1")
+    assert _filled(plan, docker)["BASE_IMAGE_USER"] == "app"
+    assert "pull" not in (tmp_path / "calls.log").read_text()
+
+
+def test_a_base_image_the_engine_lacks_is_pulled_first(tmp_path: Path, docker: Path) -> None:
+    plan = _plan(tmp_path, template_path(), BASE_IMAGE="team/remote-base:2")
+    assert _filled(plan, docker)["BASE_IMAGE_USER"] == "app"
+    assert "pull --quiet team/remote-base:2" in (tmp_path / "calls.log").read_text()
+
+
+def test_a_base_image_that_cannot_be_pulled_is_named(tmp_path: Path, docker: Path) -> None:
+    plan = _plan(tmp_path, template_path(), BASE_IMAGE="team/private-base:3")
+    with pytest.raises(EngineError) as raised:
+        _filled(plan, docker)
+    assert raised.value.message == (
+        "cannot pull the base image team/private-base:3"
+        " (pull access denied for team/private-base:3)"
+    )
+
+
+def test_a_user_the_build_args_give_is_kept(tmp_path: Path, docker: Path) -> None:
+    """BASE_IMAGE_USER in build_args wins; the engine is not asked."""
+    plan = _plan(tmp_path, template_path(), BASE_IMAGE="team/app-base:1", BASE_IMAGE_USER="svc")
+    assert _filled(plan, docker)["BASE_IMAGE_USER"] == "svc"
+    assert not (tmp_path / "calls.log").exists()
+
+
+def test_a_base_that_cannot_be_told_is_refused_not_run_as_root(
+    tmp_path: Path, docker: Path
+) -> None:
+    """The template's base stage from a reference the tool cannot read: refused
+    (the image would run as root whatever user its base has); a Dockerfile of
+    the user's own without a `base` stage keeps its own default."""
+    plan = _plan(tmp_path, template_path(), BASE_IMAGE="[::1]:5000/py:3")
+    with pytest.raises(SettingsError, match="cannot tell which image the `base` stage"):
+        _filled(plan, docker)
+    own = tmp_path / "Dockerfile"
+    own.write_text("FROM team/app-base:1\nARG BASE_IMAGE_USER=svc\nUSER ${BASE_IMAGE_USER}\n")
+    assert "BASE_IMAGE_USER" not in _filled(_plan(tmp_path, own), docker)
