@@ -574,7 +574,8 @@ def _uv_config(secrets: dict[str, Path]) -> dict[str, str]:
 
 # A URL's scheme, then its user info (dropped), its host and path, then its
 # query and fragment (dropped): the parts that may carry a token go.
-_URL_PARTS = re.compile(r"([a-z][a-z0-9+.-]*://)(?:[^/?#@\s]*@)?([^?#\s]*)(?:[?#]\S*)?", re.I)
+# The user info runs to the authority's last "@" (pip reads a password holding "@" so).
+_URL_PARTS = re.compile(r"([a-z][a-z0-9+.-]*://)(?:[^/?#\s]*@)?([^?#\s]*)(?:[?#]\S*)?", re.I)
 
 
 def _without_credentials(value: object) -> object:
@@ -653,30 +654,71 @@ def _one_index(requirements: Requirements, secrets: dict[str, Path]) -> None:
 _PYPI = "https://pypi.org/simple"
 
 
+#: File options that name where pip looks, and the one that turns the index off.
+_SOURCE_OPTIONS = {
+    "--index-url": "index",
+    "-i": "index",
+    "--extra-index-url": "extra",
+    "--find-links": "links",
+    "-f": "links",
+}
+
+
+def _file_sources(requirements: Requirements) -> dict[str, list[str]]:
+    """The index options of a requirements file, read as pip reads an option line
+    (shell words, several options to a line, ``--opt=value`` or ``--opt value``)."""
+    import shlex
+
+    found: dict[str, list[str]] = {"index": [], "extra": [], "links": [], "no-index": []}
+    for line in requirements.options:
+        try:
+            words = shlex.split(line)
+        except ValueError:
+            words = line.split()
+        while words:
+            word = words.pop(0)
+            name, equals, value = word.partition("=")
+            if word == "--no-index":
+                found["no-index"].append(word)
+            elif name in _SOURCE_OPTIONS and equals:
+                found[_SOURCE_OPTIONS[name]].append(value)
+            elif word in _SOURCE_OPTIONS and words:
+                found[_SOURCE_OPTIONS[word]].append(words.pop(0))
+    return found
+
+
 def pip_sources(requirements: Requirements, secrets: dict[str, Path], index_url: str) -> list[str]:
-    """Every place pip takes packages from for ``requirements``: the index (the
-    file's, else index_url, else the pip config's, else PyPI) unless no-index
-    is set, the extra indexes and the find-links locations, file and config
-    alike; credentials and queries left out."""
+    """Every place pip takes packages from for ``requirements``, as pip combines
+    them: the file's own index replaces the config's index and extra indexes
+    (pip's req_file), index_url (PIP_INDEX_URL) the config's index, then the
+    extra indexes and find-links locations of both; none of the indexes with
+    no-index. Each once, credentials, queries and fragments left out."""
     config: dict[str, Any] = {}
     if "pip_config" in secrets:
         config = lockfile.tomllib().loads(lockfile.uv_config_from_pip(secrets["pip_config"]))
-    named: dict[str, list[str]] = {}
-    for line in requirements.options:
-        option = option_name(line)
-        value = line[len(option) :].lstrip(" \t=").strip()
-        named.setdefault(option, []).append(value)
-    primary = (named.get("--index-url") or named.get("-i") or [""])[-1]
-    primary = primary or index_url or str(config.get("index-url") or "") or _PYPI
-    no_index = "--no-index" in named or bool(config.get("no-index"))
-    extras = [*config.get("extra-index-url", []), *named.get("--extra-index-url", [])]
-    links = [*config.get("find-links", []), *named.get("--find-links", []), *named.get("-f", [])]
+    named = _file_sources(requirements)
+    if named["index"]:
+        indexes = [named["index"][-1], *named["extra"]]
+    else:
+        primary = index_url or str(config.get("index-url") or "") or _PYPI
+        indexes = [primary, *config.get("extra-index-url", []), *named["extra"]]
+    if named["no-index"] or config.get("no-index"):
+        indexes = []
     found: list[str] = []
-    for url in ([] if no_index else [primary, *extras]) + links:
+    for url in [*indexes, *config.get("find-links", []), *named["links"]]:
         plain = str(_without_credentials(url)).rstrip("/")
+        scheme_host = re.match(r"[a-z][a-z0-9+.-]*://[^/]*", plain, re.I)
+        if scheme_host:  # scheme and host name are case-insensitive, the path is not
+            plain = scheme_host.group().lower() + plain[scheme_host.end() :]
         if plain and plain not in found:
             found.append(plain)
     return found
+
+
+def _shown(source: str) -> str:
+    """A place pip looks, for a message: its scheme and host (a path may hold a token)."""
+    scheme_host = re.match(r"[a-z][a-z0-9+.-]*://[^/]*", source, re.I)
+    return scheme_host.group() if scheme_host else "a local folder"
 
 
 def _one_source_for_pip(
@@ -695,8 +737,8 @@ def _one_source_for_pip(
         return
     raise SettingsError(
         f"{task} would have pip take each package from {len(sources)} places"
-        f" ({', '.join(sources)}) by version alone, so a package of the same name"
-        " with a higher version on any of them would be installed instead",
+        f" ({', '.join(map(_shown, sources))}) by version alone, so a package of the same"
+        " name with a higher version on any of them would be installed instead",
         hint="run `inv lock` first (the lock pins every file by its hash), or keep to"
         " one index" + (" or let uv install (installer=auto)" if task == "build-image" else ""),
     )

@@ -132,6 +132,19 @@ def test_unreadable_uv_config_is_one_line_without_its_text(tmp_path: Path) -> No
             "",
             ["https://wheels.example"],
         ),
+        (  # several options on one line, quoted, as pip reads them
+            "-i https://a.example/simple --extra-index-url 'https://B.Example/simple/'\nsix\n",
+            "",
+            "",
+            ["https://a.example/simple", "https://b.example/simple"],
+        ),
+        (  # the file's index replaces the config's index and its extra indexes
+            "--index-url https://a.example/simple\nsix\n",
+            "[global]\nindex-url = https://b.example/simple\n"
+            "extra-index-url = https://c.example/simple\n",
+            "",
+            ["https://a.example/simple"],
+        ),
         (
             "-i https://one.example/simple#main\n-f https://wheels.example/\nsix\n",
             "[global]\nindex-url = https://other.example/simple\n",
@@ -175,8 +188,8 @@ def test_pip_is_not_left_to_choose_among_indexes_by_version(tmp_path: Path, task
     with pytest.raises(SettingsError) as refused:
         plan(two, installer="pip")
     assert refused.value.message == (
-        f"{task} would have pip take each package from 2 places (https://pypi.org/simple,"
-        " https://pkgs.corp.example/simple) by version alone, so a package of the same name"
+        f"{task} would have pip take each package from 2 places (https://pypi.org,"
+        " https://pkgs.corp.example) by version alone, so a package of the same name"
         " with a higher version on any of them would be installed instead"
     )
     assert "inv lock" in refused.value.hint
@@ -184,3 +197,24 @@ def test_pip_is_not_left_to_choose_among_indexes_by_version(tmp_path: Path, task
     assert plan("six==1.16.0\n", installer="pip") is not None
     if task == "build-image":
         assert plan(two, installer="auto") is not None  # uv: the first index that has it
+
+
+def test_the_refusal_names_hosts_and_no_credentials(tmp_path: Path) -> None:
+    """Where pip would look is named by host: a password holding "@", a token in
+    the user info or in the path (as some hosted indexes put it) stays out."""
+    from securebuild_tasks.build import plan_vendor
+
+    project = tmp_path / "project"
+    project.mkdir()
+    (project / "requirements.txt").write_text("six==1.16.0\n")
+    (tmp_path / "pip.conf").write_text(
+        f"[global]\nindex-url = https://u:p@ss{TOKEN}@priv.example/simple\n"
+        f"extra-index-url = https://dl.cloudsmith.example/{TOKEN}/acme/python/simple/\n"
+    )
+    settings = Settings(pip_config=str(tmp_path / "pip.conf"))
+    with pytest.raises(SettingsError) as refused:
+        plan_vendor(settings, project, project / "out")
+    line = refused.value.line()
+    assert "from 2 places (https://priv.example, https://dl.cloudsmith.example) by" in line
+    assert TOKEN not in line
+    assert "p@ss" not in line
