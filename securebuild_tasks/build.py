@@ -443,12 +443,15 @@ def _lock_serves(settings: Settings, context: Path, lock: Path) -> None:
     """Refuse a requirements setting that the lock, which builds install instead,
     was not made from: a file the user named would be silently left out. (The
     default name says nothing: a lock of requirements.in serves it.)"""
-    if settings.requirements == Settings().requirements:
-        return
     source = lockfile.source_of(lock)
-    named = (context / settings.requirements).resolve()
-    if named in ((context / source).resolve(), lock.resolve()):
-        return
+    named = context / settings.requirements
+    for served in (context / Settings().requirements, context / source, lock):
+        if named.resolve() == served.resolve():
+            return
+        # The same file by another name (a case-insensitive file system).
+        with contextlib.suppress(OSError):
+            if os.path.samefile(named, served):
+                return
     named_file = shlex.quote(settings.requirements)
     raise RequirementsError(
         f"requirements is {settings.requirements}, but builds install {settings.lock_file}"

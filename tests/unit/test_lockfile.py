@@ -276,6 +276,8 @@ def test_a_pyproject_whose_tool_table_is_no_table(tmp_path: Path) -> None:
         ("prod.in", False),  # the file the lock was made from
         ("requirements.lock", False),  # the lock itself
         ("./sub/../prod.in", False),
+        ("./requirements.txt", False),  # the default name, written another way
+        ("link.in", False),  # a link to the lock's input
         ("dev.txt", True),  # another file: it would be left out
     ],
 )
@@ -288,6 +290,7 @@ def test_a_requirements_file_the_lock_was_not_made_from_is_refused(
     (tmp_path / "dev.txt").write_text("six\npytest\n")
     (tmp_path / "requirements.txt").write_text("six\n")
     (tmp_path / "sub").mkdir()
+    (tmp_path / "link.in").symlink_to(tmp_path / "prod.in")
     lock = tmp_path / "requirements.lock"
     lock.write_text(
         finish(f"six==1.16.0 --hash=sha256:{'a' * 64}\n", find_input(tmp_path, "prod.in"))
