@@ -43,16 +43,16 @@ from .settings import Settings
 # break itself, escaped (a .env file, JSON, twice-escaped JSON), as XML or HTML
 # writes it, or closing and reopening a string literal ("\n" + "..."). The
 # header alone is no key: ssh, ssh-keygen and TLS libraries hold it as a string.
-_LINE_BREAK = rb"(?:\s|\\{1,2}[rn]|\\|&#0{0,4}1[03];|&#[xX]0{0,4}[aAdD];|<br\s*/?>|[\"'+,])"
+_LINE_BREAK = rb"(?:\s|\\{1,2}[rn]|\\|&#0*1[03];|&#[xX]0*[aAdD];|<br\s*/?>|[\"'+,])"
 PRIVATE_KEY_BLOCK = re.compile(
     rb"-----BEGIN (?:[A-Z0-9]+ )*PRIVATE KEY-----" + _LINE_BREAK + rb"{0,40}"
     rb"(?:b3BlbnNzaC1rZXktdjE|M[A-Za-z0-9+/]{15}|Proc-Type:)"
 )
-# A PuTTY key file (.ppk, versions 2 and 3): its first line, naming the key's
+# A PuTTY key file (.ppk, versions 1 to 3): its first line, naming the key's
 # algorithm, then its Encryption line. The first line's name alone is a
 # string constant of PuTTY and of libraries that read its files.
 PUTTY_KEY_FILE = re.compile(
-    rb"PuTTY-User-Key-File-[23]: [A-Za-z0-9@.+-]{1,64}" + _LINE_BREAK + rb"{1,40}Encryption: "
+    rb"PuTTY-User-Key-File-[123]: [A-Za-z0-9@.+-]{1,64}" + _LINE_BREAK + rb"{1,40}Encryption: "
 )
 #: Names of ARGs, ENVs and build args that look like secrets (a pattern, not a password).
 #: PAT only as a word of its own: GITHUB_PAT, not PATH.

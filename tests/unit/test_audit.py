@@ -465,6 +465,8 @@ def test_a_putty_key_file_is_found(images: Path, monkeypatch: pytest.MonkeyPatch
         "deploy-crlf.ppk": _ppk(newline="\r\n"),
         "opt/encrypted.ppk": _ppk("aes256-cbc"),
         "app/.env": b'PPK="' + _ppk().replace(b"\n", b"\\n") + b'"\n',
+        "old.ppk": _ppk().replace(b"File-3", b"File-1"),
+        "key.xml": b"<k>" + _ppk().replace(b"\n", b"&#0000010;") + b"</k>",
     }
     constants = {
         "usr/bin/puttygen": b"\x7fELF\0PuTTY-User-Key-File-%u: %s\n\0Encryption: %s\n\0",
