@@ -513,7 +513,7 @@ def inspect_with_cli(docker: str, ref: str) -> dict[str, Any]:
     return found[0]
 
 
-def image_user(engine: Engine, ref: str, platform: str = "", out: IO[str] | None = None) -> str:
+def image_user(engine: Engine, ref: str, out: IO[str] | None = None) -> str:
     """The user ``ref`` runs as (its config's ``User``; "" is root), pulled first if
     the engine does not have it.
 
@@ -521,6 +521,9 @@ def image_user(engine: Engine, ref: str, platform: str = "", out: IO[str] | None
     template's build steps, which must run as root, cannot restore the user
     themselves: the tool reads it here and passes it as a build arg. A pull is
     what the build would do next anyway; the build then finds the image local.
+    It pulls for this machine's platform even when the build targets another:
+    a base image's user is the same on every platform, and a pull for another
+    would retag the engine's local image to that platform.
     """
 
     def inspect() -> dict[str, Any] | None:
@@ -534,9 +537,8 @@ def image_user(engine: Engine, ref: str, platform: str = "", out: IO[str] | None
     attrs = inspect()
     if attrs is None:
         (out or sys.stderr).write(f"securebuild: pulling {ref} (the base image)\n")
-        argv = CommandBuilder(engine.docker, "pull", "--quiet").option("--platform", platform)
         done = subprocess.run(
-            argv.add(ref).argv,
+            [engine.docker, "pull", "--quiet", ref],
             env=engine.child_env(),
             capture_output=True,
             text=True,
@@ -552,7 +554,8 @@ def image_user(engine: Engine, ref: str, platform: str = "", out: IO[str] | None
                 f"cannot pull the base image {ref}"
                 + (f" ({said[-1].removeprefix('Error response from daemon: ')})" if said else ""),
                 hint="check the base_image setting (or the Dockerfile's ARG BASE_IMAGE), and"
-                " `docker login` to its registry if it is private",
+                " `docker login` to its registry if it is private; a builder that reaches"
+                " registries this engine cannot: set BASE_IMAGE_USER in build_args",
             )
     config = attrs.get("Config") or {}
     user = config.get("User") if isinstance(config, dict) else None
