@@ -59,6 +59,7 @@ from .requirements import (
     option_name,
     parse_requirements,
     read_requirements,
+    split_options,
 )
 from .settings import Settings, cache_fields, is_image_ref
 
@@ -657,36 +658,17 @@ def _one_index(requirements: Requirements, secrets: dict[str, Path]) -> None:
 _PYPI = "https://pypi.org/simple"
 
 
-#: File options that name where pip looks, and the one that turns the index off.
-_SOURCE_OPTIONS = {
-    "--index-url": "index",
-    "-i": "index",
-    "--extra-index-url": "extra",
-    "--find-links": "links",
-    "-f": "links",
-}
-
-
 def _file_sources(requirements: Requirements) -> dict[str, list[str]]:
-    """The index options of a requirements file, read as pip reads an option line
-    (shell words, several options to a line, ``--opt=value`` or ``--opt value``)."""
-    import shlex
-
+    """The index options of a requirements file, read as pip reads them (see
+    `split_options`); an empty value is no value, as pip takes it."""
+    kinds = {"--index-url": "index", "--extra-index-url": "extra", "--find-links": "links"}
     found: dict[str, list[str]] = {"index": [], "extra": [], "links": [], "no-index": []}
     for line in requirements.options:
-        try:
-            words = shlex.split(line)
-        except ValueError:
-            words = line.split()
-        while words:
-            word = words.pop(0)
-            name, equals, value = word.partition("=")
-            if word == "--no-index":
-                found["no-index"].append(word)
-            elif name in _SOURCE_OPTIONS and equals:
-                found[_SOURCE_OPTIONS[name]].append(value)
-            elif word in _SOURCE_OPTIONS and words:
-                found[_SOURCE_OPTIONS[word]].append(words.pop(0))
+        for option in split_options(line):
+            if option.name == "--no-index":
+                found["no-index"].append(option.name)
+            elif option.name in kinds and option.value.strip():
+                found[kinds[option.name]].append(option.value.strip())
     return found
 
 

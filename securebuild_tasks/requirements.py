@@ -247,21 +247,96 @@ def option_name(line: str) -> str:
     return re.split(r"[=\s]", line, maxsplit=1)[0]
 
 
+#: pip's requirement-file options (pip/_internal/req/req_file.py): its long names,
+#: the short names that stand for them, and those that take a value.
+_PIP_LONG = (
+    "--index-url",
+    "--extra-index-url",
+    "--no-index",
+    "--constraint",
+    "--requirement",
+    "--editable",
+    "--find-links",
+    "--no-binary",
+    "--only-binary",
+    "--prefer-binary",
+    "--require-hashes",
+    "--pre",
+    "--trusted-host",
+    "--use-feature",
+    "--global-option",
+    "--config-settings",
+    "--hash",
+)
+_PIP_SHORT = {
+    "-i": "--index-url",
+    "-c": "--constraint",
+    "-r": "--requirement",
+    "-e": "--editable",
+    "-f": "--find-links",
+    "-C": "--config-settings",
+}
+_PIP_FLAGS = ("--no-index", "--prefer-binary", "--require-hashes", "--pre")
+
+
+@dataclass(frozen=True)
+class Option:
+    """One option of an option line: as written, pip's long name for it, its value."""
+
+    written: str
+    name: str
+    value: str
+
+
+def split_options(line: str) -> list[Option]:
+    """The options of an option line, read as pip's optparse reads them: shell
+    words, several options to a line, ``--opt=value``, ``--opt value``, a short
+    option's attached value (``-fURL``) and a long option's unique prefix
+    (``--extra``). An option pip would not know keeps its written name."""
+    import shlex
+
+    try:
+        words = shlex.split(line)
+    except ValueError:  # an unclosed quote: pip fails on it too
+        words = line.split()
+    found: list[Option] = []
+    while words:
+        word = words.pop(0)
+        if word.startswith("--"):
+            written, equals, value = word.partition("=")
+            known = [name for name in _PIP_LONG if name.startswith(written)]
+            name = written if written in _PIP_LONG else (known[0] if len(known) == 1 else written)
+        elif word.startswith("-"):
+            written, value, equals = word[:2], word[2:], ""
+            name = _PIP_SHORT.get(written, written)
+            equals = "=" if value else ""
+        else:
+            continue  # a stray word: pip's parser leaves it aside too
+        if not equals and name in _PIP_LONG and name not in _PIP_FLAGS and words:
+            value = words.pop(0)
+        found.append(Option(written, name, value))
+    return found
+
+
 def _check_option(line: str, where: str) -> None:
-    option = option_name(line)
-    if option in ("-r", "--requirement", "-c", "--constraint"):
+    for option in split_options(line):
+        _check_one_option(option, where)
+
+
+def _check_one_option(parsed: Option, where: str) -> None:
+    option = parsed.written
+    if parsed.name in ("--requirement", "--constraint"):
         raise RequirementsError(
             f"{where} includes another file ({option}), which the build cannot see",
             hint="merge the files into one requirements file",
         )
-    if option in ("-e", "--editable"):
+    if parsed.name == "--editable":
         raise RequirementsError(
             f"{where} is an editable requirement; an image needs a real install",
             hint="write NAME @ URL instead of -e URL",
         )
-    if option in ("--find-links", "-f"):
-        value = re.split(r"[=\s]", line, maxsplit=1)[1:] or [""]
-        where_to = value[0].strip()
+    if parsed.name == "--find-links":
+        where_to = parsed.value.strip()
         # An absolute path may be a folder inside the image (a Dockerfile of the
         # user's own); a relative one is a folder here, which the build lacks.
         if "://" not in where_to and not where_to.startswith("/"):
@@ -271,7 +346,7 @@ def _check_option(line: str, where: str) -> None:
                 hint="serve those files over HTTP, or build offline from a wheelhouse"
                 " (`inv vendor`)",
             )
-    if option not in _FILE_OPTIONS:
+    if parsed.name not in _FILE_OPTIONS:
         raise RequirementsError(
             f"{where} has the option {option}, which this tool does not pass to pip",
             hint=f"use only {', '.join(_FILE_OPTIONS)}; other pip settings go in pip_config",

@@ -145,6 +145,18 @@ def test_unreadable_uv_config_is_one_line_without_its_text(tmp_path: Path) -> No
             "",
             ["https://a.example/simple"],
         ),
+        (  # pip's other spellings: an attached short value, a long option's prefix
+            "--pre -fhttps://links.example/ --extra https://b.example/simple\nsix\n",
+            "",
+            "",
+            ["https://pypi.org/simple", "https://b.example/simple", "https://links.example"],
+        ),
+        (  # an empty index is no index, as pip takes it: the config's stand
+            "--index-url=\nsix\n",
+            "[global]\nextra-index-url = https://c.example/simple\n",
+            "",
+            ["https://pypi.org/simple", "https://c.example/simple"],
+        ),
         (
             "-i https://one.example/simple#main\n-f https://wheels.example/\nsix\n",
             "[global]\nindex-url = https://other.example/simple\n",

@@ -228,6 +228,9 @@ def test_allowed_file_options_pass() -> None:
     ("line", "option"),
     [
         ("-r other.txt", "-r"),
+        ("-rother.txt", "-r"),  # a short option's value may be attached, as optparse takes it
+        ("--pre -r other.txt", "-r"),  # any option of the line, not only the first
+        ("--requireme other.txt", "--requireme"),  # a long option's unique prefix
         ("--requirement other.txt", "--requirement"),
         ("--requirement=other.txt", "--requirement"),
         ("-c constraints.txt", "-c"),
@@ -255,7 +258,6 @@ def test_editable_refused(line: str) -> None:
         ("--install-option=--prefix=/x", "--install-option"),
         ("--hash=sha256:abcd", "--hash"),
         ("--use-feature fast-deps", "--use-feature"),
-        ("-rother.txt", "-rother.txt"),
         ("--index-url-typo https://x", "--index-url-typo"),
         ("-", "-"),
     ],
@@ -685,13 +687,20 @@ def test_a_harmless_query_is_kept() -> None:
 
 
 @pytest.mark.parametrize(
-    "line", ["--find-links ./wheels", "-f wheels", "--find-links=wheels/linux", "-f"]
+    ("line", "option"),
+    [
+        ("--find-links ./wheels", "--find-links"),
+        ("-f wheels", "-f"),
+        ("--find-links=wheels/linux", "--find-links"),
+        ("-f", "-f"),
+        ("--pre -f./wheels", "-f"),  # a later option, its value attached
+    ],
 )
-def test_find_links_to_a_local_folder_refused(line: str) -> None:
+def test_find_links_to_a_local_folder_refused(line: str, option: str) -> None:
     """--find-links at a folder: only the requirements file reaches the build, so
     the folder is not there; said before the build, not by pip inside it."""
     message = _error(f"{line}\nsix\n")
-    assert f"{REQS} line 1 points {line.split('=')[0].split()[0]} at a folder" in message
+    assert f"{REQS} line 1 points {option} at a folder" in message
     assert "inv vendor" in message
     assert _parse("--find-links https://wheels.example.com/\nsix\n").names == ("six",)
     # An absolute path may be a folder inside the image of a Dockerfile of one's own.
