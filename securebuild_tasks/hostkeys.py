@@ -109,7 +109,7 @@ def explain_ssh_failure(output: str, hosts: Sequence[SSHHost]) -> tuple[str, str
         return (
             f"{names} refused the forwarded key",
             "add the key's public half to the repository's deploy keys or the user's SSH keys"
-            " (a host that trusts an SSH CA: put the key's certificate beside its key file,"
-            " as KEY-cert.pub)",
+            " (a host that trusts an SSH CA wants the key's certificate: KEY-cert.pub beside a"
+            " key file, or loaded into the agent with the key)",
         )
     return None

@@ -474,18 +474,37 @@ def certificate_beside(key_file: Path) -> tuple[Path, bytes] | None:
     from .agent_protocol import AgentProtocolError, Identity
 
     try:
-        kind, body = path.read_text(encoding="ascii").split()[:2]
+        # The comment after the blob may be any text (a name, an address).
+        text = path.read_bytes().decode("utf-8", errors="replace")
+    except OSError as exc:
+        raise KeySourceError(
+            f"cannot read the certificate {path} ({exc.strerror or exc.__class__.__name__})",
+            hint="check its permissions, or remove it to forward the key alone",
+        ) from None
+    try:
+        kind, body = text.split()[:2]
         blob = base64.b64decode(body, validate=True)
         identity = Identity(blob, "")
         if not identity.is_certificate or identity.key_type != kind:
             raise ValueError(kind)
         identity.key_blob  # noqa: B018 - parses the certified key's fields
-    except (OSError, ValueError, AgentProtocolError):
+    except (ValueError, AgentProtocolError):
         raise KeySourceError(
             f"{path} is not an OpenSSH certificate (TYPE-cert-v01@openssh.com BASE64 line)",
             hint="replace it with the certificate your CA signed for this key, or remove it",
         ) from None
+    if not kind.startswith(_CERTIFIABLE):
+        raise KeySourceError(
+            f"the certificate {path} is of a {kind.split('-cert-')[0]} key, which the tool"
+            " cannot forward with its certificate",
+            hint="use an ed25519, ecdsa or rsa key, or load the pair into your ssh-agent"
+            " (`ssh-add KEY`) and use key_source=agent",
+        )
     return path, blob
+
+
+#: Key types whose certificates go into the ephemeral agent (agent_protocol.add_certificate).
+_CERTIFIABLE = ("ssh-ed25519-cert-", "ecdsa-sha2-nistp", "ssh-rsa-cert-")
 
 
 class WrongPassphraseError(KeySourceError):

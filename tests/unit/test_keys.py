@@ -22,6 +22,7 @@ from securebuild_tasks.keys import (
     AgentKeySource,
     FileKeySource,
     KeyringKeySource,
+    certificate_beside,
     choose_key_source,
     forget_key_entries,
     load_private_key,
@@ -618,3 +619,38 @@ def test_a_certificate_beside_a_key_file_must_be_its_own(tmp_path: Path) -> None
     with pytest.raises(KeySourceError, match=r"-cert\.pub is not an OpenSSH certificate"):
         FileKeySource(Settings(key_source="file", key_file=str(key.private))).check()
     assert list(workdir.iterdir()) == []
+
+
+def test_a_certificate_with_any_comment_is_taken(tmp_path: Path) -> None:
+    """The comment after a certificate's blob is free text, as ssh takes it."""
+    key = make_key(tmp_path / "keys", "deploy")
+    public = Path(f"{key.private}.pub")
+    public.write_text(key.public_line.rsplit(" ", 1)[0] + " jos\u00e9@laptop\n", encoding="utf-8")
+    ca = make_key(tmp_path / "ca", "ca")
+    run("ssh-keygen", "-q", "-s", str(ca.private), "-I", "deploy", str(public))
+    found = certificate_beside(key.private)
+    assert found is not None
+    assert found[0] == Path(f"{key.private}-cert.pub")
+
+
+def test_a_certificate_of_a_key_type_it_cannot_forward_is_one_line(tmp_path: Path) -> None:
+    """A DSA key's certificate, which the tool cannot add to its agent, is refused
+    by check(), before the engine is asked, with the agent as the way out."""
+    import base64
+    import struct
+
+    def string(data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + data
+
+    kind = b"ssh-dss-cert-v01@openssh.com"
+    blob = string(kind) + string(b"nonce") + b"".join(string(bytes([n])) for n in range(4))
+    key = make_key(tmp_path / "keys", "deploy")
+    Path(f"{key.private}-cert.pub").write_text(
+        f"{kind.decode()} {base64.b64encode(blob).decode()}\n"
+    )
+    with pytest.raises(KeySourceError) as raised:
+        FileKeySource(Settings(key_source="file", key_file=str(key.private))).check()
+    assert "is of a ssh-dss key, which the tool cannot forward with its certificate" in str(
+        raised.value
+    )
+    assert "key_source=agent" in raised.value.hint
