@@ -1053,7 +1053,7 @@ def _with_base_image_user(plan: BuildPlan, engine: Engine, out: IO[str]) -> Buil
         # A Dockerfile of the user's own without such a stage: its own default stands.
         args = {k: v for k, v in plan.build_args.items() if k != "BASE_IMAGE_USER"}
         return dataclasses.replace(plan, build_args=args)
-    user = image_user(engine, base, out)
+    user = image_user(engine, base, plan.settings.platform, out)
     return dataclasses.replace(plan, build_args={**plan.build_args, "BASE_IMAGE_USER": user})
 
 

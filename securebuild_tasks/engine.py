@@ -513,7 +513,7 @@ def inspect_with_cli(docker: str, ref: str) -> dict[str, Any]:
     return found[0]
 
 
-def image_user(engine: Engine, ref: str, out: IO[str] | None = None) -> str:
+def image_user(engine: Engine, ref: str, platform: str = "", out: IO[str] | None = None) -> str:
     """The user ``ref`` runs as (its config's ``User``; "" is root), pulled first if
     the engine does not have it.
 
@@ -521,9 +521,10 @@ def image_user(engine: Engine, ref: str, out: IO[str] | None = None) -> str:
     template's build steps, which must run as root, cannot restore the user
     themselves: the tool reads it here and passes it as a build arg. A pull is
     what the build would do next anyway; the build then finds the image local.
-    It pulls for this machine's platform even when the build targets another:
-    a base image's user is the same on every platform, and a pull for another
-    would retag the engine's local image to that platform.
+    It pulls for this machine's platform first even when the build targets
+    another: a base image's user is the same on every platform, and a pull for
+    another would retag the engine's local image to that platform. Only an
+    image this machine's platform lacks is pulled for ``platform``.
     """
 
     def inspect() -> dict[str, Any] | None:
@@ -537,16 +538,22 @@ def image_user(engine: Engine, ref: str, out: IO[str] | None = None) -> str:
     attrs = inspect()
     if attrs is None:
         (out or sys.stderr).write(f"securebuild: pulling {ref} (the base image)\n")
-        done = subprocess.run(
-            [engine.docker, "pull", "--quiet", ref],
-            env=engine.child_env(),
-            capture_output=True,
-            text=True,
-            encoding="utf-8",
-            errors="replace",
-            check=False,
-            stdin=subprocess.DEVNULL,
-        )
+
+        def pull(*options: str) -> subprocess.CompletedProcess[str]:
+            return subprocess.run(
+                [engine.docker, "pull", "--quiet", *options, ref],
+                env=engine.child_env(),
+                capture_output=True,
+                text=True,
+                encoding="utf-8",
+                errors="replace",
+                check=False,
+                stdin=subprocess.DEVNULL,
+            )
+
+        done = pull()
+        if done.returncode != 0 and platform and "no matching manifest" in done.stderr:
+            done = pull("--platform", platform)
         attrs = inspect() if done.returncode == 0 else None
         if attrs is None:
             said = [line.strip() for line in done.stderr.splitlines() if line.strip()]

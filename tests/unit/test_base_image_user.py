@@ -30,6 +30,10 @@ esac
 if [ "$1" = pull ]; then
   for last; do :; done
   if [ "$last" = team/remote-base:2 ]; then touch "$PULLED"; echo "$last"; exit 0; fi
+  if [ "$last" = team/arm-only:4 ]; then
+    if [ "$3" = --platform ]; then touch "$PULLED"; echo "$last"; exit 0; fi
+    echo "no matching manifest for linux/amd64 in the manifest list entries" >&2; exit 1
+  fi
   echo "Error response from daemon: pull access denied for $last" >&2; exit 1
 fi
 exit 1
@@ -103,3 +107,17 @@ def test_a_base_that_cannot_be_told_is_refused_not_run_as_root(
     own = tmp_path / "Dockerfile"
     own.write_text("FROM team/app-base:1\nARG BASE_IMAGE_USER=svc\nUSER ${BASE_IMAGE_USER}\n")
     assert "BASE_IMAGE_USER" not in _filled(_plan(tmp_path, own), docker)
+
+
+def test_an_image_only_the_target_platform_has_is_pulled_for_it(
+    tmp_path: Path, docker: Path
+) -> None:
+    """A base image published for the build's platform alone (none for this
+    machine's) is pulled for that platform."""
+    plan = _plan(tmp_path, template_path(), "linux/arm64", BASE_IMAGE="team/arm-only:4")
+    assert _filled(plan, docker)["BASE_IMAGE_USER"] == "app"
+    calls = (tmp_path / "calls.log").read_text().splitlines()
+    assert [call for call in calls if call.startswith("pull")] == [
+        "pull --quiet team/arm-only:4",
+        "pull --quiet --platform linux/arm64 team/arm-only:4",
+    ]
