@@ -85,12 +85,15 @@ def test_agent_refuses_garbage_without_echoing_it(tmp_path: Path) -> None:
     assert "secret-looking" not in str(info.value)
 
 
+# The owner takes a hang-up as a terminal's process does, even when the tests
+# themselves run with SIGHUP ignored (under nohup), which its children inherit.
 OWNER = """\
-import sys, time
+import signal, sys, time
 from pathlib import Path
 from securebuild_tasks.agent import EphemeralAgent, private_workdir
 from securebuild_tasks.keys import load_private_key
 
+signal.signal(signal.SIGHUP, signal.SIG_DFL)
 key = load_private_key(Path(sys.argv[1]).read_bytes(), "key", lambda: b"")
 with private_workdir() as workdir, EphemeralAgent(workdir, lifetime=600) as agent:
     agent.add(key.openssh)
