@@ -17,7 +17,7 @@ from invoke.context import Context
 from invoke.exceptions import Exit
 from invoke.tasks import task
 
-from ..errors import KeySourceError, SecurebuildError, silence_stdout
+from ..errors import KeySourceError, SecurebuildError, SettingsError, silence_stdout
 from ..index import adopt_env_token
 from ..settings import HELP, NAMESPACE, Settings, resolve
 
@@ -89,6 +89,18 @@ def reports_errors(func: F) -> F:
             # The reader went away (`inv show-settings | head`): stop quietly.
             silence_stdout()
             raise Exit(code=1) from None
+        except OSError as exc:
+            if exc.filename is None:
+                raise
+            # A path the settings named that the system will not look at (a name
+            # too long, a folder that cannot be entered, a loop of links): the
+            # checks that name each file ask `is_file` and the like, which pass
+            # these on rather than answer False.
+            refused = SettingsError(
+                f"cannot use the path {exc.filename} ({exc.strerror or exc.__class__.__name__})",
+                hint="check the settings that name files and folders (`inv show-settings`)",
+            )
+            raise Exit(f"securebuild: error: {refused.line()}", code=refused.exit_code) from None
 
     return wrapper  # type: ignore[return-value]  # functools.wraps keeps the signature
 

@@ -207,6 +207,17 @@ def test_requirements_flag_that_the_lock_leaves_out(user_project: UserProject) -
     ]
 
 
+@pytest.mark.parametrize("task", ["build-image", "doctor", "vendor"])
+def test_a_path_the_system_will_not_look_at_is_one_line(
+    user_project: UserProject, task: str
+) -> None:
+    """A path setting with a name longer than the file system allows: one line
+    naming it, not the OSError that `Path.is_file` passes on."""
+    long = f"/tmp/{'x' * 300}"
+    done = user_project.inv(task, SECUREBUILD_CONTEXT=long)
+    one_line_error(done, 2, f"cannot use the path {long} (File name too long)")
+
+
 def test_missing_dockerfile(user_project: UserProject) -> None:
     """A configured Dockerfile that does not exist is named."""
     done = user_project.inv("build-image", SECUREBUILD_DOCKERFILE="docker/Dockerfile.prod")
