@@ -56,7 +56,6 @@ from .keys import ForwardedKey, KeySource, NoKeySource, choose_key_source
 from .requirements import (
     Requirements,
     check_hash_mode,
-    option_name,
     parse_requirements,
     read_requirements,
     split_options,
@@ -303,6 +302,17 @@ def _build_args(dockerfile: Path, settings: Settings, **wanted: str) -> dict[str
     return args
 
 
+def _file_index_options(requirements: Requirements) -> list[str]:
+    """The file's options that set its index, as written (``-i``, ``--index``, ...),
+    each option of each line read as pip reads it."""
+    return [
+        option.written
+        for line in requirements.options
+        for option in split_options(line)
+        if option.name == "--index-url" and option.value.strip()
+    ]
+
+
 def _index_arg(
     dockerfile: Path, index: IndexCredentials | None, requirements: Requirements
 ) -> dict[str, str]:
@@ -314,13 +324,12 @@ def _index_arg(
     """
     if index is None:
         return {}
-    for option in map(option_name, requirements.options):
-        if option in ("--index-url", "-i"):
-            raise SettingsError(
-                f"index_url is set and {requirements.path.name} names an index too"
-                f" ({option}): pip and uv disagree on which one wins",
-                hint="keep one: remove the file's --index-url, or unset securebuild.index_url",
-            )
+    for option in _file_index_options(requirements):
+        raise SettingsError(
+            f"index_url is set and {requirements.path.name} names an index too"
+            f" ({option}): pip and uv disagree on which one wins",
+            hint="keep one: remove the file's --index-url, or unset securebuild.index_url",
+        )
     if "INDEX_URL" not in _declared_args(dockerfile):
         raise SettingsError(
             f"index_url is set but {dockerfile} declares no ARG INDEX_URL, so pip would not use it",
@@ -627,7 +636,7 @@ def _one_index(requirements: Requirements, secrets: dict[str, Path]) -> None:
     the two installers, and `lock` against the builds, would fetch from
     different indexes. (index_url itself is checked in `_index_arg`.)
     """
-    named = [o for o in map(option_name, requirements.options) if o in ("--index-url", "-i")]
+    named = _file_index_options(requirements)
     if not named:
         return
     configs = []
