@@ -521,6 +521,14 @@ def _validate(s: Settings, origins: Mapping[str, str]) -> None:
                 f"has {arg!r}, which looks like a secret; build args are stored in the image",
                 "pass it as a secret instead: secrets=ID=PATH, and read /run/secrets/ID",
             )
+    if s.build_args.get("COMPILE_BYTECODE", "1") not in ("1", ""):
+        # The template compiles whenever it is set: 0 or false would turn it on.
+        raise bad(
+            "build_args",
+            f"has COMPILE_BYTECODE={_show(s.build_args['COMPILE_BYTECODE'])}, which the"
+            " template reads as set",
+            "give COMPILE_BYTECODE=1 to precompile .pyc files, or leave it out",
+        )
     check_relative(s.requirements, "requirements", origins)
     check_relative(s.lock_file, "lock_file", origins)
     if s.lock_input:

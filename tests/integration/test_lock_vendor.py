@@ -220,8 +220,9 @@ def test_vendor_then_build_offline(
         "-c",
         # What the build added: the app, the venv, temp dirs (the base image's
         # own /usr/share/python-wheels is not the build's doing).
+        # No .pyc either: the wheelhouse installs without precompiling, as builds do.
         "find /app /opt/venv /tmp /root \\( -name '*.whl' -o -name vendor"
-        " -o -name '*.hashes' -o -name .cache \\) -print",
+        " -o -name '*.hashes' -o -name .cache -o -name '*.pyc' \\) -print",
         check=False,
     )
     assert listing.strip() == ""

@@ -810,3 +810,19 @@ def test_a_path_in_the_home_of_no_user_is_one_error(tmp_path: Path, name: str, v
     assert f"setting {name} from flag --{name.replace('_', '-')}" in str(info.value)
     assert "home folder of a user who does not exist" in str(info.value)
     assert resolve({}, flags={name: value.replace("~nosuchuser-sbt", "~")}, cwd=tmp_path)
+
+
+@pytest.mark.parametrize(
+    ("value", "refused"), [("1", False), ("", False), ("0", True), ("false", True)]
+)
+def test_compile_bytecode_is_1_or_nothing(tmp_path: Path, value: str, refused: bool) -> None:
+    """The template compiles .pyc files whenever COMPILE_BYTECODE is set, so 0 or
+    false, which read as "no", are refused rather than turning it on."""
+    flags = {"build_args": f"COMPILE_BYTECODE={value}"}
+    if not refused:
+        assert resolve({}, flags=flags, environ={}, cwd=tmp_path).build_args == {
+            "COMPILE_BYTECODE": value
+        }
+        return
+    with pytest.raises(SettingsError, match=f"has COMPILE_BYTECODE='{value}', which the template"):
+        resolve({}, flags=flags, environ={}, cwd=tmp_path)

@@ -29,6 +29,7 @@ lib @ git+ssh://git@git.example.com/org/lib.git@v1.0.0
 qux>=1 ; python_version >= "3"   # marker
 https://files.example.com/bare-1.0.tar.gz#egg=bare
 --index-url https://pypi.example.com/simple
+cfg==1.0 -C url=https://h.example/x   # a per-requirement option holding a URL
 """.format(a="a" * 64)
 
 
@@ -44,7 +45,34 @@ def test_index_lines_are_the_tools_non_url_requirements(tmp_path: Path) -> None:
     ).stdout
     tool = parse_requirements(TRICKY, tmp_path / "requirements.txt")
     by_awk = parse_requirements(index, tmp_path / "index.txt")
-    assert [e.name for e in tool.entries if not e.url] == ["six", "foo", "baz", "qux"]
-    assert [e.name for e in by_awk.entries] == ["six", "foo", "baz", "qux"]
+    assert [e.name for e in tool.entries if not e.url] == ["six", "foo", "baz", "qux", "cfg"]
+    assert [e.name for e in by_awk.entries] == ["six", "foo", "baz", "qux", "cfg"]
     assert [e.hashes for e in by_awk.entries] == [e.hashes for e in tool.entries if not e.url]
     assert "--index-url https://pypi.example.com/simple" in index
+
+
+@pytest.mark.parametrize(
+    ("index", "listed"),
+    [
+        ("setuptools==69.0.0\n", True),
+        ("  setuptools>=60\n", True),
+        ("SetupTools\n", True),
+        ("setuptools ; python_version >= '3'\n", True),
+        ("setuptools-scm==8.0\nsix\n", False),
+        ("setuptools_rust\n", False),
+        ("six\n", False),
+    ],
+)
+def test_setuptools_is_kept_only_when_the_requirements_name_it(
+    tmp_path: Path, index: str, listed: bool
+) -> None:
+    """The pip path removes the setuptools a venv comes with unless the
+    requirements (as the awk filter wrote them) name it; a package whose name
+    only starts with it does not count."""
+    import re
+
+    found = re.search(r"! grep -Eqi '([^']+)' index\.txt", template_path().read_text())
+    assert found is not None
+    (tmp_path / "index.txt").write_text(index)
+    done = subprocess.run(["grep", "-Eqi", found.group(1), "index.txt"], cwd=tmp_path)
+    assert (done.returncode == 0) is listed
