@@ -13,6 +13,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from .errors import RequirementsError
+from .settings import QUERY_SECRET as _QUERY_SECRET
 
 # Per-requirement options pip accepts after a requirement on the same line.
 _LINE_OPTION = re.compile(r"\s(?:--(?:hash|config-settings|global-option)[=\s]|-C\s?)\S+")
@@ -23,15 +24,6 @@ _URL_CREDENTIALS = re.compile(
     # Over http(s) a user name alone is a token too ("https://TOKEN@host"); over
     # SSH it is only the login ("git@host"), which is allowed.
     r"|\bhttps?://[^/\s@]+@",
-    re.IGNORECASE,
-)
-# A token in a URL's query ("?private_token=...", a signed URL's
-# "X-Amz-Signature=..."): it would reach the build args and the image too.
-# The parameter's name ends in one of these words (private_token, access_key,
-# X-Amz-Signature, sig); "author=" or "design=" is no token.
-_QUERY_SECRET = re.compile(
-    r"[a-z][a-z0-9+.-]*://[^\s?#]*\?(?:[^\s#]*&)?(?:[\w.-]*[_.-])?"
-    r"(?:token|key|apikey|secret|sig|signature|password|passwd|auth|credential|session)=",
     re.IGNORECASE,
 )
 _HASH = re.compile(r"--hash[=\s]([a-z0-9]+:[0-9a-fA-F]+)")

@@ -66,6 +66,17 @@ INVOKE_ENV_PREFIX = f"{ENV_PREFIX}INVOKE"
 RESERVED_SECRET_IDS = ("known_hosts", "ca_bundle", "pip_config", "uv_config", "netrc")
 
 
+# A token in a URL's query ("?private_token=...", a signed URL's
+# "X-Amz-Signature=..."): it would reach the build args and the image too.
+# The parameter's name ends in one of these words (private_token, access_key,
+# X-Amz-Signature, sig); "author=" or "design=" is no token.
+QUERY_SECRET = re.compile(
+    r"[a-z][a-z0-9+.-]*://[^\s?#]*\?(?:[^\s#]*&)?(?:[\w.-]*[_.-])?"
+    r"(?:token|key|apikey|secret|sig|signature|password|passwd|auth|credential|session)=",
+    re.IGNORECASE,
+)
+
+
 @dataclass(frozen=True)
 class Settings:
     """Every setting of the ``securebuild`` namespace, typed and validated."""
@@ -554,10 +565,11 @@ def _validate_index(s: Settings, bad: Any) -> None:
         return
     from urllib.parse import urlsplit
 
-    if _URL_CREDENTIALS.search(s.index_url):
+    if _URL_CREDENTIALS.search(s.index_url) or QUERY_SECRET.search(s.index_url):
         raise bad(
             "index_url",
-            "has credentials in it; the URL reaches the build as a non-secret build arg",
+            "has credentials in it (user info, or a token in its query); the URL reaches the"
+            " build as a non-secret build arg",
             f"give the URL alone and the token with `inv store-token` or {INDEX_TOKEN_ENV}",
         )
     try:

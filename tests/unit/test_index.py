@@ -53,6 +53,8 @@ def test_token_in_a_dotenv_file_is_refused(tmp_path: Path) -> None:
     [
         (f"https://ci:{TOKEN}@pypi.example.com/simple/", "credentials"),
         (f"https://{TOKEN}@pypi.example.com/simple/", "credentials"),
+        (f"https://gitlab.example.com/api/v4/simple/?private_token={TOKEN}", "credentials"),
+        (f"https://pkgs.example.com/simple?x=1&sig={TOKEN}", "credentials"),
         ("ftp://pypi.example.com/simple/", "not an http(s) URL"),
         ("pypi.example.com/simple/", "not an http(s) URL"),
         ("https://pypi.example.com:99999/", "not an http(s) URL"),
