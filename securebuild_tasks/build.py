@@ -297,6 +297,14 @@ def _build_args(dockerfile: Path, settings: Settings, **wanted: str) -> dict[str
     declared = _declared_args(dockerfile)
     if not wanted.get("BASE_IMAGE"):
         wanted.pop("BASE_IMAGE", None)
+    elif "BASE_IMAGE" not in declared:
+        # lock and vendor would use it (they run the template), the build not.
+        raise SettingsError(
+            f"base_image is set ({wanted['BASE_IMAGE']}), but {dockerfile} declares no"
+            " ARG BASE_IMAGE, so the build would not use it",
+            hint="declare `ARG BASE_IMAGE` before its first FROM and start from"
+            " ${BASE_IMAGE}, or unset base_image",
+        )
     args = {name: value for name, value in wanted.items() if name in declared}
     args.update(settings.build_args)
     return args

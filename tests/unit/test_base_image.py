@@ -115,3 +115,23 @@ def test_lock_builds_on_a_projects_own_dockerfile_only_when_it_is_the_templates(
     assert wheel_base_image(Settings(), tmp_path, tmp_path) == "python:3.11-slim"
     chosen = Settings(base_image="python:3.13-slim")
     assert wheel_base_image(chosen, tmp_path, tmp_path) == "python:3.13-slim"
+
+
+def test_a_base_image_setting_the_dockerfile_cannot_take_is_refused(tmp_path: Path) -> None:
+    """base_image with a Dockerfile of the user's own that has no ARG BASE_IMAGE:
+    the build would ignore it while lock and vendor resolve for it, so it is
+    refused in one line; with the ARG it reaches the build."""
+    from securebuild_tasks.build import plan_build
+    from securebuild_tasks.errors import SettingsError
+
+    (tmp_path / "requirements.txt").write_text("six==1.16.0\n")
+    (tmp_path / "Dockerfile").write_text("FROM python:3.12-slim\nRUN pip install six\n")
+    settings = Settings(base_image="python:3.11-slim")
+    with pytest.raises(SettingsError) as refused:
+        plan_build(settings, tmp_path)
+    assert refused.value.message == (
+        f"base_image is set (python:3.11-slim), but {tmp_path / 'Dockerfile'} declares no"
+        " ARG BASE_IMAGE, so the build would not use it"
+    )
+    (tmp_path / "Dockerfile").write_text("ARG BASE_IMAGE=python:3.12-slim\nFROM ${BASE_IMAGE}\n")
+    assert plan_build(settings, tmp_path).build_args["BASE_IMAGE"] == "python:3.11-slim"
