@@ -335,12 +335,18 @@ def _read_env_file(env_file: Any, cwd: str | os.PathLike[str] | None) -> dict[st
         ) from None
     if not path.is_absolute():
         path = Path(cwd or Path.cwd()) / path
+    shown = str(path) if str(path).isprintable() else repr(str(path))  # stays one line
     try:
+        if path.is_fifo() or path.is_char_device() or path.is_socket():
+            # A read would wait for a writer that may never come.
+            raise SettingsError(
+                f"the .env file {shown} is not a regular file (a pipe, device or socket)",
+                hint="give a file, or set SECUREBUILD_ENV_FILE to one",
+            )
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
         return {}
     except (OSError, ValueError) as exc:  # ValueError: undecodable, or a NUL in the path
-        shown = str(path) if str(path).isprintable() else repr(str(path))  # stays one line
         raise SettingsError(
             f"cannot read the .env file {shown}: {exc.__class__.__name__}",
             hint="fix its permissions or encoding (UTF-8), or set SECUREBUILD_ENV_FILE",
@@ -361,7 +367,8 @@ def _read_env_file(env_file: Any, cwd: str | os.PathLike[str] | None) -> dict[st
                 hint="write KEY=VALUE, quote values with spaces or '#'",
             )
     # interpolate=False: values are taken literally, "$(...)" and "${X}" included.
-    values = DotEnv(path, interpolate=False, encoding="utf-8").dict()
+    # From the text already read: the file is read once.
+    values = DotEnv(None, stream=io.StringIO(text), interpolate=False).dict()
     return _prefixed(values, str(path))
 
 

@@ -826,3 +826,12 @@ def test_compile_bytecode_is_1_or_nothing(tmp_path: Path, value: str, refused: b
         return
     with pytest.raises(SettingsError, match=f"has COMPILE_BYTECODE='{value}', which the template"):
         resolve({}, flags=flags, environ={}, cwd=tmp_path)
+
+
+def test_a_env_file_that_is_a_pipe_is_refused_not_waited_on(tmp_path: Path) -> None:
+    """A .env that is a FIFO with no writer would block the read forever."""
+    import os
+
+    os.mkfifo(tmp_path / ".env")
+    with pytest.raises(SettingsError, match=r"is not a regular file \(a pipe, device or socket\)"):
+        resolve({}, environ={}, cwd=tmp_path)
