@@ -44,8 +44,8 @@ ns = Collection()
 securebuild_tasks.add_to(ns)
 '''
 
-_MODULE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$")
-_PYTHON = re.compile(r"^3\.\d{1,2}$")
+_MODULE = re.compile(r"\A[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*\Z")
+_PYTHON = re.compile(r"\A3\.[0-9]{1,2}\Z")
 
 
 @dataclass(frozen=True)

@@ -80,6 +80,16 @@ def test_init_bad_input(tmp_path: Path) -> None:
         assert done.stderr.startswith("securebuild: error: --base-image")
         assert "Traceback" not in done.stderr
         assert list(tmp_path.iterdir()) == []
+    # A trailing newline, or digits of another script, would split or break a line.
+    for flag, value in (
+        ("--python", "3.12\n"),
+        ("--python", "3.\u0661\u0662"),
+        ("--entry", "app\n"),
+    ):
+        done = _init(tmp_path, flag, value)
+        assert done.returncode == 2, (flag, value, done.stderr)
+        assert done.stderr.startswith(f"securebuild: error: {flag}")
+        assert list(tmp_path.iterdir()) == []
 
 
 def test_init_refuses_what_it_cannot_write_before_writing_anything(tmp_path: Path) -> None:
