@@ -979,6 +979,23 @@ class Executed:
     seconds: float
 
 
+def check_builder_settings(settings: Settings, engine: Engine) -> None:
+    """Refuse settings only docker buildx can carry out when ``engine`` has none."""
+    if settings.buildx_builder and engine.mode != "buildx":
+        raise SettingsError(
+            f"setting buildx_builder names a buildx builder ({settings.buildx_builder}),"
+            f" but {engine.docker} {engine.client_version} has no buildx plugin",
+            hint="install the docker buildx plugin, or leave buildx_builder empty",
+        )
+    if (settings.cache_from or settings.cache_to) and engine.mode != "buildx":
+        name = "cache_to" if settings.cache_to else "cache_from"
+        raise SettingsError(
+            f"setting {name} needs docker buildx, but {engine.docker} {engine.client_version}"
+            " has no buildx plugin",
+            hint=f"install the docker buildx plugin, or leave {name} empty",
+        )
+
+
 def execute(
     plan: BuildPlan, *, out: IO[str] | None = None, probe: EngineProbe | None = None
 ) -> Executed:
@@ -1002,19 +1019,7 @@ def execute(
         plan.index.check()
     with probe or EngineProbe(plan.settings.docker, plan.settings.builder) as detecting:
         engine = detecting.engine()
-    if plan.settings.buildx_builder and engine.mode != "buildx":
-        raise SettingsError(
-            f"setting buildx_builder names a buildx builder ({plan.settings.buildx_builder}),"
-            f" but {engine.docker} {engine.client_version} has no buildx plugin",
-            hint="install the docker buildx plugin, or leave buildx_builder empty",
-        )
-    if (plan.cache_from or plan.cache_to) and engine.mode != "buildx":
-        name = "cache_to" if plan.cache_to else "cache_from"
-        raise SettingsError(
-            f"setting {name} needs docker buildx, but {engine.docker} {engine.client_version}"
-            " has no buildx plugin",
-            hint=f"install the docker buildx plugin, or leave {name} empty",
-        )
+    check_builder_settings(plan.settings, engine)
     ping(engine)
     started = time.monotonic()
     with _signals_as_interrupt(), private_workdir() as workdir:

@@ -16,11 +16,13 @@ from pathlib import Path
 
 from .audit import SECRET_NAME
 from .build import (
+    check_builder_settings,
     check_context,
     choose_dockerfile,
     dockerfile_text,
     existing_file,
     pinned_hosts,
+    plan_build,
     requirements_for,
     resolve_context,
     template_path,
@@ -76,8 +78,13 @@ def run_checks(settings: Settings, cwd: Path) -> list[Check]:
         ping(found["engine"])
         return "reachable"
 
+    def builder() -> str:
+        check_builder_settings(settings, found["engine"])
+        return "buildx" if found["engine"].mode == "buildx" else "no buildx-only setting"
+
     if "engine" in found:
         checks.append(_attempt("docker daemon", daemon))
+        checks.append(_attempt("builder settings", builder))
     else:
         checks.append(Check("docker daemon", False, "not checked: no usable docker client"))
 
@@ -104,6 +111,16 @@ def run_checks(settings: Settings, cwd: Path) -> list[Check]:
         checks.append(_attempt("index token", lambda: _index_token(settings, cwd)))
     checks.append(_attempt("build context", lambda: _build_context(settings, cwd)))
     checks.append(_attempt("Dockerfile", lambda: _dockerfile(settings, cwd, requirements)))
+
+    def plan() -> str:
+        # Everything else the build reads before it starts: pip and uv configs,
+        # .netrc, secrets, base image, index options. Said once, not twice.
+        plan_build(settings, cwd)
+        return "every file and setting the build reads is usable"
+
+    planned = _attempt("build plan", plan)
+    if planned.ok or all(planned.detail != check.detail for check in checks):
+        checks.append(planned)
     return checks
 
 

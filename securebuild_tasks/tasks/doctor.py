@@ -20,5 +20,5 @@ def doctor(c: Context, settings: Settings) -> None:
     failed = [check for check in checks if not check.ok]
     if failed:
         raise Exit(
-            f"securebuild: doctor found {len(failed)} problem(s); a build would fail", code=1
+            f"securebuild: doctor found {len(failed)} problem(s); fix them, then build", code=1
         )

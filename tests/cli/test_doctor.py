@@ -65,6 +65,23 @@ def test_doctor_finds_each_problem_then_passes(tmp_path: Path) -> None:
     latin = _doctor(project, env)
     assert latin.returncode == 0, latin.stdout + latin.stderr
 
+    # What only the build used to read: a pip config that is not there, and a
+    # setting only buildx can carry out, on a client without it.
+    broken = {
+        **env,
+        "SECUREBUILD_PIP_CONFIG": str(tmp_path / "no-such" / "pip.conf"),
+        "SECUREBUILD_CACHE_TO": f"type=local,dest={tmp_path / 'cache'}",
+    }
+    both = _doctor(project, broken)
+    assert both.returncode == 1
+    fails = [line for line in both.stdout.splitlines() if line.startswith("FAIL")]
+    assert [line.split(":")[0] for line in fails] == [
+        "FAIL  builder settings",
+        "FAIL  build plan",
+    ], both.stdout
+    assert "setting cache_to needs docker buildx" in fails[0]
+    assert "pip.conf" in fails[1]
+
 
 def test_doctor_checks_the_index_token_without_showing_it(tmp_path: Path) -> None:
     """With index_url, a missing token is a FAIL naming where it was looked for; with
