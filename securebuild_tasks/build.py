@@ -1170,6 +1170,14 @@ def vendor(settings: Settings, *, cwd: Path, out: IO[str] | None = None) -> Path
             f"{wheelhouse} exists and was not made by `inv vendor`; not overwriting it",
             hint="move it away, or set securebuild.wheelhouse to another folder",
         )
+    # Where the previous wheelhouse waits while the new one is swapped in.
+    old = wheelhouse.with_name(f".{wheelhouse.name}.old")
+    if (old.exists() or old.is_symlink()) and not lockfile.is_wheelhouse(old):
+        raise SettingsError(
+            f"{old} exists and was not made by `inv vendor`, which keeps the previous"
+            " wheelhouse there while it swaps in the new one; not removing it",
+            hint="move it away, or set securebuild.wheelhouse to another folder",
+        )
     # The folders made for the wheelhouse go again if the run fails.
     made = [p for p in wheelhouse.parents if p not in context.parents and not p.exists()]
     try:
@@ -1191,7 +1199,6 @@ def vendor(settings: Settings, *, cwd: Path, out: IO[str] | None = None) -> Path
             digest = lockfile.requirements_digest(plan.context / source)
             execute(plan, out=out, probe=probe)
         lockfile.write_manifest(staging, source, digest)
-        old = wheelhouse.with_name(f".{wheelhouse.name}.old")
         shutil.rmtree(old, ignore_errors=True)
         if wheelhouse.exists():
             os.rename(wheelhouse, old)

@@ -76,9 +76,12 @@ def local_items(settings: Settings, cwd: Path) -> list[Item]:
                     lambda: shutil.rmtree(wheelhouse),
                 )
             )
+        # Staging folders (named by vendor alone), and the previous wheelhouse
+        # when it is one (the name alone could be a folder of the user's).
+        old = wheelhouse.with_name(f".{wheelhouse.name}.old")
         leftovers = [
             *wheelhouse.parent.glob(".securebuild-vendor-*"),
-            wheelhouse.with_name(f".{wheelhouse.name}.old"),
+            *([old] if lockfile.is_wheelhouse(old) else []),
         ]
         for path in leftovers:
             if path.is_dir() and not path.is_symlink():

@@ -103,6 +103,32 @@ def test_a_folder_with_a_manifest_of_its_own_is_not_a_wheelhouse(
     assert not public.exists()
 
 
+def test_a_folder_named_like_the_previous_wheelhouse_is_left_alone(tmp_path: Path) -> None:
+    """`.NAME.old` beside the wheelhouse is where vendor keeps the previous one
+    while it swaps; a folder of the user's by that name is neither listed by clean
+    nor removed by vendor (which refuses to start), and vendor's own is."""
+    from securebuild_tasks.build import vendor
+    from securebuild_tasks.errors import SettingsError
+
+    project = tmp_path / "project"
+    (project / "build").mkdir(parents=True)
+    (project / "requirements.txt").write_text("six==1.16.0\n")
+    mine = project / ".build.old"
+    (mine / "important").mkdir(parents=True)
+    settings = resolve({}, environ={"SECUREBUILD_WHEELHOUSE": "build"}, cwd=project)
+    assert clean(settings, project, dry_run=False, local_only=True) == []
+    with pytest.raises(SettingsError, match=r"\.build\.old exists and was not made by"):
+        vendor(settings, cwd=project)
+    assert (mine / "important").is_dir()
+    (mine / "important").rmdir()
+    mine.rmdir()
+    _vendored(mine)
+    assert [i.kind for i in clean(settings, project, dry_run=False, local_only=True)] == [
+        "staging folder"
+    ]
+    assert not mine.exists()
+
+
 def test_linked_wheelhouse_is_left_alone(tmp_path: Path) -> None:
     """A wheelhouse that is a link to a folder elsewhere is neither listed nor emptied."""
     elsewhere = _vendored(tmp_path / "shared" / "wheels")
