@@ -230,11 +230,13 @@ def resolve(
 
     # The .env file's own location may come from any level but the .env itself.
     # The first level that sets it wins, even with "" (read no .env file).
-    env_file = next(
-        (level["env_file"] for level in (flags, env_values) if "env_file" in level),
-        merged["env_file"][0],
-    )
-    for name, value in _read_env_file(env_file, cwd).items():
+    typed = next((level["env_file"] for level in (flags, env_values) if "env_file" in level), None)
+    env_file = merged["env_file"][0] if typed is None else typed
+    # A typed name is the user's (read against the folder the command runs in, as
+    # every typed path is, and a missing one said); a written or default one may
+    # be absent.
+    where = Path.cwd() if typed is not None else cwd
+    for name, value in _read_env_file(env_file, where, required=typed is not None).items():
         if name == "env_file":
             raise SettingsError(
                 f"{ENV_PREFIX}ENV_FILE in {env_file} cannot move the .env file it is in",
@@ -322,8 +324,11 @@ def _prefixed(source: Mapping[str, str | None], origin: str) -> dict[str, str]:
     return found
 
 
-def _read_env_file(env_file: Any, cwd: str | os.PathLike[str] | None) -> dict[str, str]:
-    """Read ``SECUREBUILD_*`` values of a .env file; a missing file is no error."""
+def _read_env_file(
+    env_file: Any, cwd: str | os.PathLike[str] | None, required: bool = False
+) -> dict[str, str]:
+    """Read ``SECUREBUILD_*`` values of a .env file; a missing file is no error
+    unless ``required`` (the user named it)."""
     if not isinstance(env_file, str) or not env_file:
         return {}
     try:
@@ -345,6 +350,11 @@ def _read_env_file(env_file: Any, cwd: str | os.PathLike[str] | None) -> dict[st
             )
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
+        if required:
+            raise SettingsError(
+                f"the .env file {shown} does not exist",
+                hint=f"fix {ENV_PREFIX}ENV_FILE, or leave it unset",
+            ) from None
         return {}
     except (OSError, ValueError) as exc:  # ValueError: undecodable, or a NUL in the path
         raise SettingsError(

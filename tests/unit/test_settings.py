@@ -246,8 +246,9 @@ def test_dotenv_that_is_a_directory_is_settings_error(tmp_path: Path) -> None:
     assert str(tmp_path / ".env") in str(info.value)
 
 
-def test_env_file_moved_by_environment(tmp_path: Path) -> None:
+def test_env_file_moved_by_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """SECUREBUILD_ENV_FILE makes resolve read that file instead of .env."""
+    monkeypatch.chdir(tmp_path)
     _write_dotenv(tmp_path, "SECUREBUILD_TAG=default-dotenv\n")
     _write_dotenv(tmp_path, "SECUREBUILD_TAG=moved\n", name="conf/build.env")
     settings = resolve({}, environ={"SECUREBUILD_ENV_FILE": "conf/build.env"}, cwd=tmp_path)
@@ -255,8 +256,11 @@ def test_env_file_moved_by_environment(tmp_path: Path) -> None:
     assert settings.env_file == "conf/build.env"
 
 
-def test_env_file_moved_by_flag_beats_environment(tmp_path: Path) -> None:
+def test_env_file_moved_by_flag_beats_environment(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """An --env-file flag beats SECUREBUILD_ENV_FILE for where the .env file is."""
+    monkeypatch.chdir(tmp_path)
     _write_dotenv(tmp_path, "SECUREBUILD_TAG=from-environ-file\n", name="environ.env")
     _write_dotenv(tmp_path, "SECUREBUILD_TAG=from-flag-file\n", name="flag.env")
     settings = resolve(
@@ -267,6 +271,24 @@ def test_env_file_moved_by_flag_beats_environment(tmp_path: Path) -> None:
     )
     assert settings.tag == "from-flag-file"
     assert settings.env_file == "flag.env"
+
+
+def test_a_typed_env_file_is_read_from_where_the_command_runs_and_must_exist(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """SECUREBUILD_ENV_FILE, typed like every path in the environment, is read
+    against the folder the command runs in (under `inv`, a subfolder of the
+    project), and one that is not there is said, not passed over."""
+    sub = tmp_path / "sub" / "deep"
+    sub.mkdir(parents=True)
+    _write_dotenv(sub, "SECUREBUILD_TAG=dev\n", name=".env.dev")
+    monkeypatch.chdir(sub)
+    settings = resolve({}, environ={"SECUREBUILD_ENV_FILE": ".env.dev"}, cwd=tmp_path)
+    assert settings.tag == "dev"
+    with pytest.raises(SettingsError, match=r"the \.env file .*nope\.env does not exist"):
+        resolve({}, environ={"SECUREBUILD_ENV_FILE": "nope.env"}, cwd=tmp_path)
+    # The default .env, or one the config names, may be absent.
+    assert resolve({"env_file": "absent.env"}, environ={}, cwd=tmp_path).tag == "latest"
 
 
 def test_env_file_moved_by_config(tmp_path: Path) -> None:
