@@ -427,6 +427,9 @@ def _to_bool(value: Any) -> bool:
 
 def _to_mapping(value: Any) -> dict[str, str]:
     if isinstance(value, Mapping):
+        # YAML's null, a list or a map is no value: "None" would reach the build.
+        if any(v is None or isinstance(v, (Mapping, list, tuple)) for v in value.values()):
+            raise ValueError(value)
         return {str(k): str(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
         items = [str(v) for v in value]

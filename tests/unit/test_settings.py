@@ -857,3 +857,14 @@ def test_a_env_file_that_is_a_pipe_is_refused_not_waited_on(tmp_path: Path) -> N
     os.mkfifo(tmp_path / ".env")
     with pytest.raises(SettingsError, match=r"is not a regular file \(a pipe, device or socket\)"):
         resolve({}, environ={}, cwd=tmp_path)
+
+
+@pytest.mark.parametrize("value", [None, ["a"], {"b": "c"}])
+def test_a_build_arg_or_secret_without_a_plain_value_is_refused(
+    tmp_path: Path, value: object
+) -> None:
+    """`A:` with no value in YAML (null), a list or a map: refused in one line, not
+    passed on as the text "None" or a Python repr."""
+    for name in ("build_args", "secrets"):
+        with pytest.raises(SettingsError, match=f"setting {name} from invoke config"):
+            resolve({name: {"A": value}}, environ={}, cwd=tmp_path)
