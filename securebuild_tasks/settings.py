@@ -368,13 +368,19 @@ def _read_env_file(
     # python-dotenv only warns about lines it cannot parse; a build with a
     # half-read .env is worse than a clear stop, so check first.
     for binding in parse_stream(io.StringIO(text)):
+        # dotenv counts from the end of the previous entry; skip the blank lines.
+        raw = binding.original.string
+        line = binding.original.line + raw[: len(raw) - len(raw.lstrip())].count("\n")
         if binding.error:
-            # dotenv counts from the end of the previous entry; skip the blank lines.
-            raw = binding.original.string
-            line = binding.original.line + raw[: len(raw) - len(raw.lstrip())].count("\n")
             raise SettingsError(
                 f"cannot parse {path} line {line}",
                 hint="write KEY=VALUE, quote values with spaces or '#'",
+            )
+        if binding.value is None and (binding.key or "").upper().startswith(ENV_PREFIX):
+            # A bare name would erase what an earlier line set.
+            raise SettingsError(
+                f"{path} line {line} names {binding.key} without a value",
+                hint=f"write {binding.key}=VALUE, or remove the line",
             )
     # interpolate=False: values are taken literally, "$(...)" and "${X}" included.
     # From the text already read: the file is read once.

@@ -868,3 +868,15 @@ def test_a_build_arg_or_secret_without_a_plain_value_is_refused(
     for name in ("build_args", "secrets"):
         with pytest.raises(SettingsError, match=f"setting {name} from invoke config"):
             resolve({name: {"A": value}}, environ={}, cwd=tmp_path)
+
+
+def test_a_bare_name_in_the_env_file_is_refused(tmp_path: Path) -> None:
+    """`SECUREBUILD_TAG` alone on a line would erase the value an earlier line set."""
+    _write_dotenv(tmp_path, "SECUREBUILD_TAG=v1\n\nSECUREBUILD_TAG\n")
+    with pytest.raises(SettingsError) as refused:
+        resolve({}, environ={}, cwd=tmp_path)
+    assert refused.value.message == (
+        f"{tmp_path / '.env'} line 3 names SECUREBUILD_TAG without a value"
+    )
+    _write_dotenv(tmp_path, "SECUREBUILD_TAG=v1\nOTHER_TOOL_FLAG\n")  # not ours: left alone
+    assert resolve({}, environ={}, cwd=tmp_path).tag == "v1"
