@@ -14,7 +14,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from .build import template_path
+from .build import ignore_file, template_path
 from .errors import SecurebuildError, SettingsError
 from .settings import ENV_PREFIX, HELP, defaults, is_image_ref
 
@@ -103,11 +103,16 @@ def init_project(
                 f"{directory / name} is not a file, so init cannot write it",
                 hint="move it away, then run init again",
             )
-    existing = _read_dockerignore(directory / ".dockerignore")
+    # The ignore file BuildKit will read for this Dockerfile (Dockerfile.dockerignore
+    # when there is one), through a link to a shared one.
+    ignores = ignore_file(directory, directory / "Dockerfile")
+    if ignores.is_symlink():
+        ignores = ignores.resolve()
+    existing = _read_dockerignore(ignores)
     results = [
         _write(directory / "Dockerfile", render_dockerfile(base, entry), force),
         _write(directory / ".env.example", env_example(), force),
-        _dockerignore(directory / ".dockerignore", existing),
+        _dockerignore(ignores, existing),
     ]
     # A tasks.py is the project's own code: kept even with force.
     results.append(_write(directory / "tasks.py", TASKS_PY, force=False))
@@ -161,9 +166,9 @@ def _replace(path: Path, text: str) -> None:
         ) from None
 
 
-def _read_dockerignore(path: Path) -> list[str]:
+def _read_dockerignore(path: Path) -> str:
     try:
-        return path.read_text(encoding="utf-8").splitlines() if path.exists() else []
+        return path.read_bytes().decode("utf-8") if path.exists() else ""
     except UnicodeDecodeError:
         raise SettingsError(
             f"{path} is not UTF-8 text, so init cannot add its lines to it",
@@ -176,11 +181,13 @@ def _read_dockerignore(path: Path) -> list[str]:
         ) from None
 
 
-def _dockerignore(path: Path, existing: list[str]) -> Written:
+def _dockerignore(path: Path, text: str) -> Written:
+    existing = text.splitlines()
     missing = [entry for entry in DOCKERIGNORE_ENTRIES if entry not in existing]
     if not missing:
         return Written(path, "kept")
     block = ["# Added by securebuild-tasks: keys, tokens and .env stay out of builds."]
     lines = [*existing, *([""] if existing else []), *block, *missing]
-    _replace(path, "\n".join(lines) + "\n")
+    newline = "\r\n" if "\r\n" in text else "\n"  # the file's own line ends
+    _replace(path, newline.join(lines) + newline)
     return Written(path, "updated" if existing else "created")

@@ -149,3 +149,29 @@ def test_init_keeps_a_dangling_link_and_survives_a_folder_in_its_way(tmp_path: P
     assert "Traceback" not in blocked.stderr
     assert "cannot write" in blocked.stderr.strip().splitlines()[-1]
     assert (other / ".Dockerfile.securebuild-tmp").is_dir()
+
+
+def test_init_adds_its_lines_to_the_ignore_file_buildkit_reads(tmp_path: Path) -> None:
+    """A .dockerignore that links to a shared file gains the lines in that file,
+    with its own line ends, and stays a link; with a Dockerfile.dockerignore,
+    which BuildKit reads instead, that one gains them and no .dockerignore is made."""
+    shared = tmp_path / "shared.dockerignore"
+    shared.write_bytes(b"node_modules\r\n")
+    project = tmp_path / "project"
+    project.mkdir()
+    (project / ".dockerignore").symlink_to(shared)
+    done = _init(project)
+    assert done.returncode == 0, done.stderr
+    assert (project / ".dockerignore").is_symlink()
+    data = shared.read_bytes()
+    assert data.startswith(b"node_modules\r\n")
+    assert b".env\r\n" in data
+    assert b"\n" not in data.replace(b"\r\n", b"")
+
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "Dockerfile.dockerignore").write_text("dist\n")
+    done = _init(other)
+    assert done.returncode == 0, done.stderr
+    assert ".env" in (other / "Dockerfile.dockerignore").read_text().splitlines()
+    assert not (other / ".dockerignore").exists()
