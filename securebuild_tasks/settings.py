@@ -232,11 +232,9 @@ def resolve(
     # The first level that sets it wins, even with "" (read no .env file).
     typed = next((level["env_file"] for level in (flags, env_values) if "env_file" in level), None)
     env_file = merged["env_file"][0] if typed is None else typed
-    # A typed name is the user's (read against the folder the command runs in, as
-    # every typed path is, and a missing one said); a written or default one may
-    # be absent.
-    where = Path.cwd() if typed is not None else cwd
-    for name, value in _read_env_file(env_file, where, required=typed is not None).items():
+    # Read against the project's folder wherever it is named (the context check
+    # looks for it there too); one the user typed must exist, the default may not.
+    for name, value in _read_env_file(env_file, cwd, required=typed is not None).items():
         if name == "env_file":
             raise SettingsError(
                 f"{ENV_PREFIX}ENV_FILE in {env_file} cannot move the .env file it is in",
