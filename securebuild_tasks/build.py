@@ -54,6 +54,7 @@ from .hostkeys import default_known_hosts, explain_ssh_failure, select_known_hos
 from .index import IndexCredentials, index_credentials, index_netloc
 from .keys import ForwardedKey, KeySource, NoKeySource, choose_key_source
 from .requirements import (
+    Option,
     Requirements,
     check_hash_mode,
     parse_requirements,
@@ -310,13 +311,17 @@ def _build_args(dockerfile: Path, settings: Settings, **wanted: str) -> dict[str
     return args
 
 
+def _file_options(requirements: Requirements) -> Iterator[Option]:
+    """Every option of the file's option lines, each read as pip reads it."""
+    for line in requirements.options:
+        yield from split_options(line)
+
+
 def _file_index_options(requirements: Requirements) -> list[str]:
-    """The file's options that set its index, as written (``-i``, ``--index``, ...),
-    each option of each line read as pip reads it."""
+    """The file's options that set its index, as written (``-i``, ``--index``, ...)."""
     return [
         option.written
-        for line in requirements.options
-        for option in split_options(line)
+        for option in _file_options(requirements)
         if option.name == "--index-url" and option.value.strip()
     ]
 
@@ -673,6 +678,8 @@ def _one_index(requirements: Requirements, secrets: dict[str, Path]) -> None:
 
 #: Where pip looks when nothing says otherwise.
 _PYPI = "https://pypi.org/simple"
+#: A URL's scheme and host, which are case-insensitive (its path is not).
+_SCHEME_HOST = re.compile(r"[a-z][a-z0-9+.-]*://[^/]*", re.I)
 
 
 def _file_sources(requirements: Requirements) -> dict[str, list[str]]:
@@ -680,12 +687,11 @@ def _file_sources(requirements: Requirements) -> dict[str, list[str]]:
     `split_options`); an empty value is no value, as pip takes it."""
     kinds = {"--index-url": "index", "--extra-index-url": "extra", "--find-links": "links"}
     found: dict[str, list[str]] = {"index": [], "extra": [], "links": [], "no-index": []}
-    for line in requirements.options:
-        for option in split_options(line):
-            if option.name == "--no-index":
-                found["no-index"].append(option.name)
-            elif option.name in kinds and option.value.strip():
-                found[kinds[option.name]].append(option.value.strip())
+    for option in _file_options(requirements):
+        if option.name == "--no-index":
+            found["no-index"].append(option.name)
+        elif option.name in kinds and option.value.strip():
+            found[kinds[option.name]].append(option.value.strip())
     return found
 
 
@@ -709,8 +715,8 @@ def pip_sources(requirements: Requirements, secrets: dict[str, Path], index_url:
     found: list[str] = []
     for url in [*indexes, *config.get("find-links", []), *named["links"]]:
         plain = str(_without_credentials(url)).rstrip("/")
-        scheme_host = re.match(r"[a-z][a-z0-9+.-]*://[^/]*", plain, re.I)
-        if scheme_host:  # scheme and host name are case-insensitive, the path is not
+        scheme_host = _SCHEME_HOST.match(plain)
+        if scheme_host:
             plain = scheme_host.group().lower() + plain[scheme_host.end() :]
         if plain and plain not in found:
             found.append(plain)
@@ -719,7 +725,7 @@ def pip_sources(requirements: Requirements, secrets: dict[str, Path], index_url:
 
 def _shown(source: str) -> str:
     """A place pip looks, for a message: its scheme and host (a path may hold a token)."""
-    scheme_host = re.match(r"[a-z][a-z0-9+.-]*://[^/]*", source, re.I)
+    scheme_host = _SCHEME_HOST.match(source)
     return scheme_host.group() if scheme_host else "a local folder"
 
 

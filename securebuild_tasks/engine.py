@@ -416,12 +416,18 @@ class ImageInfo:
     tags: tuple[str, ...] = field(default_factory=tuple)
 
 
-def inspect_image(ref: str, engine_docker: str = "docker") -> ImageInfo:
-    """Return id and size of a freshly built ``ref``: from the engine's socket, else the CLI."""
+def _inspect(ref: str, engine_docker: str) -> dict[str, Any]:
+    """``ref``'s inspect answer: from the engine's socket, else the CLI (which
+    raises `EngineError` when the engine has no such image)."""
     socket_path = engine_socket()
     attrs = inspect_over_socket(socket_path, ref) if socket_path else None
+    return attrs or inspect_with_cli(engine_docker, ref)
+
+
+def inspect_image(ref: str, engine_docker: str = "docker") -> ImageInfo:
+    """Return id and size of a freshly built ``ref``: from the engine's socket, else the CLI."""
     try:
-        attrs = attrs or inspect_with_cli(engine_docker, ref)
+        attrs = _inspect(ref, engine_docker)
     except EngineError:
         raise EngineError(
             f"image {ref} was not found after the build",
@@ -528,12 +534,9 @@ def image_user(engine: Engine, ref: str, platform: str = "", out: IO[str] | None
     """
 
     def inspect() -> dict[str, Any] | None:
-        socket_path = engine_socket()
-        found = inspect_over_socket(socket_path, ref) if socket_path else None
-        if found is None:
-            with contextlib.suppress(EngineError):
-                found = inspect_with_cli(engine.docker, ref)
-        return found
+        with contextlib.suppress(EngineError):
+            return _inspect(ref, engine.docker)
+        return None
 
     attrs = inspect()
     if attrs is None:

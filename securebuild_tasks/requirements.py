@@ -234,11 +234,6 @@ def _logical_lines(text: str) -> list[tuple[int, str]]:
     return lines
 
 
-def option_name(line: str) -> str:
-    """The option a file-level option line sets (``--index-url`` of ``--index-url=URL``)."""
-    return re.split(r"[=\s]", line, maxsplit=1)[0]
-
-
 #: pip's requirement-file options (pip/_internal/req/req_file.py): its long names,
 #: the short names that stand for them, and those that take a value.
 _PIP_LONG = (
@@ -299,7 +294,7 @@ def split_options(line: str) -> list[Option]:
             known = [name for name in _PIP_LONG if name.startswith(written)]
             name = written if written in _PIP_LONG else (known[0] if len(known) == 1 else written)
         elif word.startswith("-"):
-            written, value, equals = word[:2], word[2:], ""
+            written, value = word[:2], word[2:]  # a short option's value may be attached
             name = _PIP_SHORT.get(written, written)
             equals = "=" if value else ""
         else:
