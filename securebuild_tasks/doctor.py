@@ -8,8 +8,6 @@ never disagree about what is wrong.
 from __future__ import annotations
 
 import re
-import stat
-import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,7 +28,7 @@ from .build import (
 from .engine import Engine, detect_engine, ping
 from .errors import SecurebuildError
 from .index import index_credentials, index_netloc
-from .keys import FileKeySource, choose_key_source, keyring_backend
+from .keys import choose_key_source, keyring_backend
 from .requirements import Requirements
 from .settings import Settings
 
@@ -140,13 +138,6 @@ def _key_source(settings: Settings, chosen: list[str]) -> str:
     source = choose_key_source(settings)
     chosen.append(source.name)
     source.check()
-    if isinstance(source, FileKeySource) and sys.platform != "win32":
-        mode = stat.S_IMODE(source.path().stat().st_mode)
-        if mode & 0o077:
-            raise SecurebuildError(
-                f"key file {source.path()} can be read by other users (mode {mode:o})",
-                hint=f"chmod 600 {source.path()}",
-            )
     detail = {"agent": "the ssh-agent", "keyring": "the OS keyring", "file": "a key file"}
     return f"{source.name}: {detail[source.name]} is usable"
 

@@ -23,6 +23,7 @@ import getpass
 import hashlib
 import os
 import socket
+import stat
 import sys
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator
@@ -287,6 +288,7 @@ class FileKeySource(KeySource):
     def __init__(self, settings: Settings) -> None:
         super().__init__(settings)
         self._data: bytes | None = None
+        self._status: os.stat_result | None = None
 
     def path(self) -> Path:
         """The configured key file."""
@@ -312,7 +314,10 @@ class FileKeySource(KeySource):
     def _read_file(self) -> bytes:
         path = self.path()
         try:
-            return path.read_bytes()
+            with path.open("rb") as file:
+                # The mode of the file read, not of whatever the path names later.
+                self._status = os.fstat(file.fileno())
+                return file.read()
         except FileNotFoundError:
             raise KeySourceError(
                 f"key file {path} does not exist", hint="fix securebuild.key_file"
@@ -335,7 +340,25 @@ class FileKeySource(KeySource):
                 " key block)",
                 hint="give the private half (e.g. id_ed25519), not the .pub file",
             )
+        self._refuse_loose_permissions()
         certificate_beside(self.path())
+
+    def _refuse_loose_permissions(self) -> None:
+        """Refuse a key file of the user's that other users may read, as ssh and
+        ssh-add do ("UNPROTECTED PRIVATE KEY FILE"): such a key has to be taken
+        as known to them. A file another user owns (a deploy key root keeps, a
+        mounted secret) is theirs to protect, as ssh sees it too. Windows has no
+        such mode bits."""
+        status = self._status
+        if sys.platform == "win32" or status is None or status.st_uid != os.getuid():
+            return
+        mode = stat.S_IMODE(status.st_mode)
+        if mode & 0o077:
+            raise KeySourceError(
+                f"key file {self.path()} can be read by other users (mode {mode:o}), so ssh"
+                " would refuse it too",
+                hint=f"chmod 600 {self.path()}",
+            )
 
     def _with_certificate(self, key: LoadedKey) -> LoadedKey:
         """``key`` with the certificate beside its file, as ssh and ssh-add take it."""
@@ -356,6 +379,7 @@ class FileKeySource(KeySource):
     def forward(self, workdir: Path) -> Iterator[ForwardedKey]:
         label = f"key file {self.path()}"
         data = self._read()
+        self._refuse_loose_permissions()
         from_keyring: list[bool] = []
 
         def passphrase() -> bytes:

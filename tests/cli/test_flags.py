@@ -484,7 +484,7 @@ def test_a_key_file_that_can_be_read_once(recorded: tuple[Path, dict[str, str]])
     _fetch_over_ssh(project, env)
     key = Path(env["SECUREBUILD_KEY_FILE"])
     fifo = key.with_name("key-fifo")
-    os.mkfifo(fifo)
+    os.mkfifo(fifo, 0o600)  # as `<(pass show key)` makes it
 
     def serve() -> None:  # the key on the first read, nothing on any after it
         for data in (key.read_bytes(), b""):

@@ -6,7 +6,9 @@ Secret Service is exercised by the integration tests.
 
 from __future__ import annotations
 
+import os
 import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -424,15 +426,47 @@ def test_unreadable_key_file_names_the_reason(
     the refusal is simulated at the read)."""
     key = make_key(tmp_path, "locked")
 
-    def refuse(self: Path) -> bytes:
+    def refuse(self: Path, *args: object, **kwargs: object) -> bytes:
         raise PermissionError(13, "Permission denied", str(self))
 
-    monkeypatch.setattr(Path, "read_bytes", refuse)
+    monkeypatch.setattr(Path, "open", refuse)
     with pytest.raises(KeySourceError) as info:
         FileKeySource(Settings(key_file=str(key.private))).forward(tmp_path).__enter__()
     assert str(info.value) == (
         f"cannot read key file {key.private} (Permission denied): check the file's permissions"
     )
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="Windows keeps no Unix mode bits")
+@pytest.mark.parametrize("mode", [0o644, 0o640, 0o604, 0o660])
+def test_a_key_file_others_may_read_is_refused_as_ssh_does(tmp_path: Path, mode: int) -> None:
+    """A key file of the user's that the group or anyone may read is refused before
+    a byte of it is used, with the chmod that fixes it; 0600 and 0400 load."""
+    key = make_key(tmp_path, "loose")
+    key.private.chmod(mode)
+    source = FileKeySource(Settings(key_file=str(key.private)))
+    with pytest.raises(KeySourceError) as info:
+        source.check()
+    assert str(info.value) == (
+        f"key file {key.private} can be read by other users (mode {mode:o}), so ssh would"
+        f" refuse it too: chmod 600 {key.private}"
+    )
+    for safe in (0o600, 0o400):
+        key.private.chmod(safe)
+        FileKeySource(Settings(key_file=str(key.private))).check()
+
+
+@pytest.mark.skipif(not hasattr(os, "getuid") or os.getuid() != 0, reason="needs root to chown")
+def test_a_key_file_another_user_owns_is_theirs_to_protect(tmp_path: Path) -> None:
+    """As with ssh, the mode of a key file another user owns (a mounted secret, a
+    deploy key an admin keeps) is not held against the user reading it."""
+    key = make_key(tmp_path, "theirs")
+    key.private.chmod(0o644)
+    os.chown(key.private, 65534, 65534)
+    loaded = load_private_key(
+        FileKeySource(Settings(key_file=str(key.private)))._read(), str(key.private), _never
+    )
+    assert loaded.fingerprint == _fingerprint(Path(f"{key.private}.pub"))
 
 
 def test_passphrase_that_is_not_utf8_stores_nothing(
@@ -578,7 +612,8 @@ def test_a_certificate_leaves_the_agent_with_its_key(tmp_path: Path) -> None:
     key = make_key(tmp_path / "keys", "deploy")
     ca = make_key(tmp_path / "ca", "ca")
     run("ssh-keygen", "-q", "-s", str(ca.private), "-I", "deploy", f"{key.private}.pub")
-    source = FileKeySource(Settings(key_source="file", key_file=str(key.private), key_lifetime=1))
+    # Long enough for the first listing to come before it ends on a loaded machine.
+    source = FileKeySource(Settings(key_source="file", key_file=str(key.private), key_lifetime=4))
     workdir = tmp_path / "work"
     workdir.mkdir(mode=0o700)
     with source.forward(workdir) as forwarded:
