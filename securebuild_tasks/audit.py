@@ -627,20 +627,20 @@ def audit_data_root(docker: str, needles: list[bytes]) -> list[Finding]:
     if not needles:
         return []
     grep = shutil.which("grep")
-    if grep:
-        # GNU/BSD grep's multi-string matcher reads hundreds of MB a second.
-        with private_workdir() as workdir:
-            patterns = workdir / "needles"
-            patterns.write_bytes(b"\n".join(needles) + b"\n")
-            done = subprocess.run(
-                [grep, "-r", "-l", "-a", "-F", "-f", str(patterns), "--no-messages", root],
-                capture_output=True,
-                text=True,
-                check=False,
-                stdin=subprocess.DEVNULL,
-            )
+    if grep and os.path.exists("/dev/stdin"):
+        # GNU/BSD grep's multi-string matcher reads hundreds of MB a second. The
+        # needles are pieces of the key: grep reads them from a pipe, never a
+        # file, so no signal or crash can leave them on disk.
+        done = subprocess.run(
+            [grep, "-r", "-l", "-a", "-F", "-f", "/dev/stdin", "--no-messages", root],
+            input=b"\n".join(needles) + b"\n",
+            capture_output=True,
+            check=False,
+        )
         return [
-            Finding(f"data root: {line}", _KEY_BYTES) for line in done.stdout.splitlines() if line
+            Finding(f"data root: {os.fsdecode(line)}", _KEY_BYTES)
+            for line in done.stdout.splitlines()
+            if line
         ]
     findings = []
     for directory, _, files in os.walk(root):
@@ -674,6 +674,9 @@ def run_audit(
     the project in ``cwd`` builds on."""
     from .build import base_image, resolve_context
     from .engine import docker_client
+    from .index import adopt_env_token
+
+    adopt_env_token()  # the docker queries below inherit this process's environment
 
     try:
         base = base_image(settings, cwd, resolve_context(settings, cwd))

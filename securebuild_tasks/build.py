@@ -51,7 +51,7 @@ from .errors import (
     read_bytes,
 )
 from .hostkeys import default_known_hosts, explain_ssh_failure, select_known_hosts
-from .index import IndexCredentials, index_credentials, index_netloc
+from .index import IndexCredentials, adopt_env_token, index_credentials, index_netloc
 from .keys import ForwardedKey, KeySource, NoKeySource, choose_key_source
 from .requirements import (
     Option,
@@ -1118,6 +1118,7 @@ def _engine_still_there(engine: Engine, exc: BuildError) -> None:
 
 def build_image(settings: Settings, *, cwd: Path, out: IO[str] | None = None) -> BuildResult:
     """Build the image (offline from the wheelhouse when there is one)."""
+    adopt_env_token()  # before the first docker query starts: see adopt_env_token
     # The engine's detection runs while the inputs are read (see EngineProbe).
     with EngineProbe(settings.docker, settings.builder) as probe:
         plan = plan_build(settings, cwd)
@@ -1136,6 +1137,7 @@ def build_image(settings: Settings, *, cwd: Path, out: IO[str] | None = None) ->
 
 def lock(settings: Settings, *, cwd: Path, out: IO[str] | None = None) -> Path:
     """Resolve the lock input inside the target image; write the lock file."""
+    adopt_env_token()
     # A work dir with this process as its owner: another run's reaper leaves it
     # alone however long the resolution takes, and removes it if this run is killed.
     with private_workdir() as tmp:
@@ -1158,6 +1160,7 @@ def lock(settings: Settings, *, cwd: Path, out: IO[str] | None = None) -> Path:
 
 def vendor(settings: Settings, *, cwd: Path, out: IO[str] | None = None) -> Path:
     """Build wheels for the lock and replace the wheelhouse with them, with a manifest."""
+    adopt_env_token()
     context = resolve_context(settings, cwd)
     if not settings.wheelhouse:
         raise SettingsError(

@@ -335,6 +335,9 @@ def clean(
     """
     import docker.errors
 
+    from .index import adopt_env_token
+
+    adopt_env_token()  # the docker queries below inherit this process's environment
     items = [] if local_only else engine_items(settings, cwd)
     items = local_items(settings, cwd) + items
     if not local_only and settings.buildx_builder and kept is not None:

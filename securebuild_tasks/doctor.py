@@ -27,8 +27,8 @@ from .build import (
 )
 from .engine import Engine, detect_engine, ping
 from .errors import SecurebuildError
-from .index import index_credentials, index_netloc
-from .keys import choose_key_source, keyring_backend
+from .index import adopt_env_token, index_credentials, index_netloc
+from .keys import backend_name, choose_key_source, keyring_backend
 from .requirements import Requirements
 from .settings import Settings
 
@@ -61,6 +61,7 @@ def _attempt(name: str, action: Callable[[], str]) -> Check:
 
 def run_checks(settings: Settings, cwd: Path) -> list[Check]:
     """Run every check; never raises for what it checks."""
+    adopt_env_token()  # before the first docker query starts: see adopt_env_token
     checks: list[Check] = []
     found: dict[str, Engine] = {}
 
@@ -144,7 +145,10 @@ def _key_source(settings: Settings, chosen: list[str]) -> str:
 
 def _keyring(settings: Settings) -> str:
     backend = keyring_backend(settings)
-    return f"{type(backend).__module__}.{type(backend).__name__} (priority {backend.priority})"
+    name = backend_name(backend)
+    if name == type(backend).__name__:
+        name = f"{type(backend).__module__}.{name}"
+    return f"{name} (priority {backend.priority})"
 
 
 def _known_hosts(settings: Settings, requirements: Requirements) -> str:

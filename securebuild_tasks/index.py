@@ -235,7 +235,7 @@ def _same_origin_opener() -> Any:
 def _read_keyring(creds: IndexCredentials) -> str | None:
     from keyring.errors import KeyringError
 
-    from .keys import keyring_backend
+    from .keys import backend_name, keyring_backend
 
     backend = keyring_backend(creds.settings)
     try:
@@ -244,7 +244,7 @@ def _read_keyring(creds: IndexCredentials) -> str | None:
         )
     except KeyringError as exc:
         raise KeySourceError(
-            f"the keyring ({type(backend).__name__}) refused to read {creds.where}:"
+            f"the keyring ({backend_name(backend)}) refused to read {creds.where}:"
             f" {exc.__class__.__name__}",
             hint="unlock the keyring and try again",
         ) from None

@@ -243,7 +243,7 @@ class KeyringKeySource(KeySource):
             value: str | None = backend.get_password(self.settings.keyring_service, entry)
         except KeyringError as exc:
             raise KeySourceError(
-                f"the keyring ({type(backend).__name__}) refused to read "
+                f"the keyring ({backend_name(backend)}) refused to read "
                 f"{self.settings.keyring_service}/{entry}: {exc.__class__.__name__}",
                 hint="unlock the keyring and try again",
             ) from None
@@ -668,7 +668,11 @@ def keyring_backend(settings: Settings) -> Any:
             hint="fix or unset it (`keyring --list-backends` lists those installed),"
             " or use key_source=agent",
         ) from None
-    if isinstance(backend, fail.Keyring) or backend.priority <= 0:
+    from keyring.backends.chainer import ChainerBackend
+
+    if isinstance(backend, ChainerBackend):
+        backend = _protecting_chain(backend.backends, settings)
+    if backend is None or isinstance(backend, fail.Keyring) or backend.priority <= 0:
         raise KeySourceError(
             "no keyring backend is available",
             hint="on Linux run a Secret Service (GNOME Keyring, KWallet, KeePassXC) and "
@@ -683,14 +687,61 @@ def keyring_backend(settings: Settings) -> Any:
     return backend
 
 
+def _protecting_chain(chained: list[Any], settings: Settings) -> Any:
+    """keyring's chainer, chosen when another backend is installed beside the OS
+    keyring (a cloud registry's credential helper, say), stores a secret in the
+    first chained backend that takes it, down to a plain-text file: its own
+    priority says nothing of where a secret lands. So the chain is judged by
+    its members: those that do not protect secrets are dropped unless allowed,
+    one member left is used as itself, and a chain whose members all decline
+    to store (credential helpers only read) says so rather than storing
+    nothing without a word, as keyring's chainer does."""
+    from keyring.backends.chainer import ChainerBackend
+
+    kept = [b for b in chained if b.priority >= 1 or settings.allow_insecure_keyring]
+    if not kept:
+        # The best of them is judged (and refused) as a backend of its own.
+        return chained[0] if chained else None
+    if len(kept) == 1:
+        return kept[0]
+
+    class ProtectingChain(ChainerBackend):
+        priority = max(b.priority for b in kept)
+        backends = kept
+        members = ", ".join(f"{type(b).__module__}.{type(b).__name__}" for b in kept)
+
+        def set_password(self, service: str, username: str, password: str) -> None:
+            for member in kept:
+                try:
+                    member.set_password(service, username, password)
+                except NotImplementedError:
+                    continue
+                return
+            raise NotImplementedError("none of the chained keyrings stores secrets")
+
+    return ProtectingChain()  # type: ignore[no-untyped-call]
+
+
+def backend_name(backend: Any) -> str:
+    """A keyring backend's class name, or a chain's members."""
+    members = getattr(backend, "members", None)
+    return f"a chain of {members}" if members else type(backend).__name__
+
+
+def _size_limit(backend: Any) -> int | None:
+    """The most characters ``backend`` (or any backend it chains) holds, if limited."""
+    members = backend.backends if getattr(backend, "members", None) else [backend]
+    limits = [_SIZE_LIMITS[type(b).__name__] for b in members if type(b).__name__ in _SIZE_LIMITS]
+    return min(limits, default=None)
+
+
 def store_secret(settings: Settings, entry: str, value: str) -> str:
     """Store ``value`` under ``entry``; return the backend's name. Checks size limits."""
     backend = keyring_backend(settings)
-    limit = _SIZE_LIMITS.get(type(backend).__name__)
+    limit = _size_limit(backend)
     if limit is not None and len(value) > limit:
         raise KeySourceError(
-            f"the key is {len(value)} characters and {type(backend).__name__} holds at most"
-            f" {limit}",
+            f"the key is {len(value)} characters and {backend_name(backend)} holds at most {limit}",
             hint="keep the key in a passphrase-protected file and store only its passphrase: "
             "`inv store-key --key-file PATH --passphrase-only`, then key_source=file",
         )
@@ -698,13 +749,19 @@ def store_secret(settings: Settings, entry: str, value: str) -> str:
 
     try:
         backend.set_password(settings.keyring_service, entry, value)
+    except NotImplementedError:
+        raise KeySourceError(
+            f"the keyring ({backend_name(backend)}) cannot store secrets, only read them",
+            hint="make the OS keyring the one keyring uses (`keyring --list-backends`),"
+            " or use key_source=agent",
+        ) from None
     except (KeyringError, OSError, RuntimeError) as exc:
         raise KeySourceError(
-            f"the keyring ({type(backend).__name__}) refused to store "
+            f"the keyring ({backend_name(backend)}) refused to store "
             f"{settings.keyring_service}/{entry}: {exc.__class__.__name__}",
             hint="unlock the keyring, or keep the key in a passphrase-protected file",
         ) from None
-    return type(backend).__name__
+    return backend_name(backend)
 
 
 def delete_secret(settings: Settings, entry: str) -> bool:

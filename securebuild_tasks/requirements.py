@@ -14,13 +14,14 @@ from urllib.parse import urlsplit
 
 from .errors import RequirementsError
 from .settings import QUERY_SECRET as _QUERY_SECRET
+from .settings import SLASHED_USERINFO
 
 # Per-requirement options pip accepts after a requirement on the same line.
 _LINE_OPTION = re.compile(r"\s(?:--(?:hash|config-settings|global-option)[=\s]|-C\s?)\S+")
 # Credentials in a URL ("https://user:token@host"): the requirements file is
 # copied into the build, so they would end up in a layer.
 _URL_CREDENTIALS = re.compile(
-    r"[a-z][a-z0-9+.-]*://[^/\s@]+:[^/\s@]+@"
+    rf"[a-z][a-z0-9+.-]*://(?:[^/\s@]+:[^/\s@]+@|{SLASHED_USERINFO})"
     # Over http(s) a user name alone is a token too ("https://TOKEN@host"); over
     # SSH it is only the login ("git@host"), which is allowed.
     r"|\bhttps?://[^/\s@]+@",

@@ -38,8 +38,16 @@ _IMAGE_REF = re.compile(
     _IMAGE_NAME.pattern.rstrip("$") + r"(?::[A-Za-z0-9_][A-Za-z0-9_.-]{0,127})?"
     r"(?:@sha256:[0-9a-f]{64})?$"
 )
-# "scheme://user:token@" or "scheme://token@" in a URL.
-_URL_CREDENTIALS = re.compile(r"[a-z][a-z0-9+.-]*://[^/\s@]+@", re.IGNORECASE)
+# "scheme://user:token@" or "scheme://token@" in a URL, also where the token
+# holds a "/" (base64 does): "user:" then anything up to an "@", unless what
+# follows the ":" is a port ("host:8080/path@ref" is a URL with a git ref).
+SLASHED_USERINFO = r"[^/\s@:]+:(?!\d+(?:/|$))[^\s@]*@"
+_URL_CREDENTIALS = re.compile(
+    rf"[a-z][a-z0-9+.-]*://(?:[^/\s@]+@|{SLASHED_USERINFO})", re.IGNORECASE
+)
+# What a name typed with a typo looks like; anything else is echoed by no message,
+# since it may be a value typed in the wrong place ("KEY:dG9rZW4=" is a token).
+_NAME_LIKE = re.compile(r"^[A-Za-z0-9_.-]{1,40}$")
 _TAG = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")
 _NETWORK = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 _ONE_PLATFORM = r"[a-z0-9_]+/[a-z0-9_]+(/[a-z0-9_]+)?"
@@ -419,6 +427,11 @@ def _show(value: Any) -> str:
     return text if len(text) <= 60 else text[:57] + "..."
 
 
+def _show_name(name: str) -> str:
+    """A name for a message, or a word for one that may be a value typed in its place."""
+    return _show(name) if _NAME_LIKE.match(name) else "(not shown: it may hold a secret)"
+
+
 def _to_bool(value: Any) -> bool:
     if isinstance(value, bool):
         return value
@@ -549,7 +562,11 @@ def _validate(s: Settings, origins: Mapping[str, str]) -> None:
                 "put the index and its token in a pip.conf given as securebuild.pip_config",
             )
         if not _BUILD_ARG.match(arg):
-            raise bad("build_args", f"has an invalid build arg name {_show(arg)}")
+            raise bad(
+                "build_args",
+                f"has an invalid build arg name {_show_name(arg)}",
+                "use letters, digits and '_', not starting with a digit",
+            )
         if _SECRET_NAME.search(arg):
             raise bad(
                 "build_args",
@@ -574,7 +591,7 @@ def _validate(s: Settings, origins: Mapping[str, str]) -> None:
         if not _SECRET_ID.match(secret_id) or secret_id in RESERVED_SECRET_IDS:
             raise bad(
                 "secrets",
-                f"has an invalid or reserved secret id {_show(secret_id)}",
+                f"has an invalid or reserved secret id {_show_name(secret_id)}",
                 f"use letters, digits, '.', '_' or '-', and none of {RESERVED_SECRET_IDS}",
             )
         if not path:
@@ -589,7 +606,13 @@ def _validate_index(s: Settings, bad: Any) -> None:
         return
     from urllib.parse import urlsplit
 
-    if _URL_CREDENTIALS.search(s.index_url) or QUERY_SECRET.search(s.index_url):
+    # Any "@": an index URL has none of its own, and a token with a "/" in it, or
+    # a URL missing its "//", hides its user info from URL parsers.
+    if (
+        "@" in s.index_url
+        or _URL_CREDENTIALS.search(s.index_url)
+        or QUERY_SECRET.search(s.index_url)
+    ):
         raise bad(
             "index_url",
             "has credentials in it (user info, or a token in its query); the URL reaches the"

@@ -15,8 +15,11 @@ import hashlib
 import io
 import json
 import lzma
+import os
 import random
+import shutil
 import tarfile
+import tempfile
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -489,3 +492,32 @@ def test_a_key_block_with_its_longest_line_break_is_found_across_reads(
     docker = _image(images, [{"page.xml": longest.encode()}], base=0)
     found = _places(audit_image(docker, "app", needles=[], base_image=""))
     assert found == [("/page.xml", "a private key block")]
+
+
+def test_the_data_root_search_leaves_no_piece_of_the_key_on_disk(
+    tmp_path: Path, pem: bytes, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The key's pieces reach grep through a pipe: while grep searches (minutes on a
+    large data root, where a signal may end the audit) the temporary folder holds
+    nothing, and grep still finds the file that holds the key."""
+    root = tmp_path / "data-root"
+    (root / "overlay2" / "abc").mkdir(parents=True)
+    (root / "overlay2" / "abc" / "leaked").write_bytes(b"junk\n" + pem)
+    (root / "overlay2" / "abc" / "clean").write_bytes(b"nothing here\n")
+    docker = stand_in_docker(tmp_path / "docker", f"#!/bin/sh\necho {root}\n")
+    temp = tmp_path / "tmp"
+    temp.mkdir()
+    seen = tmp_path / "seen-by-grep"
+    real_grep = shutil.which("grep")
+    assert real_grep is not None
+    stand_in_docker(  # a grep that records what the temporary folder holds
+        tmp_path / "grep",
+        f'#!/bin/sh\nfind "{temp}" -type f -exec cat {{}} + > "{seen}"\nexec {real_grep} "$@"\n',
+    ).rename(tmp_path / "grep" / "bin" / "grep")
+    monkeypatch.setenv("PATH", f"{tmp_path / 'grep' / 'bin'}:{os.environ['PATH']}")
+    monkeypatch.setenv("TMPDIR", str(temp))
+    monkeypatch.setattr(tempfile, "tempdir", None)
+    found = audit.audit_data_root(str(docker), key_needles(pem))
+    assert [f.where for f in found] == [f"data root: {root / 'overlay2' / 'abc' / 'leaked'}"]
+    assert seen.exists() and seen.read_bytes() == b""
+    assert list(temp.iterdir()) == []

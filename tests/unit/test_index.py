@@ -55,6 +55,10 @@ def test_token_in_a_dotenv_file_is_refused(tmp_path: Path) -> None:
         (f"https://{TOKEN}@pypi.example.com/simple/", "credentials"),
         (f"https://gitlab.example.com/api/v4/simple/?private_token={TOKEN}", "credentials"),
         (f"https://pkgs.example.com/simple?x=1&sig={TOKEN}", "credentials"),
+        # User info a URL parser does not see as such: a "/" in the token, or no "//".
+        (f"https://__token__:{TOKEN[:10]}/{TOKEN[10:]}@pypi.example.com/simple/", "credentials"),
+        (f"https//deploy:{TOKEN}@pypi.example.com/simple/", "credentials"),
+        (f"__token__:{TOKEN}@pypi.example.com/simple/", "credentials"),
         ("ftp://pypi.example.com/simple/", "not an http(s) URL"),
         ("pypi.example.com/simple/", "not an http(s) URL"),
         ("https://pypi.example.com:99999/", "not an http(s) URL"),
@@ -65,7 +69,8 @@ def test_bad_index_urls_are_refused(url: str, phrase: str, tmp_path: Path) -> No
     with pytest.raises(SettingsError) as caught:
         resolve({}, environ={"SECUREBUILD_INDEX_URL": url}, cwd=tmp_path)
     assert phrase in caught.value.line()
-    assert TOKEN not in caught.value.line()
+    assert TOKEN[:10] not in caught.value.line()
+    assert TOKEN[10:] not in caught.value.line()
 
 
 def test_env_token_is_taken_out_of_the_environment(
@@ -240,3 +245,39 @@ def test_token_check_against_something_that_is_no_http_server(tmp_path: Path) ->
         assert not _creds_for(f"http://127.0.0.1:{listener.getsockname()[1]}/", tmp_path).refused()
     finally:
         listener.close()
+
+
+@pytest.mark.parametrize("entry", ["build_image", "lock", "vendor", "doctor", "audit"])
+def test_no_docker_child_of_the_python_api_inherits_the_token(
+    entry: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """The tasks take the token out of the environment before anything runs; the
+    functions a script calls directly do the same before their first docker query
+    (the engine's detection starts while the inputs are still being read)."""
+    from securebuild_tasks import audit, build, doctor
+    from securebuild_tasks.errors import SecurebuildError
+    from tests.support.cli import stand_in_docker
+
+    log = tmp_path / "environments"
+    docker = stand_in_docker(tmp_path, f'#!/bin/sh\nenv >> "{log}"\necho 20.10.24\nexit 1\n')
+    project = tmp_path / "project"
+    project.mkdir()
+    (project / "requirements.txt").write_text("attrs==23.1.0\n")
+    (project / "requirements.in").write_text("attrs\n")
+    monkeypatch.setenv(INDEX_TOKEN_ENV, TOKEN)
+    settings = resolve(
+        {}, flags={"docker": str(docker), "index_url": URL, "key_source": "agent"}, cwd=project
+    )
+    calls = {
+        "build_image": lambda: build.build_image(settings, cwd=project),
+        "lock": lambda: build.lock(settings, cwd=project),
+        "vendor": lambda: build.vendor(settings, cwd=project),
+        "doctor": lambda: doctor.run_checks(settings, project),
+        "audit": lambda: audit.run_audit(settings, "some/image", cwd=project),
+    }
+    try:
+        calls[entry]()
+    except SecurebuildError:
+        pass  # the stand-in answers no query usefully: only its environment counts
+    assert log.exists(), f"{entry} ran no docker child"
+    assert TOKEN not in log.read_text()

@@ -281,6 +281,54 @@ def test_plaintext_keyring_refused_unless_allowed(tmp_path: Path) -> None:
         keyring.set_keyring(previous)
 
 
+class ReadOnlyHelper(MemoryKeyring):
+    """Like a cloud registry's credential helper: high priority, reads only."""
+
+    priority = 9  # type: ignore[assignment]
+
+    def set_password(self, service: str, username: str, password: str) -> None:
+        raise NotImplementedError()
+
+
+@pytest.fixture
+def chained(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[MemoryKeyring]]:
+    """keyring's own chainer as the keyring, over the backends the test lists."""
+    from keyring.backends.chainer import ChainerBackend
+
+    members: list[MemoryKeyring] = []
+    monkeypatch.setattr("keyring.backend.get_all_keyring", lambda: members)
+    previous = keyring.get_keyring()
+    keyring.set_keyring(ChainerBackend())
+    yield members
+    keyring.set_keyring(previous)
+
+
+def test_a_chain_never_stores_in_its_plain_text_member(chained: list[MemoryKeyring]) -> None:
+    """keyring's chainer says priority 10 and stores in the first member that takes a
+    secret: behind a read-only helper, that was the plain-text file. The protecting
+    members alone are used; with none, nothing is stored and the user is told."""
+    helper, secure, plain = ReadOnlyHelper(), MemoryKeyring(), PlaintextKeyring()
+    chained += [helper, plain]
+    with pytest.raises(KeySourceError) as info:
+        store_secret(Settings(), "entry", "value")
+    assert str(info.value) == (
+        "the keyring (ReadOnlyHelper) cannot store secrets, only read them: make the OS"
+        " keyring the one keyring uses (`keyring --list-backends`), or use key_source=agent"
+    )
+    assert plain.store == {}
+    chained.insert(1, secure)
+    stored_in = store_secret(Settings(), "entry", "value")
+    assert "tests.unit.test_keys.MemoryKeyring" in stored_in
+    assert secure.store == {("securebuild-tasks", "entry"): "value"}
+    assert plain.store == {}
+    source = KeyringKeySource(Settings())
+    assert source._read("entry") == "value"
+    # Allowed, the plain-text member is part of the chain again.
+    chained.remove(secure)
+    store_secret(Settings(allow_insecure_keyring=True), "other", "value")
+    assert plain.store == {("securebuild-tasks", "other"): "value"}
+
+
 def test_windows_size_limit_says_what_to_do(tmp_path: Path) -> None:
     """An RSA key too big for Windows Credential Manager is refused with the way around."""
     key = make_key(tmp_path, "big", kind="rsa")

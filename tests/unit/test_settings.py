@@ -729,14 +729,51 @@ def test_describe_rows(tmp_path: Path) -> None:
     assert rows["key_lifetime"][0] == "3600"
 
 
-def test_build_arg_value_with_url_credentials_refused(tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    "url",
+    [
+        "https://__token__:s3cr3t@pkgs.example/simple",
+        "https://deploy:s3/cr3t@mirror.example.com/simple",  # a "/" in the token
+        "https://ci:s3cr3t/@mirror.example.com:8443/simple",
+    ],
+)
+def test_build_arg_value_with_url_credentials_refused(tmp_path: Path, url: str) -> None:
     """A build arg whose value carries an index token is refused, token not echoed."""
-    env = {
-        "SECUREBUILD_BUILD_ARGS": "PIP_EXTRA_INDEX_URL=https://__token__:s3cr3t@pkgs.example/simple"
-    }
+    env = {"SECUREBUILD_BUILD_ARGS": f"PIP_EXTRA_INDEX_URL={url}"}
     with pytest.raises(SettingsError, match="URL with credentials") as info:
         resolve({}, environ=env, cwd=tmp_path)
-    assert "s3cr3t" not in str(info.value)
+    assert "s3" not in str(info.value)
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "git+https://github.com/org/repo@v1.2",
+        "https://mirror.example.com:8443/files/pkg@2.0",
+        "https://mirror.example.com:8443",
+    ],
+)
+def test_a_url_with_a_port_or_a_ref_is_no_credential(tmp_path: Path, url: str) -> None:
+    """An "@" after the host (a git ref) or a port is not mistaken for user info."""
+    settings = resolve({}, environ={"SECUREBUILD_BUILD_ARGS": f"SOURCE={url}"}, cwd=tmp_path)
+    assert settings.build_args == {"SOURCE": url}
+
+
+@pytest.mark.parametrize(
+    ("setting", "value"),
+    [
+        ("SECUREBUILD_BUILD_ARGS", "STORAGE_KEY:Zm9vYmFyU0VDUkVUc2VjcmV0MA=="),
+        ("SECUREBUILD_BUILD_ARGS", "token Zm9vYmFyU0VDUkVUc2VjcmV0MA=="),
+        ("SECUREBUILD_SECRETS", "creds:Zm9vYmFyU0VDUkVUc2VjcmV0MA==/x"),
+    ],
+)
+def test_a_value_typed_as_a_name_is_not_echoed(tmp_path: Path, setting: str, value: str) -> None:
+    """A token's "=" padding splits it into a "name" and a value: the refusal of
+    that name does not show it."""
+    with pytest.raises(SettingsError) as info:
+        resolve({}, environ={setting: value}, cwd=tmp_path)
+    assert "Zm9vYmFy" not in info.value.line()
+    assert "not shown: it may hold a secret" in info.value.line()
 
 
 def test_several_platforms_refused(tmp_path: Path) -> None:
