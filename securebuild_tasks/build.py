@@ -59,6 +59,7 @@ from .requirements import (
     check_hash_mode,
     parse_requirements,
     read_requirements,
+    refuse_options_uv_ignores,
     split_options,
 )
 from .settings import Settings, cache_fields, is_image_ref
@@ -558,6 +559,11 @@ def plan_build(settings: Settings, cwd: Path) -> BuildPlan:
         APP_SOURCE="app-pruned" if wheelhouse is not None and wheelhouse.exists() else "app-plain",
         **_index_arg(dockerfile, index, requirements),
     )
+    # The template, or a copy of it; a lock's exact pins install alike either way.
+    if "INSTALLER" in args and settings.installer != "pip" and not args.get("LOCKED"):
+        refuse_options_uv_ignores(
+            requirements, f"uv installs the build (installer={settings.installer})"
+        )
     return BuildPlan(
         settings,
         context,
@@ -774,6 +780,7 @@ def plan_lock(settings: Settings, cwd: Path, output: Path) -> tuple[BuildPlan, l
     check_context(settings, cwd, context)
     source = lockfile.find_input(context, settings.lock_input)
     requirements = _input_requirements(source)
+    refuse_options_uv_ignores(requirements, "`inv lock` resolves with uv")
     dockerfile = template_path()
     project_base = wheel_base_image(settings, cwd, context)
     index = index_credentials(settings, cwd)

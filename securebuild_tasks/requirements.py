@@ -16,8 +16,10 @@ from .errors import RequirementsError
 from .settings import QUERY_SECRET as _QUERY_SECRET
 from .settings import SLASHED_USERINFO
 
-# Per-requirement options pip accepts after a requirement on the same line.
-_LINE_OPTION = re.compile(r"\s(?:--(?:hash|config-settings|global-option)[=\s]|-C\s?)\S+")
+# The per-requirement option pip and uv both take after a requirement (any run
+# of spaces, or "=", before its value); and those uv refuses there.
+_LINE_OPTION = re.compile(r"\s--hash(?:=|\s+)\S+")
+_BUILD_OPTION = re.compile(r"\s(--config-settings|--global-option|-C)")
 # Credentials in a URL ("https://user:token@host"): the requirements file is
 # copied into the build, so they would end up in a layer.
 _URL_CREDENTIALS = re.compile(
@@ -27,7 +29,7 @@ _URL_CREDENTIALS = re.compile(
     r"|\bhttps?://[^/\s@]+@",
     re.IGNORECASE,
 )
-_HASH = re.compile(r"--hash[=\s]([a-z0-9]+:[0-9a-fA-F]+)")
+_HASH = re.compile(r"--hash(?:=|\s+)([a-z0-9]+:[0-9a-fA-F]+)")
 _HOST = re.compile(r"^[A-Za-z0-9_.:\[\]-]+$")
 _COMMIT_PIN = re.compile(r"@[0-9a-f]{40}(#.*)?$")
 # File-level options that are harmless to pass through to pip in the build.
@@ -150,6 +152,7 @@ def parse_requirements(text: str, path: Path) -> Requirements:
     entries: list[Entry] = []
     options: list[str] = []
     url_lines: list[str] = []
+    _check_spacing(text, path)
     logical = _logical_lines(text)
     # Comments too: the file is copied whole, comments and all. The logical
     # lines are checked as well, for a URL split by a continuation.
@@ -173,6 +176,14 @@ def parse_requirements(text: str, path: Path) -> Requirements:
             options.append(line)
             continue
         whole = line
+        build_option = _BUILD_OPTION.search(" " + line)
+        if build_option:
+            raise RequirementsError(
+                f"{where} gives {build_option.group(1)} to one requirement, which uv refuses"
+                " (it installs for the build and for `inv lock`)",
+                hint="set build options for every package in uv_config or pip_config, or"
+                " build the package into a wheel on an index",
+            )
         hashes = tuple(_HASH.findall(line))
         line = _LINE_OPTION.sub("", " " + line).strip()
         specifier = ""
@@ -209,6 +220,23 @@ def parse_requirements(text: str, path: Path) -> Requirements:
         tuple(entries),
         tuple(options),
         tuple(url_lines),
+    )
+
+
+def _check_spacing(text: str, path: Path) -> None:
+    """Refuse spacing pip and the template's line reader (awk, in the build) read
+    apart: pip splits lines at any Unicode line break and takes any Unicode
+    space as a space (a no-break space before "#" starts a comment for pip),
+    while awk splits at "\n" and knows only spaces and tabs. Read two ways, a
+    line could be installed by neither step without a word."""
+    odd = re.search(r"[^\S \t\n\r]|\r(?!\n)", text)
+    if odd is None:
+        return
+    lineno = text.count("\n", 0, odd.start()) + 1
+    raise RequirementsError(
+        f"{path} line {lineno} has the character U+{ord(odd.group()):04X}, which pip reads"
+        " as a space or a line break and the build does not",
+        hint="type a plain space, tab or newline in its place",
     )
 
 
@@ -274,6 +302,8 @@ class Option:
     written: str
     name: str
     value: str
+    #: A short option's value written onto it (``-fURL``).
+    attached: bool = False
 
 
 def split_options(line: str) -> list[Option]:
@@ -300,15 +330,60 @@ def split_options(line: str) -> list[Option]:
             equals = "=" if value else ""
         else:
             continue  # a stray word: pip's parser leaves it aside too
+        attached = bool(equals) and not word.startswith("--")
         if not equals and name in _PIP_LONG and name not in _PIP_FLAGS and words:
             value = words.pop(0)
-        found.append(Option(written, name, value))
+        found.append(Option(written, name, value, attached))
     return found
 
 
 def _check_option(line: str, where: str) -> None:
-    for option in split_options(line):
+    options = split_options(line)
+    for option in options:
         _check_one_option(option, where)
+    # uv, which installs for the build and for `inv lock`, reads an option line
+    # as one option, spelled out, its value after "=" or a space: anything else
+    # it misreads (the rest of the line taken as one URL) or refuses, where pip
+    # would have read it. Only that form reads the same to both.
+    if len(options) > 1:
+        raise RequirementsError(
+            f"{where} has several options on one line ({', '.join(o.written for o in options)}),"
+            " which uv reads as one",
+            hint="put each option on a line of its own",
+        )
+    for option in options:
+        if option.written.startswith("--") and option.written != option.name:
+            raise RequirementsError(
+                f"{where} shortens {option.name} to {option.written}, which uv does not take",
+                hint=f"write {option.name} in full",
+            )
+        if option.attached:
+            raise RequirementsError(
+                f"{where} writes the value onto {option.written}, which uv does not take",
+                hint=f"put a space between them: {option.written} {option.value}",
+            )
+
+
+#: File-level options pip takes and uv ignores, saying so only in the build log,
+#: with what to do instead.
+_UV_IGNORES = {
+    "--pre": "pin the pre-release itself (NAME==2.0b1), which uv and pip both take",
+    "--prefer-binary": "pin a version that has a wheel, or list the package under --only-binary",
+    "--trusted-host": "serve the index over HTTPS, its CA in securebuild.ca_bundle",
+}
+
+
+def refuse_options_uv_ignores(requirements: Requirements, why: str) -> None:
+    """Refuse a file option uv would drop: the build would install something else
+    than the same file does under pip, without failing. ``why`` says why uv is
+    the installer here."""
+    for line in requirements.options:
+        for option in split_options(line):
+            if option.name in _UV_IGNORES:
+                raise RequirementsError(
+                    f"{requirements.path.name} has {option.name}, which uv ignores, and {why}",
+                    hint=_UV_IGNORES[option.name],
+                )
 
 
 def _check_one_option(parsed: Option, where: str) -> None:
@@ -360,9 +435,11 @@ def _ssh_host(url: str, where: str) -> SSHHost | None:
             hint="use git+ssh:// URLs, or a package index",
         )
     if not lowered.startswith(("git+ssh://", "ssh://")):
-        if lowered.startswith("git+git@"):
+        # git's scp-like form, with or without "git+": pip cannot fetch it, and uv
+        # takes "git@host:org/repo.git" for a local folder named "git@host:org".
+        if re.match(r"^(?:git\+)?[a-z0-9._-]+@[a-z0-9.-]+:(?!//)", lowered):
             raise RequirementsError(
-                f"{where} uses the scp-like form git+git@HOST:PATH, which pip cannot fetch",
+                f"{where} uses git's scp-like form USER@HOST:PATH, which pip and uv cannot fetch",
                 hint="write git+ssh://git@HOST/PATH.git@TAG",
             )
         return None

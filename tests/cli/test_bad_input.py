@@ -124,9 +124,8 @@ def test_unreadable_pip_config(user_project: UserProject, tmp_path: Path) -> Non
     [
         "--index-url https://other.example.com/simple",
         "-i https://o/s",
-        "-ihttps://o/s",  # read as pip's optparse reads it: an attached value,
-        "--index https://o/s",  # a long option's unique prefix,
-        "--extra-index-url https://a/s --index-url https://o/s",  # any option of the line
+        "--index-url=https://o/s",
+        "--extra-index-url https://a/s\n--index-url https://o/s",  # any option line
     ],
 )
 def test_index_named_twice(user_project: UserProject, option: str) -> None:

@@ -519,5 +519,6 @@ def test_the_data_root_search_leaves_no_piece_of_the_key_on_disk(
     monkeypatch.setattr(tempfile, "tempdir", None)
     found = audit.audit_data_root(str(docker), key_needles(pem))
     assert [f.where for f in found] == [f"data root: {root / 'overlay2' / 'abc' / 'leaked'}"]
-    assert seen.exists() and seen.read_bytes() == b""
+    assert seen.exists()
+    assert seen.read_bytes() == b""
     assert list(temp.iterdir()) == []

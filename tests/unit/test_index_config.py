@@ -132,8 +132,8 @@ def test_unreadable_uv_config_is_one_line_without_its_text(tmp_path: Path) -> No
             "",
             ["https://wheels.example"],
         ),
-        (  # several options on one line, quoted, as pip reads them
-            "-i https://a.example/simple --extra-index-url 'https://B.Example/simple/'\nsix\n",
+        (  # a quoted value, as pip reads it
+            "-i https://a.example/simple\n--extra-index-url 'https://B.Example/simple/'\nsix\n",
             "",
             "",
             ["https://a.example/simple", "https://b.example/simple"],
@@ -145,8 +145,8 @@ def test_unreadable_uv_config_is_one_line_without_its_text(tmp_path: Path) -> No
             "",
             ["https://a.example/simple"],
         ),
-        (  # pip's other spellings: an attached short value, a long option's prefix
-            "--pre -fhttps://links.example/ --extra https://b.example/simple\nsix\n",
+        (  # a flag beside options with values
+            "--pre\n-f https://links.example/\n--extra-index-url https://b.example/simple\nsix\n",
             "",
             "",
             ["https://pypi.org/simple", "https://b.example/simple", "https://links.example"],
@@ -230,3 +230,39 @@ def test_the_refusal_names_hosts_and_no_credentials(tmp_path: Path) -> None:
     assert "from 2 places (https://priv.example, https://dl.cloudsmith.example) by" in line
     assert TOKEN not in line
     assert "p@ss" not in line
+
+
+@pytest.mark.parametrize(
+    ("option", "hint"),
+    [
+        ("--pre", "pin the pre-release itself (NAME==2.0b1)"),
+        ("--prefer-binary", "pin a version that has a wheel"),
+        ("--trusted-host pypi.corp.example", "serve the index over HTTPS"),
+    ],
+)
+def test_options_uv_would_drop_are_refused_where_uv_installs(
+    tmp_path: Path, option: str, hint: str
+) -> None:
+    """uv ignores --pre, --prefer-binary and --trusted-host in a file (a warning in
+    the build log): the template's build with uv, and `inv lock`, would install
+    something else than pip does from the same file. Refused there; pip, a lock's
+    exact pins and a Dockerfile of the user's own take the file as it is."""
+    from securebuild_tasks.build import plan_build, plan_lock
+    from securebuild_tasks.errors import RequirementsError
+
+    (tmp_path / "requirements.txt").write_text(f"{option}\nsix\n")
+    name = option.split()[0]
+    for installer in ("auto", "uv"):
+        with pytest.raises(RequirementsError) as refused:
+            plan_build(Settings(installer=installer), tmp_path)
+        assert refused.value.line().startswith(
+            f"requirements.txt has {name}, which uv ignores, and uv installs the build"
+            f" (installer={installer}): {hint}"
+        )
+    assert plan_build(Settings(installer="pip"), tmp_path) is not None
+    (tmp_path / "Dockerfile").write_text("FROM python:3.12-slim\nRUN pip install six\n")
+    assert plan_build(Settings(installer="auto"), tmp_path) is not None
+    (tmp_path / "Dockerfile").unlink()
+    (tmp_path / "requirements.in").write_text(f"{option}\nsix\n")
+    with pytest.raises(RequirementsError, match=f"has {name}, which uv ignores, and `inv lock`"):
+        plan_lock(Settings(), tmp_path, tmp_path / "out")

@@ -161,15 +161,68 @@ def test_error_in_continued_line_names_its_first_line() -> None:
 
 
 def test_hash_options_on_a_line() -> None:
-    """--hash options after a requirement, also on continuation lines, are accepted."""
+    """--hash options after a requirement, also on continuation lines and after any
+    run of spaces (as pip and uv take them), are accepted."""
     text = (
         "requests==2.32.3 --hash=sha256:aaaa --hash sha256:bbbb\n"
         "attrs==23.2.0 \\\n"
         "    --hash=sha256:cccc \\\n"
         "    --hash=sha256:dddd\n"
-        "wheel==0.43 --config-settings=x=y --global-option=--quiet\n"
+        "wheel==0.43 --hash  sha256:eeee --hash \\\n    sha256:ffff\n"
     )
-    assert _parse(text).names == ("requests", "attrs", "wheel")
+    reqs = _parse(text)
+    assert reqs.names == ("requests", "attrs", "wheel")
+    assert [e.hashes for e in reqs.entries] == [
+        ("sha256:aaaa", "sha256:bbbb"),
+        ("sha256:cccc", "sha256:dddd"),
+        ("sha256:eeee", "sha256:ffff"),
+    ]
+
+
+@pytest.mark.parametrize(
+    ("line", "option"),
+    [
+        ("wheel==0.43 --config-settings=x=y", "--config-settings"),
+        ("wheel==0.43 --global-option=--quiet", "--global-option"),
+        ("foo==1.0 -C editable_mode=compat", "-C"),
+        ("lib @ git+ssh://git@h/lib.git@v1 -Ca=b", "-C"),
+    ],
+)
+def test_build_options_for_one_requirement_are_refused(line: str, option: str) -> None:
+    """uv refuses a build option after a requirement ("Trailing -C a=b is not
+    allowed"): said before the build, in one line."""
+    assert _error(line + "\n").startswith(f"{REQS} line 1 gives {option} to one requirement")
+
+
+@pytest.mark.parametrize(
+    ("line", "phrase"),
+    [
+        (
+            "--find-links https://w.example/ --only-binary :all:",
+            "has several options on one line (--find-links, --only-binary), which uv reads as one",
+        ),
+        ("-i https://a/s --extra-index-url https://b/s", "has several options on one line"),
+        ("-fhttps://w.example/", "writes the value onto -f, which uv does not take"),
+        ("-ihttps://o/s", "put a space between them: -i https://o/s"),
+        ("--index https://o/s", "shortens --index-url to --index, which uv does not take"),
+        ("--extra https://o/s", "write --extra-index-url in full"),
+    ],
+)
+def test_option_lines_uv_would_misread_are_refused(line: str, phrase: str) -> None:
+    """pip's optparse reads these; uv, which installs the build and resolves the
+    lock, takes the rest of the line as one URL or stops: each is refused."""
+    message = _error(f"{line}\nsix\n")
+    assert message.startswith(f"{REQS} line 1 ")
+    assert phrase in message
+
+
+def test_option_lines_uv_reads_alike_are_taken() -> None:
+    """One option per line, spelled out or short with a space, "=" or quotes."""
+    text = (
+        "-i https://a.example/simple\n--extra-index-url='https://b.example/simple'\n"
+        "--find-links https://w.example/\n--only-binary :all:\nsix\n"
+    )
+    assert len(_parse(text).options) == 4
 
 
 def test_environment_markers() -> None:
@@ -309,11 +362,38 @@ def test_https_url_with_tag_is_not_a_credential() -> None:
     assert (reqs.names, reqs.ssh_hosts) == (("lib",), ())
 
 
-def test_scp_like_url_refused() -> None:
-    """The scp-like form git+git@host:path is refused with the form to use."""
-    message = _error("lib @ git+git@github.com:org/lib.git\n")
-    assert f"{REQS} line 1 uses the scp-like form" in message
+@pytest.mark.parametrize(
+    "url",
+    ["git+git@github.com:org/lib.git", "git@github.com:org/lib.git@v1", "deploy@git.example:lib"],
+)
+def test_scp_like_url_refused(url: str) -> None:
+    """git's scp-like form, with "git+" or without (which uv takes for a local folder
+    and which would fetch with no host pinned), is refused with the form to use."""
+    message = _error(f"lib @ {url}\n")
+    assert f"{REQS} line 1 uses git's scp-like form" in message
     assert "git+ssh://git@HOST/PATH.git@TAG" in message
+
+
+@pytest.mark.parametrize(
+    ("text", "line", "code"),
+    [
+        ("foo==1.0\u00a0# pinned, see https://example.com/issue/1\nbar==1.0\n", 1, "00A0"),
+        ("foo\nbar==1.0\u2028baz\n", 2, "2028"),
+        ("foo\rbar\n", 1, "000D"),
+        ("foo\n\u3000# wide space\n", 2, "3000"),
+    ],
+)
+def test_spacing_pip_and_the_build_read_apart_is_refused(text: str, line: int, code: str) -> None:
+    """A no-break space before "#" makes a comment for pip, not for the build's
+    line reader, which took the line for a URL line and installed foo nowhere;
+    any space or line break beyond space, tab and newline is refused."""
+    message = _error(text)
+    assert message.startswith(f"{REQS} line {line} has the character U+{code},")
+
+
+def test_windows_line_ends_are_plain_line_ends() -> None:
+    """CRLF files read as they always did."""
+    assert _parse("foo==1.0\r\n# c\r\nbar\r\n").names == ("foo", "bar")
 
 
 def test_scp_like_bare_url_refused() -> None:
@@ -572,8 +652,8 @@ AWKWARD = [
     "\ufeff--index-url https://i.example/simple\nrequests\n",
     # A comment line ends a continuation (pip joins it with a space).
     "foo==1.0\\\n# a comment\nbar==2.0\n",
-    # pip's short form of --config-settings.
-    "foo==1.0 -C editable_mode=compat\nlib @ git+ssh://git@h/lib.git@v1 -C a=b\n",
+    # A hash after a continuation, and after two spaces.
+    "foo==1.0 \\\n    --hash  sha256:aaaa\nlib @ git+ssh://git@h/lib.git@v1\n",
 ]
 
 

@@ -29,7 +29,7 @@ lib @ git+ssh://git@git.example.com/org/lib.git@v1.0.0
 qux>=1 ; python_version >= "3"   # marker
 https://files.example.com/bare-1.0.tar.gz#egg=bare
 --index-url https://pypi.example.com/simple
-cfg==1.0 -C url=https://h.example/x   # a per-requirement option holding a URL
+cfg==1.0   # a comment holding a URL: https://h.example/x
 """.format(a="a" * 64)
 
 
