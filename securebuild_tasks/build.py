@@ -431,22 +431,91 @@ def check_context(
             continue  # outside the context: never sent
     if not inside:
         return  # the common case, and no docker SDK import for it
-    from docker.utils.build import PatternMatcher
-
     ignore = ignore_file(context, dockerfile)
-    patterns: list[str] = []
-    if ignore.is_file():
-        lines = ignore.read_text(encoding="utf-8", errors="replace").splitlines()
-        patterns = [line.strip() for line in lines if line.strip() and not line.startswith("#")]
-    matcher = PatternMatcher(patterns)
+    patterns = _ignore_patterns(ignore)
     for name, (path, relative) in inside.items():
-        # types-docker says PathLike, but docker-py matches the slash-separated string.
-        excluded = matcher.matches(relative.as_posix())  # type: ignore[arg-type]
-        if not excluded:
+        if not _ignored(patterns, relative.as_posix()):
             raise SettingsError(
                 f"{name} {path} is inside the build context and not in {ignore.name}, so it"
                 " would be sent to the builder and could be copied into the image",
                 hint=f"add `{relative.as_posix()}` to {ignore}, or keep the file outside {context}",
+            )
+
+
+def _ignore_patterns(ignore: Path) -> list[str]:
+    if not ignore.is_file():
+        return []
+    lines = ignore.read_text(encoding="utf-8", errors="replace").splitlines()
+    return [line.strip() for line in lines if line.strip() and not line.startswith("#")]
+
+
+def _ignored(patterns: list[str], relative: str) -> bool:
+    """Whether BuildKit leaves ``relative`` (slash-separated) out of the context.
+
+    Decided by the docker SDK's own matcher, so what counts as excluded is what
+    Docker itself excludes, except where the answer is certain without it (the
+    SDK's import takes longer than a cached rebuild): no pattern could match
+    the path or a folder above it, or a plain-name pattern names one of them
+    and no exception ("!...") could match.
+    """
+    parts = relative.split("/")
+    above = ["/".join(parts[:i]) for i in range(1, len(parts) + 1)]
+    maybe = {True: False, False: False}  # whether an exception / a pattern may match
+    surely = False
+    for pattern in patterns:
+        negated = pattern.startswith("!")
+        body = os.path.normpath(pattern.removeprefix("!").strip().lstrip("/"))
+        plain = not any(c in body for c in "*?[\\")
+        if body == "." or "\\" in body or any(_loose(body).fullmatch(path) for path in above):
+            maybe[negated] = True
+        surely = surely or (not negated and plain and body in above)
+    if not maybe[False]:
+        return False
+    if surely and not maybe[True]:
+        return True
+    from docker.utils.build import PatternMatcher
+
+    # types-docker says PathLike, but docker-py matches the slash-separated string.
+    return bool(PatternMatcher(patterns).matches(relative))  # type: ignore[arg-type]
+
+
+def _loose(pattern: str) -> re.Pattern[str]:
+    """A regex matching at least every path the ignore ``pattern`` matches (its "*"
+    crosses "/", a "[...]" is any one character, "**/" any folders or none)."""
+    out, i = [], 0
+    while i < len(pattern):
+        if pattern.startswith("**/", i):
+            out.append("(?:.*/)?")
+            i += 3
+            continue
+        c = pattern[i]
+        end = pattern.find("]", i + 1) if c == "[" else -1
+        out.append(".*" if c == "*" else "." if c == "?" or end > 0 else re.escape(c))
+        i = end + 1 if end > 0 else i + 1
+    return re.compile("".join(out))
+
+
+def _refuse_ignored_inputs(
+    context: Path, dockerfile: Path, args: dict[str, str], *names: str
+) -> None:
+    """Refuse a build whose ignore file leaves out a file the template copies in
+    from the build args ``names`` (an allow-list `.dockerignore`, `*` then
+    `!app`, is a common way to do that): BuildKit would only say
+    `"/requirements.txt" not found`. A Dockerfile that declares none of them
+    copies what it likes, and is left to say so itself."""
+    wanted = [
+        f"{args[name]}/{lockfile.HASHES}" if name == "WHEELHOUSE" else args[name]
+        for name in names
+        if args.get(name)
+    ]
+    ignore = ignore_file(context, dockerfile)
+    patterns = _ignore_patterns(ignore)
+    for relative in (Path(w).as_posix() for w in wanted):
+        if _ignored(patterns, relative):
+            raise SettingsError(
+                f"{ignore.name} leaves {relative} out of the build context, and the build"
+                " copies it in",
+                hint=f"add `!{relative}` to {ignore}",
             )
 
 
@@ -521,6 +590,7 @@ def plan_build(settings: Settings, cwd: Path) -> BuildPlan:
                 f"{dockerfile} cannot build from a wheelhouse (no ARG WHEEL_SOURCE)",
                 hint=f"use the built-in template, or remove {wheelhouse} to build over SSH",
             )
+        _refuse_ignored_inputs(context, dockerfile, args, "WHEELHOUSE")
         return BuildPlan(
             settings,
             context,
@@ -559,6 +629,7 @@ def plan_build(settings: Settings, cwd: Path) -> BuildPlan:
         APP_SOURCE="app-pruned" if wheelhouse is not None and wheelhouse.exists() else "app-plain",
         **_index_arg(dockerfile, index, requirements),
     )
+    _refuse_ignored_inputs(context, dockerfile, args, "REQUIREMENTS")
     # The template, or a copy of it; a lock's exact pins install alike either way.
     if "INSTALLER" in args and settings.installer != "pip" and not args.get("LOCKED"):
         refuse_options_uv_ignores(
@@ -798,6 +869,7 @@ def plan_lock(settings: Settings, cwd: Path, output: Path) -> tuple[BuildPlan, l
         LOCK_RUN=os.urandom(8).hex(),
         **_index_arg(dockerfile, index, requirements),
     )
+    _refuse_ignored_inputs(context, dockerfile, args, "LOCK_INPUT")
     plan = BuildPlan(
         settings,
         context,
@@ -870,6 +942,7 @@ def plan_vendor(settings: Settings, cwd: Path, output: Path) -> BuildPlan:
         SSH_IDENTITY="",
         **_index_arg(dockerfile, index, requirements),
     )
+    _refuse_ignored_inputs(context, dockerfile, args, "REQUIREMENTS")
     return BuildPlan(
         settings,
         context,
