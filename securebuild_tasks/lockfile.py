@@ -128,7 +128,7 @@ _HEADER_LINE = re.compile(re.escape(HEADER) + r"input=(.+) sha256=([0-9a-f]{64})
 
 def source_of(lock_path: Path) -> str:
     """The input a lock (one `check` passed) was resolved from, relative to the context."""
-    with lock_path.open(encoding="utf-8") as lock:
+    with lock_path.open(encoding="utf-8-sig") as lock:
         match = _HEADER_LINE.fullmatch(lock.readline().rstrip("\r\n"))
     return match.group(1) if match else ""
 
@@ -142,6 +142,7 @@ def check(lock_path: Path, context: Path) -> Requirements:
             f"cannot read lock {lock_path}: {exc.__class__.__name__}",
             hint="check its permissions, or regenerate it with `inv lock`",
         ) from None
+    text = text.removeprefix("\ufeff")  # an editor's byte order mark, which pip drops too
     first = text.splitlines()[0] if text else ""
     match = _HEADER_LINE.fullmatch(first)
     if not match:
@@ -368,7 +369,10 @@ def check_wheelhouse(
                 f"{MANIFEST} in {wheelhouse} lists a file that is not a wheel",
                 hint="recreate the wheelhouse with `inv vendor`",
             ) from None
-        missing = sorted({canonicalize_name(e.name) for e in lock.entries} - names)
+        # A line with an environment marker is built only where the marker holds:
+        # pip, building the wheelhouse in the target image, judged that.
+        needed = {canonicalize_name(e.name) for e in lock.entries if not e.marker}
+        missing = sorted(needed - names)
         if missing:
             raise RequirementsError(
                 f"wheelhouse {wheelhouse} lacks {', '.join(missing)}, which the lock needs",

@@ -72,6 +72,8 @@ class Entry:
     url: str
     specifier: str
     hashes: tuple[str, ...]
+    #: The environment marker, when the line has one (``sys_platform == "win32"``).
+    marker: str = ""
 
     @property
     def pinned_commit(self) -> bool:
@@ -186,7 +188,7 @@ def parse_requirements(text: str, path: Path) -> Requirements:
             )
         hashes = tuple(_HASH.findall(line))
         line = _LINE_OPTION.sub("", " " + line).strip()
-        specifier = ""
+        specifier = marker = ""
         if re.match(r"^[a-z][a-z0-9+.-]*://", line, re.IGNORECASE):
             name, url = _bare_url(line, where), line
         else:
@@ -199,8 +201,9 @@ def parse_requirements(text: str, path: Path) -> Requirements:
                     hint="write NAME[==VERSION] or NAME @ git+ssh://git@HOST/ORG/REPO.git@TAG",
                 ) from None
             name, url, specifier = req.name, req.url or "", str(req.specifier)
+            marker = str(req.marker) if req.marker else ""
         names.append(name)
-        entries.append(Entry(lineno, name, url, specifier, hashes))
+        entries.append(Entry(lineno, name, url, specifier, hashes, marker))
         if url:
             url_lines.append(whole)
         host = _ssh_host(url, where)

@@ -710,6 +710,15 @@ def check_relative(value: str, name: str, origins: Mapping[str, str]) -> None:
             f" not {_show(value)}",
             hint=f"{name}: {HELP[name]}",
         )
+    wildcard = next((c for c in "*?[" if c in value), None)
+    if wildcard is not None:
+        # The template copies it by name (COPY ${REQUIREMENTS}), and COPY takes
+        # "reqs[prod].txt" as a pattern: it would copy another file, or none.
+        raise SettingsError(
+            f"setting {name} from {origins[name]} has {wildcard!r} in it, which the build's"
+            f" COPY reads as a wildcard: {_show(value)}",
+            hint="rename the file or folder without *, ? or [",
+        )
 
 
 def describe(settings: Settings) -> list[tuple[str, str, str]]:

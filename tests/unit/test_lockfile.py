@@ -15,6 +15,7 @@ from securebuild_tasks.lockfile import (
     find_input,
     finish,
     requirements_digest,
+    source_of,
     uv_config_from_pip,
     write_manifest,
 )
@@ -334,3 +335,43 @@ def test_a_file_that_cannot_be_read_is_one_line_naming_it(tmp_path: Path) -> Non
 def _write(path: Path, data: bytes) -> Path:
     path.write_bytes(data)
     return path
+
+
+def test_a_lock_line_whose_marker_holds_nowhere_here_needs_no_wheel(tmp_path: Path) -> None:
+    """pip, building the wheelhouse in the target image, skips a line whose marker
+    does not hold there: the wheelhouse is whole without it. A line without a
+    marker is still needed."""
+    wheelhouse = tmp_path / "vendor"
+    wheelhouse.mkdir()
+    wheel = wheelhouse / "six-1.16.0-py2.py3-none-any.whl"
+    wheel.write_bytes(b"PK six 1.16.0")
+    digest = hashlib.sha256(wheel.read_bytes()).hexdigest()
+    (wheelhouse / "requirements.hashes").write_text(
+        f"/tmp/wheels/{wheel.name} --hash=sha256:{digest}\n"
+    )
+    source = tmp_path / "requirements.in"
+    source.write_text("six\npywin32 ; sys_platform == 'win32'\n")
+    lock = tmp_path / "requirements.lock"
+    pins = f"six==1.16.0 --hash=sha256:{'a' * 64}\n"
+    windows = f'pywin32==306 ; sys_platform == "win32" --hash=sha256:{"b" * 64}\n'
+    lock.write_text(finish(pins + windows, find_input(tmp_path, "requirements.in")))
+    write_manifest(wheelhouse, lock.name, requirements_digest(lock))
+    parsed = check(lock, tmp_path)
+    assert [w.file for w in check_wheelhouse(wheelhouse, lock, parsed)] == [wheel.name]
+
+    lock.write_text(finish(pins + windows.split(" ;")[0] + f" --hash=sha256:{'b' * 64}\n",
+                           find_input(tmp_path, "requirements.in")))  # fmt: skip
+    write_manifest(wheelhouse, lock.name, requirements_digest(lock))
+    with pytest.raises(RequirementsError, match="lacks pywin32, which the lock needs"):
+        check_wheelhouse(wheelhouse, lock, check(lock, tmp_path))
+
+
+def test_a_lock_saved_with_a_byte_order_mark_keeps_its_header(tmp_path: Path) -> None:
+    """An editor that saves UTF-8 with a BOM does not make the lock "headerless"."""
+    (tmp_path / "requirements.in").write_text("six\n")
+    found = find_input(tmp_path, "requirements.in")
+    lock = tmp_path / "requirements.lock"
+    text = finish(f"six==1.16.0 --hash=sha256:{'a' * 64}\n", found)
+    lock.write_bytes(b"\xef\xbb\xbf" + text.encode())
+    assert check(lock, tmp_path).names == ("six",)
+    assert source_of(lock) == "requirements.in"

@@ -911,3 +911,16 @@ def test_a_bare_name_in_the_env_file_is_refused(tmp_path: Path) -> None:
     )
     _write_dotenv(tmp_path, "SECUREBUILD_TAG=v1\nOTHER_TOOL_FLAG\n")  # not ours: left alone
     assert resolve({}, environ={}, cwd=tmp_path).tag == "v1"
+
+
+@pytest.mark.parametrize("name", ["requirements", "lock_file", "lock_input", "wheelhouse"])
+@pytest.mark.parametrize("value", ["reqs[prod].txt", "deps/*.txt", "req?.txt"])
+def test_a_copied_path_with_wildcards_is_refused(tmp_path: Path, name: str, value: str) -> None:
+    """The template copies these by name, and COPY reads *, ? and [ as a pattern: it
+    would copy another file, or none, without a word."""
+    with pytest.raises(SettingsError) as info:
+        resolve({}, environ={f"SECUREBUILD_{name.upper()}": value}, cwd=tmp_path)
+    assert f"setting {name} from environment variable SECUREBUILD_{name.upper()} has" in (
+        info.value.line()
+    )
+    assert "which the build's COPY reads as a wildcard" in info.value.line()
