@@ -368,11 +368,12 @@ def _check_option(line: str, where: str) -> None:
 
 
 #: File-level options pip takes and uv ignores, saying so only in the build log,
-#: with what to do instead.
+#: that change which versions are installed; with what to do instead. (uv
+#: ignores --trusted-host too, but that changes no version: plain http works
+#: without it, and an https certificate uv does not trust fails the build.)
 _UV_IGNORES = {
     "--pre": "pin the pre-release itself (NAME==2.0b1), which uv and pip both take",
     "--prefer-binary": "pin a version that has a wheel, or list the package under --only-binary",
-    "--trusted-host": "serve the index over HTTPS, its CA in securebuild.ca_bundle",
 }
 
 

@@ -237,15 +237,14 @@ def test_the_refusal_names_hosts_and_no_credentials(tmp_path: Path) -> None:
     [
         ("--pre", "pin the pre-release itself (NAME==2.0b1)"),
         ("--prefer-binary", "pin a version that has a wheel"),
-        ("--trusted-host pypi.corp.example", "serve the index over HTTPS"),
     ],
 )
 def test_options_uv_would_drop_are_refused_where_uv_installs(
     tmp_path: Path, option: str, hint: str
 ) -> None:
-    """uv ignores --pre, --prefer-binary and --trusted-host in a file (a warning in
-    the build log): the template's build with uv, and `inv lock`, would install
-    something else than pip does from the same file. Refused there; pip, a lock's
+    """uv ignores --pre and --prefer-binary in a file (a warning in the build log):
+    the template's build with uv, and `inv lock`, would install other versions
+    than pip does from the same file. Refused there; pip, a lock's
     exact pins and a Dockerfile of the user's own take the file as it is."""
     from securebuild_tasks.build import plan_build, plan_lock
     from securebuild_tasks.errors import RequirementsError
@@ -266,3 +265,12 @@ def test_options_uv_would_drop_are_refused_where_uv_installs(
     (tmp_path / "requirements.in").write_text(f"{option}\nsix\n")
     with pytest.raises(RequirementsError, match=f"has {name}, which uv ignores, and `inv lock`"):
         plan_lock(Settings(), tmp_path, tmp_path / "out")
+
+
+def test_trusted_host_changes_no_version_and_is_taken(tmp_path: Path) -> None:
+    """uv ignores --trusted-host too, but it picks no other version: plain http
+    works without it, and an untrusted certificate fails the build aloud."""
+    from securebuild_tasks.build import plan_build
+
+    (tmp_path / "requirements.txt").write_text("--trusted-host 127.0.0.1\nsix\n")
+    assert plan_build(Settings(installer="auto"), tmp_path) is not None
