@@ -114,7 +114,7 @@ def reap_stale_workdirs(*, dry_run: bool = False, only: Path | None = None) -> l
         try:
             if not _WORKDIR_NAME.fullmatch(path.name) or path.is_symlink() or not path.is_dir():
                 continue
-            if path.stat().st_uid != os.getuid():
+            if not _mine(path):
                 continue
             owner_file = path / _OWNER_FILE
             if owner_file.exists():
@@ -135,7 +135,29 @@ def reap_stale_workdirs(*, dry_run: bool = False, only: Path | None = None) -> l
     return reaped
 
 
+def _mine(path: Path) -> bool:
+    """Whether this user owns ``path``. Windows has no uids: there the temp folder
+    is in the user's own profile (%TEMP%), and whatever is in it is theirs."""
+    getuid = getattr(os, "getuid", None)
+    return getuid is None or path.stat().st_uid == getuid()
+
+
 def _alive(pid: int) -> bool:
+    if sys.platform == "win32":
+        # os.kill(pid, 0) would send that process CTRL_C_EVENT on Windows.
+        import ctypes
+        from ctypes import wintypes
+
+        kernel32 = ctypes.WinDLL("kernel32", use_last_error=True)
+        handle = kernel32.OpenProcess(0x1000, False, pid)  # PROCESS_QUERY_LIMITED_INFORMATION
+        if not handle:
+            return ctypes.get_last_error() == 5  # ERROR_ACCESS_DENIED: it exists
+        try:
+            code = wintypes.DWORD()
+            kernel32.GetExitCodeProcess(handle, ctypes.byref(code))
+            return code.value == 259  # STILL_ACTIVE
+        finally:
+            kernel32.CloseHandle(handle)
     try:
         os.kill(pid, 0)
     except ProcessLookupError:

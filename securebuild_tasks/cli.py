@@ -26,7 +26,7 @@ TASK_SUMMARIES: dict[str, str] = {
         "Search an image's layers, config and history for private keys; exit 7 on a finding."
     ),
     "build-image": "Build the image, forwarding the SSH key to BuildKit (never into a layer).",
-    "clean": "Remove the wheelhouse, this project's dangling images and private build cache.",
+    "clean": "Remove the wheelhouse, this project's dangling images, all private build cache.",
     "doctor": (
         "Check docker, BuildKit, the key source, host keys and the Dockerfile; exit 1 on a problem."
     ),

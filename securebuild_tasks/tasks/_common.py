@@ -66,12 +66,35 @@ def _no_final_collection() -> None:
     atexit.register(gc.freeze)
 
 
+#: Tasks that change nothing, or (clean) that take ``inv --dry`` as their own dry run.
+_SAFE_UNDER_DRY = frozenset({"doctor", "show_settings", "audit", "clean"})
+
+
+def dry(ctx: Any) -> bool:
+    """Whether ``inv --dry`` (invoke's "echo commands instead of running") is on."""
+    run = getattr(getattr(ctx, "config", None), "run", None)
+    return bool(getattr(run, "dry", False))
+
+
 def reports_errors(func: F) -> F:
-    """Turn this project's errors into invoke's `Exit`: one line, its exit code."""
+    """Turn this project's errors into invoke's `Exit`: one line, its exit code.
+
+    Under ``inv --dry`` a task that would change something stops before it
+    starts: invoke's dry mode only echoes the shell commands a task runs through
+    it, and these tasks run none, so they would act for real.
+    """
 
     @functools.wraps(func)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         _no_final_collection()
+        if args and dry(args[0]) and func.__name__ not in _SAFE_UNDER_DRY:
+            name = func.__name__.replace("_", "-")
+            raise Exit(
+                f"securebuild: error: --dry echoes the shell commands a task runs through"
+                f" invoke, and {name} runs none, so it would act for real: nothing was done;"
+                " run it without --dry (clean --dry-run lists what clean would remove)",
+                code=2,
+            )
         try:
             return func(*args, **kwargs)
         except SecurebuildError as exc:
@@ -218,6 +241,8 @@ def install_config_error_hook() -> None:
         sys.stdout.flush()
         sys.stderr.write(line.replace("\n", " ") + "\n")
         sys.stderr.flush()
+        if sys.flags.interactive or hasattr(sys, "ps1"):
+            return  # `python -i`, a REPL: the line is said, the session goes on
         os._exit(code)
 
     hook._securebuild = True  # type: ignore[attr-defined]

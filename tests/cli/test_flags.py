@@ -542,3 +542,30 @@ def test_a_relative_key_file_is_the_same_file_for_every_reader(
     )
     assert written.returncode == 0, written.stderr
     assert json.loads(written.stdout)["key_source"] == "file"
+
+
+def test_inv_dry_never_acts_for_real(recorded: tuple[Path, dict[str, str]]) -> None:
+    """invoke's --dry echoes the shell commands a task runs through it; these tasks
+    run none, so under --dry clean only lists, a task that would change anything
+    stops in one line before it starts, and the read-only ones run."""
+    project, env = recorded
+    wheelhouse = project / "vendor" / "python"
+    wheelhouse.mkdir(parents=True)
+    (wheelhouse / "manifest.json").write_text('{"generator": "securebuild-tasks", "wheels": []}\n')
+    listed = run_cli("invoke", project, "--dry", "clean", "--local-only", env=env)
+    assert listed.returncode == 0, listed.stderr
+    assert f"would remove wheelhouse {wheelhouse}" in listed.stderr
+    assert wheelhouse.is_dir()
+    for argv in (["build-image"], ["lock"], ["vendor"], ["init"], ["forget-key"]):
+        done = run_cli("invoke", project, "--dry", *argv, env=env)
+        assert done.returncode == 2, (argv, done.stderr)
+        assert done.stderr.strip().splitlines() == [
+            f"securebuild: error: --dry echoes the shell commands a task runs through invoke,"
+            f" and {argv[0]} runs none, so it would act for real: nothing was done; run it"
+            " without --dry (clean --dry-run lists what clean would remove)"
+        ]
+    assert not Path(env["RECORD"]).exists()
+    assert wheelhouse.is_dir()
+    assert not (project / "Dockerfile").exists()
+    shown = run_cli("invoke", project, "--dry", "show-settings", env=env)
+    assert shown.returncode == 0, shown.stderr

@@ -163,3 +163,25 @@ def test_importing_the_package_loads_the_tasks_on_first_use(tmp_path: Path) -> N
     )
     assert done.returncode == 0, done.stderr
     assert "no attribute 'no_such_name'" in done.stdout
+
+
+def test_an_interactive_session_outlives_the_tools_one_line_errors(tmp_path: Path) -> None:
+    """Once the tasks are loaded, this tool's uncaught errors are one line; in
+    `python -i` the session goes on after it rather than ending."""
+    script = (
+        "import securebuild_tasks; securebuild_tasks.ns; "
+        "securebuild_tasks.resolve(flags={'image': 'Bad Name'})"
+    )
+    done = subprocess.run(
+        [sys.executable, "-i", "-c", script],
+        input='print("still here")\n',
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        env=user_env(),
+        check=False,
+    )
+    assert "still here" in done.stdout
+    assert done.returncode == 0
+    assert "setting image from flag --image is not a valid image" in done.stderr
+    assert "Traceback" not in done.stderr

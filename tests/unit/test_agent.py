@@ -155,6 +155,25 @@ def test_reap_leaves_live_runs_alone(tmp_path: Path) -> None:
         subprocess.run(["rm", "-rf", str(stale), str(live)], check=False)
 
 
+def test_reap_works_where_the_system_has_no_user_ids(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Windows has no os.getuid: the reaper still removes a killed run's work dir
+    (which may hold a .netrc with the index token) and keeps a live one's."""
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    monkeypatch.delattr(os, "getuid")
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    stale = Path(tempfile.mkdtemp(prefix=WORKDIR_PREFIX))
+    (stale / "owner").write_text(f"{dead.pid}\n")
+    (stale / "netrc").write_text("machine i login __token__ password x\n")
+    live = Path(tempfile.mkdtemp(prefix=WORKDIR_PREFIX))
+    (live / "owner").write_text(f"{os.getpid()}\n")
+    assert reap_stale_workdirs() == [stale]
+    assert not stale.exists()
+    assert live.exists()
+
+
 def test_reap_leaves_folders_it_did_not_make_alone(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
