@@ -114,19 +114,28 @@ def init_project(
         _write(directory / ".env.example", env_example(), force),
         _dockerignore(ignores, existing),
     ]
-    # A tasks.py is the project's own code: kept even with force.
-    results.append(_write(directory / "tasks.py", TASKS_PY, force=False))
+    # A tasks.py is the project's own code: kept even with force. So is a tasks/
+    # package, which invoke loads as "tasks" too: a tasks.py beside it would
+    # take its place and hide its tasks.
+    package = directory / "tasks" / "__init__.py"
+    if package.is_file():
+        results.append(Written(package, "kept"))
+    else:
+        results.append(_write(directory / "tasks.py", TASKS_PY, force=False))
     return results
 
 
-def tasks_py_hint(tasks: Path) -> str:
-    """What to add to an existing tasks.py: with its own ``ns``, or without one
-    (invoke then collects the module's tasks, and an ``ns`` made from scratch
-    would hide them)."""
+def tasks_py_hint(tasks: Path) -> str | None:
+    """What to add to an existing tasks.py (or tasks/__init__.py): with its own
+    ``ns``, or without one (invoke then collects the module's tasks, and an
+    ``ns`` made from scratch would hide them). None when it already uses this
+    package: adding it twice would clash."""
     try:
         text = tasks.read_text(encoding="utf-8", errors="replace")
     except OSError:
         text = ""
+    if re.search(r"\bsecurebuild_tasks\b", text):
+        return None
     if re.search(r"(?m)^ns\s*[:=]", text):
         lines = ["import securebuild_tasks", "securebuild_tasks.add_to(ns)"]
     else:
@@ -137,7 +146,7 @@ def tasks_py_hint(tasks: Path) -> str:
             "ns = Collection.from_module(sys.modules[__name__])  # your tasks, as inv sees them",
             "securebuild_tasks.add_to(ns)",
         ]
-    return "securebuild: add to the end of your tasks.py:\n" + "\n".join(
+    return f"securebuild: add to the end of your {tasks.name}:\n" + "\n".join(
         f"    {line}" for line in lines
     )
 

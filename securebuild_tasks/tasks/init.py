@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import sys
-from pathlib import Path
 
 from invoke.context import Context
 from invoke.tasks import task
 
-from ._common import reports_errors
+from ._common import project_dir, reports_errors
 
 
 @task(
@@ -27,9 +26,15 @@ def init(
     """Write a Dockerfile, tasks.py, .env.example and .dockerignore entries (keeps yours)."""
     from ..scaffold import init_project, tasks_py_hint
 
+    # The project's folder, where `inv` found the tasks.py, even from a subfolder.
+    project = project_dir(c)
     for written in init_project(
-        Path.cwd(), python=python, base_image=base_image, entry=entry, force=force
+        project, python=python, base_image=base_image, entry=entry, force=force
     ):
-        print(f"securebuild: {written.action} {written.path.name}", file=sys.stderr)
-        if written.path.name == "tasks.py" and written.action == "kept":
-            print(tasks_py_hint(written.path), file=sys.stderr)
+        # A .dockerignore written through a link may live elsewhere: its name then.
+        inside = written.path.is_relative_to(project)
+        shown = written.path.relative_to(project).as_posix() if inside else written.path.name
+        print(f"securebuild: {written.action} {shown}", file=sys.stderr)
+        hint = tasks_py_hint(written.path) if written.action == "kept" else None
+        if written.path.name in ("tasks.py", "__init__.py") and hint:
+            print(hint, file=sys.stderr)

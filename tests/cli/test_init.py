@@ -175,3 +175,39 @@ def test_init_adds_its_lines_to_the_ignore_file_buildkit_reads(tmp_path: Path) -
     assert done.returncode == 0, done.stderr
     assert ".env" in (other / "Dockerfile.dockerignore").read_text().splitlines()
     assert not (other / ".dockerignore").exists()
+
+
+def test_init_keeps_a_tasks_package_and_its_tasks(tmp_path: Path) -> None:
+    """A tasks/ package is what `inv` loads as "tasks": init writes no tasks.py to
+    hide it, and the hint is for its __init__.py."""
+    package = tmp_path / "tasks"
+    package.mkdir()
+    (package / "__init__.py").write_text(
+        "from invoke import Collection, task\n\n@task\ndef hi(c):\n    print('hi')\n\n"
+        "ns = Collection(hi)\n"
+    )
+    done = _init(tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert not (tmp_path / "tasks.py").exists()
+    assert "securebuild: kept tasks/__init__.py" in done.stderr
+    assert "add to the end of your __init__.py:" in done.stderr
+    assert run_cli("invoke", tmp_path, "hi", env=user_env()).stdout.strip() == "hi"
+
+
+def test_inv_init_from_a_subfolder_scaffolds_the_project(tmp_path: Path) -> None:
+    """`inv init` run in a subfolder writes where inv found the tasks.py, and says
+    nothing about adding lines a tasks.py that uses this package already has."""
+    (tmp_path / "tasks.py").write_text(
+        "import securebuild_tasks\nfrom invoke import Collection, task\n\n"
+        "@task\ndef hello(c):\n    print('hello')\n\n"
+        "ns = Collection(hello)\nsecurebuild_tasks.add_to(ns)\n"
+    )
+    (tmp_path / "src").mkdir()
+    done = run_cli("invoke", tmp_path / "src", "init", env=user_env())
+    assert done.returncode == 0, done.stderr
+    assert sorted(p.name for p in (tmp_path / "src").iterdir()) == []
+    assert (tmp_path / "Dockerfile").is_file()
+    assert "securebuild: kept tasks.py" in done.stderr
+    assert "add to the end" not in done.stderr
+    listed = run_cli("invoke", tmp_path / "src", "hello", env=user_env())
+    assert listed.stdout.strip() == "hello"
