@@ -120,6 +120,12 @@ class BuildPlan:
         return steps > len(_SSH_MOUNT.findall(dockerfile_text(template_path())))
 
 
+def key_needed(plan: BuildPlan) -> bool:
+    """Whether the build of ``plan`` loads a key of the user's: it forwards one
+    (no wheelhouse) and needs it, or has no key-less way to forward an agent."""
+    return plan.forward_key and (plan.needs_key or not NoKeySource(plan.settings).viable()[0])
+
+
 @dataclass(frozen=True)
 class BuildResult:
     """What a finished image build produced."""
@@ -1096,9 +1102,8 @@ def execute(
     source: KeySource | None = None
     if plan.forward_key:
         # No key of the user's reaches a build that fetches nothing over SSH.
-        keyless = NoKeySource(plan.settings)
-        needed = plan.needs_key or not keyless.viable()[0]
-        source = choose_key_source(plan.settings) if needed else keyless
+        needed = key_needed(plan)
+        source = choose_key_source(plan.settings) if needed else NoKeySource(plan.settings)
     if source is not None:
         source.check()
     if plan.index is not None:

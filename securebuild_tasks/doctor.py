@@ -14,11 +14,13 @@ from pathlib import Path
 
 from .audit import SECRET_NAME
 from .build import (
+    BuildPlan,
     check_builder_settings,
     check_context,
     choose_dockerfile,
     dockerfile_text,
     existing_file,
+    key_needed,
     pinned_hosts,
     plan_build,
     requirements_for,
@@ -87,8 +89,26 @@ def run_checks(settings: Settings, cwd: Path) -> list[Check]:
     else:
         checks.append(Check("docker daemon", False, "not checked: no usable docker client"))
 
+    # The plan first: whether the build needs a key at all depends on it.
+    built: list[BuildPlan] = []
+
+    def plan() -> str:
+        # Everything else the build reads before it starts: pip and uv configs,
+        # .netrc, secrets, base image, index options. Said once, not twice.
+        built.append(plan_build(settings, cwd))
+        return "every file and setting the build reads is usable"
+
+    planned = _attempt("build plan", plan)
     chosen: list[str] = []
-    checks.append(_attempt("key source", lambda: _key_source(settings, chosen)))
+    if built and not key_needed(built[0]):
+        why = (
+            "installs from the wheelhouse"
+            if not built[0].forward_key
+            else "fetches nothing over SSH"
+        )
+        checks.append(Check("key source", True, f"none needed: the build {why}"))
+    else:
+        checks.append(_attempt("key source", lambda: _key_source(settings, chosen)))
     if _needs_keyring(settings, chosen):
         checks.append(_attempt("keyring", lambda: _keyring(settings)))
 
@@ -111,13 +131,6 @@ def run_checks(settings: Settings, cwd: Path) -> list[Check]:
     checks.append(_attempt("build context", lambda: _build_context(settings, cwd)))
     checks.append(_attempt("Dockerfile", lambda: _dockerfile(settings, cwd, requirements)))
 
-    def plan() -> str:
-        # Everything else the build reads before it starts: pip and uv configs,
-        # .netrc, secrets, base image, index options. Said once, not twice.
-        plan_build(settings, cwd)
-        return "every file and setting the build reads is usable"
-
-    planned = _attempt("build plan", plan)
     if planned.ok or all(planned.detail != check.detail for check in checks):
         checks.append(planned)
     return checks

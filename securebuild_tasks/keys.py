@@ -341,6 +341,11 @@ class FileKeySource(KeySource):
                 hint="give the private half (e.g. id_ed25519), not the .pub file",
             )
         self._refuse_loose_permissions()
+        if self.settings.passphrase_source == "keyring":  # noqa: S105
+            # Known before the build, without a terminal: the keyring has this
+            # key's passphrase, and it opens the key (doctor runs this check too).
+            label = f"key file {self.path()}"
+            load_private_key(data, label, lambda: self._stored_passphrase(label) or b"")
         certificate_beside(self.path())
 
     def _refuse_loose_permissions(self) -> None:

@@ -141,3 +141,27 @@ def test_doctor_needs_no_keyring_for_an_agent_key(tmp_path: Path) -> None:
     # Asked for the keyring, the same setup fails on it.
     assert keyring.returncode == 1
     assert "FAIL  keyring: " in keyring.stdout
+
+
+def test_doctor_needs_no_key_where_the_build_needs_none(tmp_path: Path) -> None:
+    """A build that fetches nothing over SSH runs without a key: doctor says the key
+    source is not needed rather than failing a CI job that gates on it."""
+    project = tmp_path / "project"
+    project.mkdir()
+    (project / "requirements.txt").write_text("six==1.16.0\n")
+    docker = stand_in_docker(tmp_path, RECORDER)
+    env = user_env(
+        RECORD=str(tmp_path / "argv"),
+        DOCKER_HOST="unix:///nonexistent/docker.sock",
+        SECUREBUILD_DOCKER=str(docker),
+        SECUREBUILD_KEY_SOURCE="auto",
+        SECUREBUILD_AGENT_SOCKET=str(tmp_path / "no-agent.sock"),
+    )
+    env.pop("SSH_AUTH_SOCK", None)
+    done = _doctor(project, env)
+    assert "ok    key source: none needed: the build fetches nothing over SSH" in done.stdout
+    assert done.returncode == 0, done.stdout + done.stderr
+    (project / "requirements.txt").write_text("p @ git+ssh://git@127.0.0.1:2222/p.git@v1\n")
+    needed = _doctor(project, env)
+    assert needed.returncode == 1
+    assert "FAIL  key source:" in needed.stdout

@@ -737,3 +737,25 @@ def test_a_certificate_of_a_key_type_it_cannot_forward_is_one_line(tmp_path: Pat
         raised.value
     )
     assert "key_source=agent" in raised.value.hint
+
+
+def test_a_key_files_keyring_passphrase_is_checked_before_the_build(
+    tmp_path: Path, memory_keyring: MemoryKeyring
+) -> None:
+    """With passphrase_source=keyring, `check` (which doctor runs too) says what the
+    build would stop on: no passphrase stored for the encrypted key, or one that
+    does not open it; the right one passes."""
+    key = make_key(tmp_path, "enc", passphrase="open sesame")
+    settings = Settings(key_source="file", key_file=str(key.private), passphrase_source="keyring")
+    with pytest.raises(KeySourceError, match="is encrypted and the keyring has no passphrase"):
+        FileKeySource(settings).check()
+    entry = ("securebuild-tasks", passphrase_name(settings))
+    memory_keyring.store[entry] = "open barley"
+    with pytest.raises(KeySourceError, match="wrong passphrase for the key file"):
+        FileKeySource(settings).check()
+    memory_keyring.store[entry] = "open sesame"
+    FileKeySource(settings).check()
+    # Asked only of encrypted keys: an unencrypted one needs nothing stored.
+    plain = make_key(tmp_path, "plain")
+    memory_keyring.store.clear()
+    FileKeySource(Settings(key_file=str(plain.private), passphrase_source="keyring")).check()
