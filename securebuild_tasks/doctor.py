@@ -28,7 +28,7 @@ from .build import (
     template_path,
 )
 from .engine import Engine, detect_engine, ping
-from .errors import SecurebuildError
+from .errors import SecurebuildError, as_run
 from .index import adopt_env_token, index_credentials, index_netloc
 from .keys import backend_name, choose_key_source, keyring_backend
 from .requirements import Requirements
@@ -51,7 +51,7 @@ class Check:
         """The line doctor prints."""
         if self.ok:
             return f"ok    {self.name}: {self.detail}"
-        return f"FAIL  {self.name}: {self.detail}" + (f" -> {self.fix}" if self.fix else "")
+        return f"FAIL  {self.name}: {self.detail}" + (f" -> {as_run(self.fix)}" if self.fix else "")
 
 
 def _attempt(name: str, action: Callable[[], str]) -> Check:

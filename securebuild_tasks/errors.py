@@ -7,18 +7,35 @@ material: errors are built from paths, names and fingerprints only.
 from __future__ import annotations
 
 import os
+import re
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 
 #: The command users run tasks with, as hints name it: ``inv``, or
-#: ``securebuild`` when the standalone command runs (see `use_command`).
-_COMMAND = {"name": "inv"}
+#: ``securebuild`` when the standalone command runs (see `use_command`); and
+#: the prefix of this tool's tasks where a tasks.py holds them in a collection
+#: of their own (``inv securebuild.clean``, see `use_task_prefix`).
+_COMMAND = {"name": "inv", "prefix": ""}
+#: A task named in a hint: `inv TASK ...`.
+_HINTED_TASK = re.compile(r"`inv (?=[a-z])")
 
 
 def use_command(name: str) -> None:
     """Name ``name`` in hints (written as `` `inv TASK` ``) instead of ``inv``."""
     _COMMAND["name"] = name
+
+
+def use_task_prefix(prefix: str) -> None:
+    """Name this tool's tasks with ``prefix`` (``securebuild.``) in hints."""
+    _COMMAND["prefix"] = prefix
+
+
+def as_run(text: str) -> str:
+    """``text`` with each `` `inv TASK`` named as the user runs it here."""
+    if _COMMAND == {"name": "inv", "prefix": ""}:
+        return text
+    return _HINTED_TASK.sub(f"`{_COMMAND['name']} {_COMMAND['prefix']}", text)
 
 
 class SecurebuildError(Exception):
@@ -34,10 +51,7 @@ class SecurebuildError(Exception):
 
     def line(self) -> str:
         """Return the one-line message shown to users."""
-        text = f"{self.message}: {self.hint}" if self.hint else self.message
-        if _COMMAND["name"] != "inv":
-            text = text.replace("`inv ", f"`{_COMMAND['name']} ")
-        return text
+        return as_run(f"{self.message}: {self.hint}" if self.hint else self.message)
 
 
 class SettingsError(SecurebuildError):

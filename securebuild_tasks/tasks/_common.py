@@ -17,7 +17,13 @@ from invoke.context import Context
 from invoke.exceptions import Exit
 from invoke.tasks import task
 
-from ..errors import KeySourceError, SecurebuildError, SettingsError, silence_stdout
+from ..errors import (
+    KeySourceError,
+    SecurebuildError,
+    SettingsError,
+    silence_stdout,
+    use_task_prefix,
+)
 from ..index import adopt_env_token
 from ..settings import HELP, NAMESPACE, Settings, resolve
 
@@ -76,6 +82,16 @@ def dry(ctx: Any) -> bool:
     return bool(getattr(run, "dry", False))
 
 
+def _invoked_prefix(name: str) -> str:
+    """The collection prefix this task was called with (``securebuild.`` in
+    ``inv securebuild.clean``), read from the command line: invoke tells a task
+    nothing of the name it was called by. Empty when composed at the top."""
+    for word in sys.argv[1:]:
+        if word.endswith(f".{name}") and not word.startswith("-"):
+            return word[: -len(name)]
+    return ""
+
+
 def reports_errors(func: F) -> F:
     """Turn this project's errors into invoke's `Exit`: one line, its exit code.
 
@@ -87,6 +103,7 @@ def reports_errors(func: F) -> F:
     @functools.wraps(func)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         _no_final_collection()
+        use_task_prefix(_invoked_prefix(func.__name__.replace("_", "-")))
         if args and dry(args[0]) and func.__name__ not in _SAFE_UNDER_DRY:
             name = func.__name__.replace("_", "-")
             raise Exit(

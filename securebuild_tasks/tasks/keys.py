@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import getpass
+import os
 import sys
 from pathlib import Path
 
@@ -28,9 +29,30 @@ def _read_key(key_file: str) -> tuple[bytes, str]:
         ) from None
 
 
-def _ask_passphrase(label: str) -> bytes:
-    if sys.stdin.isatty():
+def _terminal() -> bool:
+    """Whether getpass can ask at a terminal even though standard input is a pipe:
+    it reads /dev/tty (the console, on Windows) rather than standard input."""
+    if sys.platform == "win32":
+        return True
+    try:
+        fd = os.open("/dev/tty", os.O_RDWR | os.O_NOCTTY)
+    except OSError:
+        return False
+    os.close(fd)
+    return True
+
+
+def _ask_passphrase(label: str, *, key_on_stdin: bool = False) -> bytes:
+    if sys.stdin.isatty() or (key_on_stdin and _terminal()):
         return getpass.getpass(f"Passphrase for {label}: ").encode("utf-8")
+    if key_on_stdin:
+        # Standard input held the key and is used up: nothing is left to read.
+        raise KeySourceError(
+            f"the {label} is encrypted, and there is no terminal to type its passphrase at"
+            " (standard input held the key)",
+            hint="run it in a terminal, or give the key's path (--key-file PATH) and pipe"
+            " the passphrase",
+        )
     # Not a terminal: the passphrase is piped, one line (never taken from argv).
     return sys.stdin.buffer.readline().rstrip(b"\r\n")
 
@@ -52,7 +74,11 @@ def store_key(c: Context, key_file: str, passphrase_only: bool = False) -> None:
         )
     data, label = _read_key(key_file)
     stored = store_key_entries(
-        settings, data, label, lambda: _ask_passphrase(label), passphrase_only=passphrase_only
+        settings,
+        data,
+        label,
+        lambda: _ask_passphrase(label, key_on_stdin=key_file == "-"),
+        passphrase_only=passphrase_only,
     )
     for entry in stored:
         print(f"securebuild: stored {entry} in the keyring", file=sys.stderr)

@@ -491,3 +491,50 @@ def test_hints_name_the_command_that_runs(user_project: UserProject) -> None:
     assert one_line_error(standalone, 2, "`securebuild lock`") == line.replace(
         "`inv ", "`securebuild "
     )
+
+
+def test_hints_name_the_task_as_a_namespaced_tasks_py_calls_it(
+    user_project: UserProject,
+) -> None:
+    """A tasks.py that holds the tool's tasks in a collection of their own calls
+    them `securebuild.TASK`: hints name them so, and doctor's fixes too."""
+    (user_project.path / "tasks.py").write_text(
+        "import securebuild_tasks\nfrom invoke import Collection\n"
+        "ns = Collection(securebuild_tasks.ns)\n"
+    )
+    bad = {"SECUREBUILD_LOCK_FILE": "requirements.lock"}
+    (user_project.path / "requirements.lock").write_text("six==1.16.0\n")  # no lock header
+    done = user_project.inv("securebuild.build-image", **bad)
+    one_line_error(done, 2, "`inv securebuild.lock`")
+    doctor = user_project.inv("securebuild.doctor", **bad)
+    assert "`inv securebuild.lock`" in doctor.stdout
+    assert "`inv lock`" not in doctor.stdout
+    standalone = run_cli(
+        "securebuild_tasks", user_project.path, "doctor", env={**user_project.env, **bad}
+    )
+    assert "`securebuild lock`" in standalone.stdout
+
+
+def test_an_encrypted_key_on_standard_input_with_no_terminal(
+    user_project: UserProject, tmp_path: Path
+) -> None:
+    """The key piped in uses standard input up: its passphrase can only come from a
+    terminal. Without one (a new session has none), one line says so and what
+    to do, instead of asking to pipe what cannot be piped."""
+    key = make_key(tmp_path / "enc", "enc-key", passphrase="s3cret passphrase")
+    done = subprocess.run(
+        [sys.executable, "-m", "invoke", "store-key", "--key-file", "-"],
+        cwd=user_project.path,
+        env={**user_project.env, "PYTHON_KEYRING_BACKEND": "keyring.backends.fail.Keyring"},
+        input=key.private_bytes,
+        capture_output=True,
+        start_new_session=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 3, done.stderr
+    assert done.stderr.decode().strip().splitlines() == [
+        "securebuild: error: the key from standard input is encrypted, and there is no"
+        " terminal to type its passphrase at (standard input held the key): run it in a"
+        " terminal, or give the key's path (--key-file PATH) and pipe the passphrase"
+    ]
