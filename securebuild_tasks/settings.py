@@ -173,7 +173,7 @@ HELP: dict[str, str] = {
     "keyring_service": "keyring service name holding the key and passphrases",
     "keyring_key": "keyring entry name of the private key",
     "allow_insecure_keyring": "accept a keyring backend that stores secrets in plain text",
-    "key_file": "private key file (key_source=file)",
+    "key_file": "private key file (key_source=file), mode 600 as ssh wants it",
     "passphrase_source": "where the passphrase of key_file comes from: auto, keyring or prompt",
     "key_lifetime": "seconds the ephemeral agent keeps the key (ssh-add -t)",
     "known_hosts": "known_hosts file with the git hosts' keys; empty: ~/.ssh/known_hosts",
