@@ -440,7 +440,7 @@ def check_context(
     ignore = ignore_file(context, dockerfile)
     patterns = _ignore_patterns(ignore)
     for name, (path, relative) in inside.items():
-        if not _ignored(patterns, relative.as_posix()):
+        if not _ignored(patterns, relative.as_posix(), ignore):
             raise SettingsError(
                 f"{name} {path} is inside the build context and not in {ignore.name}, so it"
                 " would be sent to the builder and could be copied into the image",
@@ -455,24 +455,28 @@ def _ignore_patterns(ignore: Path) -> list[str]:
     return [line.strip() for line in lines if line.strip() and not line.startswith("#")]
 
 
-def _ignored(patterns: list[str], relative: str) -> bool:
-    """Whether BuildKit leaves ``relative`` (slash-separated) out of the context.
+def _ignored(patterns: list[str], relative: str, ignore: Path) -> bool:
+    """Whether BuildKit leaves ``relative`` (slash-separated) out of the context,
+    by the ``patterns`` of the ignore file ``ignore``.
 
     Decided by the docker SDK's own matcher, so what counts as excluded is what
     Docker itself excludes, except where the answer is certain without it (the
     SDK's import takes longer than a cached rebuild): no pattern could match
     the path or a folder above it, or a plain-name pattern names one of them
-    and no exception ("!...") could match.
+    and every exception ("!...") is a plain name that names none of them.
     """
-    parts = relative.split("/")
+    # docker-py compares without case; so does this.
+    parts = relative.lower().split("/")
     above = ["/".join(parts[:i]) for i in range(1, len(parts) + 1)]
     maybe = {True: False, False: False}  # whether an exception / a pattern may match
     surely = False
     for pattern in patterns:
         negated = pattern.startswith("!")
-        body = os.path.normpath(pattern.removeprefix("!").strip().lstrip("/"))
-        plain = not any(c in body for c in "*?[\\")
-        if body == "." or "\\" in body or any(_loose(body).fullmatch(path) for path in above):
+        body = os.path.normpath(pattern.removeprefix("!").strip().lstrip("/")).lower()
+        # "[...]", "\\" escapes and ".." : only the SDK reads those as it does.
+        involved = any(c in body for c in "[]\\") or body == "." or body.startswith("..")
+        plain = not involved and not any(c in body for c in "*?")
+        if involved or any(_loose(body).fullmatch(path) for path in above):
             maybe[negated] = True
         surely = surely or (not negated and plain and body in above)
     if not maybe[False]:
@@ -481,13 +485,20 @@ def _ignored(patterns: list[str], relative: str) -> bool:
         return True
     from docker.utils.build import PatternMatcher
 
-    # types-docker says PathLike, but docker-py matches the slash-separated string.
-    return bool(PatternMatcher(patterns).matches(relative))  # type: ignore[arg-type]
+    try:
+        # types-docker says PathLike, but docker-py matches the slash-separated string.
+        return bool(PatternMatcher(patterns).matches(relative))  # type: ignore[arg-type]
+    except re.error as exc:
+        raise SettingsError(
+            f"{ignore} has a pattern Docker cannot read ({exc.msg})",
+            hint="fix the pattern; `[...]` ranges go from low to high, as in [a-z]",
+        ) from None
 
 
 def _loose(pattern: str) -> re.Pattern[str]:
     """A regex matching at least every path the ignore ``pattern`` matches (its "*"
-    crosses "/", a "[...]" is any one character, "**/" any folders or none)."""
+    crosses "/", "?" matches "/" too, "**/" stands for any folders or none). Only
+    used for patterns without "[", "]" or "\\" (see `_ignored`)."""
     out, i = [], 0
     while i < len(pattern):
         if pattern.startswith("**/", i):
@@ -495,9 +506,8 @@ def _loose(pattern: str) -> re.Pattern[str]:
             i += 3
             continue
         c = pattern[i]
-        end = pattern.find("]", i + 1) if c == "[" else -1
-        out.append(".*" if c == "*" else "." if c == "?" or end > 0 else re.escape(c))
-        i = end + 1 if end > 0 else i + 1
+        out.append(".*" if c == "*" else "." if c == "?" else re.escape(c))
+        i += 1
     return re.compile("".join(out))
 
 
@@ -517,7 +527,7 @@ def _refuse_ignored_inputs(
     ignore = ignore_file(context, dockerfile)
     patterns = _ignore_patterns(ignore)
     for relative in (Path(w).as_posix() for w in wanted):
-        if _ignored(patterns, relative):
+        if _ignored(patterns, relative, ignore):
             raise SettingsError(
                 f"{ignore.name} leaves {relative} out of the build context, and the build"
                 " copies it in",

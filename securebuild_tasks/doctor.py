@@ -100,7 +100,8 @@ def run_checks(settings: Settings, cwd: Path) -> list[Check]:
 
     planned = _attempt("build plan", plan)
     chosen: list[str] = []
-    if built and not key_needed(built[0]):
+    keyless = bool(built) and not key_needed(built[0])
+    if keyless:
         why = (
             "installs from the wheelhouse"
             if not built[0].forward_key
@@ -109,7 +110,7 @@ def run_checks(settings: Settings, cwd: Path) -> list[Check]:
         checks.append(Check("key source", True, f"none needed: the build {why}"))
     else:
         checks.append(_attempt("key source", lambda: _key_source(settings, chosen)))
-    if _needs_keyring(settings, chosen):
+    if _needs_keyring(settings, chosen, key=not keyless):
         checks.append(_attempt("keyring", lambda: _keyring(settings)))
 
     requirements: dict[str, Requirements] = {}
@@ -136,16 +137,18 @@ def run_checks(settings: Settings, cwd: Path) -> list[Check]:
     return checks
 
 
-def _needs_keyring(settings: Settings, chosen: list[str]) -> bool:
-    """Whether the build would read the keyring: for the key, a key file's
-    passphrase or the index token. Where it is only one choice of several
-    (``auto``), the key source check already says what was chosen."""
-    return (
+def _needs_keyring(settings: Settings, chosen: list[str], *, key: bool) -> bool:
+    """Whether the build would read the keyring: for the key or a key file's
+    passphrase (only if it loads a key at all: ``key``), or for the index
+    token. Where it is only one choice of several (``auto``), the key source
+    check already says what was chosen."""
+    for_key = (
         "keyring" in chosen
         or settings.key_source == "keyring"
         or (settings.key_source == "file" and settings.passphrase_source == "keyring")  # noqa: S105
-        or (bool(settings.index_url) and settings.index_token_source == "keyring")  # noqa: S105
     )
+    for_token = bool(settings.index_url) and settings.index_token_source == "keyring"  # noqa: S105
+    return (key and for_key) or for_token
 
 
 def _key_source(settings: Settings, chosen: list[str]) -> str:

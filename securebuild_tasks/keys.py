@@ -345,7 +345,10 @@ class FileKeySource(KeySource):
             # Known before the build, without a terminal: the keyring has this
             # key's passphrase, and it opens the key (doctor runs this check too).
             label = f"key file {self.path()}"
-            load_private_key(data, label, lambda: self._stored_passphrase(label) or b"")
+            try:
+                load_private_key(data, label, lambda: self._stored_passphrase(label) or b"")
+            except WrongPassphraseError:
+                raise self._passphrase_does_not_open(label) from None
         certificate_beside(self.path())
 
     def _refuse_loose_permissions(self) -> None:
@@ -400,16 +403,19 @@ class FileKeySource(KeySource):
             # The keyring's passphrase entry is shared by every key file: it may
             # be another key's. With auto, a terminal may still give the right one.
             if self.settings.passphrase_source != "auto" or not sys.stdin.isatty():  # noqa: S105
-                entry = f"{self.settings.keyring_service}/{passphrase_name(self.settings)}"
-                raise KeySourceError(
-                    f"the passphrase in the keyring entry {entry} does not open the {label}",
-                    hint="store this key's with `inv store-key --key-file PATH"
-                    " --passphrase-only`, or set passphrase_source=prompt",
-                ) from None
+                raise self._passphrase_does_not_open(label) from None
             key = load_private_key(data, label, lambda: self._prompt(label))
         key = self._with_certificate(key)
         with _ephemeral(workdir, key, self.settings, self.name) as forwarded:
             yield forwarded
+
+    def _passphrase_does_not_open(self, label: str) -> KeySourceError:
+        entry = f"{self.settings.keyring_service}/{passphrase_name(self.settings)}"
+        return KeySourceError(
+            f"the passphrase in the keyring entry {entry} does not open the {label}",
+            hint="store this key's with `inv store-key --key-file PATH --passphrase-only`,"
+            " or set passphrase_source=prompt",
+        )
 
     def _stored_passphrase(self, label: str) -> bytes | None:
         """The keyring's passphrase, when the settings look there and it has one."""

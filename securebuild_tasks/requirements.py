@@ -230,17 +230,21 @@ def _check_spacing(text: str, path: Path) -> None:
     """Refuse spacing pip and the template's line reader (awk, in the build) read
     apart: pip splits lines at any Unicode line break and takes any Unicode
     space as a space (a no-break space before "#" starts a comment for pip),
-    while awk splits at "\n" and knows only spaces and tabs. Read two ways, a
-    line could be installed by neither step without a word."""
-    odd = re.search(r"[^\S \t\n\r]|\r(?!\n)", text)
-    if odd is None:
-        return
-    lineno = text.count("\n", 0, odd.start()) + 1
-    raise RequirementsError(
-        f"{path} line {lineno} has the character U+{ord(odd.group()):04X}, which pip reads"
-        " as a space or a line break and the build does not",
-        hint="type a plain space, tab or newline in its place",
-    )
+    while awk splits at "\\n" and knows only spaces and tabs. Read two ways, a
+    line could be installed by neither step without a word. Past a "#" both
+    take for a comment's start, a space is the comment's own; a line break
+    never is."""
+    for lineno, line in enumerate(text.split("\n"), start=1):
+        line = line.removesuffix("\r")
+        comment = re.search(r"(?:^|[ \t])#", line)
+        code = line[: comment.start()] if comment else line
+        odd = re.search(r"[^\S \t]", code) or re.search(r"[\r\v\f\x1c-\x1e\x85\u2028\u2029]", line)
+        if odd is not None:
+            raise RequirementsError(
+                f"{path} line {lineno} has the character U+{ord(odd.group()):04X}, which pip"
+                " reads as a space or a line break and the build does not",
+                hint="type a plain space, tab or newline in its place",
+            )
 
 
 def _logical_lines(text: str) -> list[tuple[int, str]]:

@@ -41,13 +41,10 @@ _IMAGE_REF = re.compile(
 # "scheme://user:token@" or "scheme://token@" in a URL, also where the token
 # holds a "/" (base64 does): "user:" then anything up to an "@", unless what
 # follows the ":" is a port ("host:8080/path@ref" is a URL with a git ref).
-SLASHED_USERINFO = r"[^/\s@:]+:(?!\d+(?:/|$))[^\s@]*@"
+SLASHED_USERINFO = r"[^/\s@:\[]+:(?!\d+(?:/|$))[^\s@]*@"
 _URL_CREDENTIALS = re.compile(
     rf"[a-z][a-z0-9+.-]*://(?:[^/\s@]+@|{SLASHED_USERINFO})", re.IGNORECASE
 )
-# What a name typed with a typo looks like; anything else is echoed by no message,
-# since it may be a value typed in the wrong place ("KEY:dG9rZW4=" is a token).
-_NAME_LIKE = re.compile(r"^[A-Za-z0-9_.-]{1,40}$")
 _TAG = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")
 _NETWORK = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 _ONE_PLATFORM = r"[a-z0-9_]+/[a-z0-9_]+(/[a-z0-9_]+)?"
@@ -427,11 +424,6 @@ def _show(value: Any) -> str:
     return text if len(text) <= 60 else text[:57] + "..."
 
 
-def _show_name(name: str) -> str:
-    """A name for a message, or a word for one that may be a value typed in its place."""
-    return _show(name) if _NAME_LIKE.match(name) else "(not shown: it may hold a secret)"
-
-
 def _to_bool(value: Any) -> bool:
     if isinstance(value, bool):
         return value
@@ -457,7 +449,8 @@ def _to_mapping(value: Any) -> dict[str, str]:
     pairs: dict[str, str] = {}
     for item in items:
         key, sep, val = item.partition("=")
-        if not sep or not key.strip():
+        # A value that starts with "=" is a token's "==" padding, split off.
+        if not sep or not key.strip() or val.startswith("="):
             raise ValueError(item)
         pairs[key.strip()] = val.strip()
     return pairs
@@ -564,7 +557,9 @@ def _validate(s: Settings, origins: Mapping[str, str]) -> None:
         if not _BUILD_ARG.match(arg):
             raise bad(
                 "build_args",
-                f"has an invalid build arg name {_show_name(arg)}",
+                # Not echoed: a token split at its "=" padding ends up a "name".
+                "has a build arg name that is none (not shown: it may be a value typed in"
+                " its place)",
                 "use letters, digits and '_', not starting with a digit",
             )
         if _SECRET_NAME.search(arg):
@@ -588,11 +583,17 @@ def _validate(s: Settings, origins: Mapping[str, str]) -> None:
     if s.wheelhouse:
         check_relative(s.wheelhouse, "wheelhouse", origins)
     for secret_id, path in s.secrets.items():
-        if not _SECRET_ID.match(secret_id) or secret_id in RESERVED_SECRET_IDS:
+        if secret_id in RESERVED_SECRET_IDS:
             raise bad(
                 "secrets",
-                f"has an invalid or reserved secret id {_show_name(secret_id)}",
-                f"use letters, digits, '.', '_' or '-', and none of {RESERVED_SECRET_IDS}",
+                f"has the secret id {secret_id!r}, which the template uses itself",
+                f"use another id, none of {RESERVED_SECRET_IDS}",
+            )
+        if not _SECRET_ID.match(secret_id):
+            raise bad(
+                "secrets",
+                "has a secret id that is none (not shown: it may be a value typed in its place)",
+                "use letters, digits, '.', '_' or '-'",
             )
         if not path:
             raise bad("secrets", f"gives no path for secret {secret_id!r}")
@@ -606,10 +607,11 @@ def _validate_index(s: Settings, bad: Any) -> None:
         return
     from urllib.parse import urlsplit
 
-    # Any "@": an index URL has none of its own, and a token with a "/" in it, or
-    # a URL missing its "//", hides its user info from URL parsers.
+    # A token with a "/" in it (see SLASHED_USERINFO), or a URL missing its "//",
+    # hides its user info from URL parsers. An "@" further on is a path's own
+    # (Azure Artifacts names a feed view so: feed@Release).
     if (
-        "@" in s.index_url
+        ("@" in s.index_url and "://" not in s.index_url)
         or _URL_CREDENTIALS.search(s.index_url)
         or QUERY_SECRET.search(s.index_url)
     ):

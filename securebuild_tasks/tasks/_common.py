@@ -84,10 +84,19 @@ def dry(ctx: Any) -> bool:
 
 def _invoked_prefix(name: str) -> str:
     """The collection prefix this task was called with (``securebuild.`` in
-    ``inv securebuild.clean``), read from the command line: invoke tells a task
-    nothing of the name it was called by. Empty when composed at the top."""
+    ``inv securebuild.clean``): a word of the command line that is the full
+    name of a task of the tasks module `inv` loaded and ends in ``.NAME``.
+    invoke tells a task nothing of the name it was called by; an option's
+    value (``--lock-file requirements.lock``) names no task, so it is no
+    prefix. Empty when the tasks are composed at the top."""
+    module = sys.modules.get("tasks")
+    found = getattr(module, "ns", None) or getattr(module, "namespace", None)
+    try:
+        names = found.task_names if found is not None else {}
+    except Exception:  # a user object named ns that is no collection: no prefix
+        return ""
     for word in sys.argv[1:]:
-        if word.endswith(f".{name}") and not word.startswith("-"):
+        if word.endswith(f".{name}") and word in names:
             return word[: -len(name)]
     return ""
 

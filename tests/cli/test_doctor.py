@@ -130,6 +130,10 @@ def test_doctor_needs_no_keyring_for_an_agent_key(tmp_path: Path) -> None:
             PYTHON_KEYRING_BACKEND="keyring.backends.fail.Keyring",
         )
         done = _doctor(project, env)
+        # A build with an SSH step of its own needs the key: from the keyring, here.
+        (project / "Dockerfile").write_text(
+            "FROM python:3.12-slim\nRUN --mount=type=ssh pip install six\n"
+        )
         keyring = _doctor(project, {**env, "SECUREBUILD_KEY_SOURCE": "keyring"})
     finally:
         agent.stop()
@@ -138,7 +142,7 @@ def test_doctor_needs_no_keyring_for_an_agent_key(tmp_path: Path) -> None:
     assert "ok    Dockerfile: " in done.stdout
     assert "no SSH step, and the requirements need none" in done.stdout
     assert "uses SSH forwarding" not in done.stdout
-    # Asked for the keyring, the same setup fails on it.
+    # Asked for the keyring by a build that needs a key, the setup fails on it.
     assert keyring.returncode == 1
     assert "FAIL  keyring: " in keyring.stdout
 
@@ -161,6 +165,17 @@ def test_doctor_needs_no_key_where_the_build_needs_none(tmp_path: Path) -> None:
     done = _doctor(project, env)
     assert "ok    key source: none needed: the build fetches nothing over SSH" in done.stdout
     assert done.returncode == 0, done.stdout + done.stderr
+    # Nor is the keyring the key would come from, when none is needed.
+    unkeyed = _doctor(
+        project,
+        {
+            **env,
+            "SECUREBUILD_KEY_SOURCE": "keyring",
+            "PYTHON_KEYRING_BACKEND": "keyring.backends.null.Keyring",
+        },
+    )
+    assert unkeyed.returncode == 0, unkeyed.stdout + unkeyed.stderr
+    assert "keyring" not in unkeyed.stdout.replace("key source", "")
     (project / "requirements.txt").write_text("p @ git+ssh://git@127.0.0.1:2222/p.git@v1\n")
     needed = _doctor(project, env)
     assert needed.returncode == 1

@@ -281,3 +281,16 @@ def test_no_docker_child_of_the_python_api_inherits_the_token(
         calls[entry]()
     assert log.exists(), f"{entry} ran no docker child"
     assert TOKEN not in log.read_text()
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "https://pkgs.dev.azure.com/acme/_packaging/feed@Release/pypi/simple/",  # a feed view
+        "https://[fd00::1]:8443/simple/",
+        "http://127.0.0.1:8080/simple/",
+    ],
+)
+def test_an_at_sign_in_the_path_or_an_ipv6_host_is_no_credential(url: str, tmp_path: Path) -> None:
+    """Azure Artifacts names a feed view with "@" in the path; IPv6 hosts hold ":"."""
+    assert resolve({}, environ={"SECUREBUILD_INDEX_URL": url}, cwd=tmp_path).index_url == url

@@ -751,8 +751,13 @@ def test_a_key_files_keyring_passphrase_is_checked_before_the_build(
         FileKeySource(settings).check()
     entry = ("securebuild-tasks", passphrase_name(settings))
     memory_keyring.store[entry] = "open barley"
-    with pytest.raises(KeySourceError, match="wrong passphrase for the key file"):
+    with pytest.raises(KeySourceError) as wrong:
         FileKeySource(settings).check()
+    assert wrong.value.line() == (
+        f"the passphrase in the keyring entry securebuild-tasks/{entry[1]} does not open the"
+        f" key file {key.private}: store this key's with `inv store-key --key-file PATH"
+        " --passphrase-only`, or set passphrase_source=prompt"
+    )
     memory_keyring.store[entry] = "open sesame"
     FileKeySource(settings).check()
     # Asked only of encrypted keys: an unencrypted one needs nothing stored.

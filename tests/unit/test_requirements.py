@@ -785,3 +785,29 @@ def test_find_links_to_a_local_folder_refused(line: str, option: str) -> None:
     assert _parse("--find-links https://wheels.example.com/\nsix\n").names == ("six",)
     # An absolute path may be a folder inside the image of a Dockerfile of one's own.
     assert _parse("--find-links /opt/wheels\nsix\n").names == ("six",)
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        "x @ git+https://[fd00::1]/acme/x.git@v1.0",
+        "x @ git+https://[fd00::1]:8443/acme/x.git@v1.0",
+        "x @ https://files.example.com:8443/x-1.0.tar.gz#egg=x",
+    ],
+)
+def test_ipv6_hosts_and_ports_are_no_credentials(line: str) -> None:
+    assert _parse(line + "\n").names == ("x",)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "# D\u00e9pendances\u00a0: prod\nrequests==2.32.3\n",
+        "requests==2.32.3  # pinned\u00a0here\n",
+        "requests==2.32.3\t# \u3000wide\n",
+    ],
+)
+def test_odd_spaces_inside_a_comment_both_readers_see_are_taken(text: str) -> None:
+    """Past a "#" that pip and the build both take for a comment, any space is the
+    comment's own."""
+    assert _parse(text).names == ("requests",)

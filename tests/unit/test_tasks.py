@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import pytest
@@ -66,3 +67,24 @@ def test_add_to_never_replaces_the_projects_own_tasks(tmp_path: Path) -> None:
     ns = Collection()
     with pytest.raises(SettingsError, match="names nosuch, which is no securebuild task"):
         securebuild_tasks.add_to(ns, skip=["nosuch"])
+
+
+def test_the_prefix_a_task_was_called_with_names_a_real_task(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """`inv securebuild.lock` gives "securebuild."; an option's value that happens
+    to end in ".lock" (`--lock-file requirements.lock`) names no task, so no prefix."""
+    import types
+
+    from securebuild_tasks.tasks._common import _invoked_prefix
+
+    module = types.ModuleType("tasks")
+    module.ns = Collection(securebuild_tasks.ns)  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, "tasks", module)
+    monkeypatch.setattr(sys, "argv", ["inv", "securebuild.lock", "--lock-file", "x.lock"])
+    assert _invoked_prefix("lock") == "securebuild."
+    flat = Collection()
+    securebuild_tasks.add_to(flat)
+    module.ns = flat  # type: ignore[attr-defined]
+    monkeypatch.setattr(sys, "argv", ["inv", "lock", "--lock-file", "requirements.lock"])
+    assert _invoked_prefix("lock") == ""
