@@ -176,9 +176,8 @@ def test_lock_is_written_into_its_folder_or_refused_in_one_line(tmp_path: Path) 
     assert sorted(p.name for p in tmp_path.iterdir()) == ["locks", "taken"]
 
 
-def test_a_wheelhouse_made_from_another_lock_is_refused(tmp_path: Path) -> None:
-    """The wheelhouse records the lock it was built from: after `inv lock` moves a pin,
-    the old wheels are not installed in silence."""
+def _wheelhouse_of_six(tmp_path: Path) -> tuple[Path, Path]:
+    """A wheelhouse holding six's wheel and its hashes file (no manifest yet)."""
     wheelhouse = tmp_path / "vendor"
     wheelhouse.mkdir()
     wheel = wheelhouse / "six-1.16.0-py2.py3-none-any.whl"
@@ -187,6 +186,13 @@ def test_a_wheelhouse_made_from_another_lock_is_refused(tmp_path: Path) -> None:
     (wheelhouse / "requirements.hashes").write_text(
         f"/tmp/wheels/{wheel.name} --hash=sha256:{digest}\n"
     )
+    return wheelhouse, wheel
+
+
+def test_a_wheelhouse_made_from_another_lock_is_refused(tmp_path: Path) -> None:
+    """The wheelhouse records the lock it was built from: after `inv lock` moves a pin,
+    the old wheels are not installed in silence."""
+    wheelhouse, wheel = _wheelhouse_of_six(tmp_path)
     lock = tmp_path / "requirements.lock"
     lock.write_text(f"six==1.16.0 --hash=sha256:{'a' * 64}\n")
     write_manifest(wheelhouse, lock.name, requirements_digest(lock))
@@ -341,14 +347,7 @@ def test_a_lock_line_whose_marker_holds_nowhere_here_needs_no_wheel(tmp_path: Pa
     """pip, building the wheelhouse in the target image, skips a line whose marker
     does not hold there: the wheelhouse is whole without it. A line without a
     marker is still needed."""
-    wheelhouse = tmp_path / "vendor"
-    wheelhouse.mkdir()
-    wheel = wheelhouse / "six-1.16.0-py2.py3-none-any.whl"
-    wheel.write_bytes(b"PK six 1.16.0")
-    digest = hashlib.sha256(wheel.read_bytes()).hexdigest()
-    (wheelhouse / "requirements.hashes").write_text(
-        f"/tmp/wheels/{wheel.name} --hash=sha256:{digest}\n"
-    )
+    wheelhouse, wheel = _wheelhouse_of_six(tmp_path)
     source = tmp_path / "requirements.in"
     source.write_text("six\npywin32 ; sys_platform == 'win32'\n")
     lock = tmp_path / "requirements.lock"
