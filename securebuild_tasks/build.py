@@ -22,6 +22,7 @@ import signal
 import sys
 import tempfile
 import time
+import warnings
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from importlib import resources
@@ -486,8 +487,12 @@ def _ignored(patterns: list[str], relative: str, ignore: Path) -> bool:
     from docker.utils.build import PatternMatcher
 
     try:
-        # types-docker says PathLike, but docker-py matches the slash-separated string.
-        return bool(PatternMatcher(patterns).matches(relative))  # type: ignore[arg-type]
+        # docker-py's regexes of "[[:alpha:]]" draw a FutureWarning from re: not
+        # the user's to read.
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", FutureWarning)
+            # types-docker says PathLike, but docker-py matches the slash-separated string.
+            return bool(PatternMatcher(patterns).matches(relative))  # type: ignore[arg-type]
     except re.error as exc:
         raise SettingsError(
             f"{ignore} has a pattern Docker cannot read ({exc.msg})",

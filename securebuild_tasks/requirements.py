@@ -155,6 +155,7 @@ def parse_requirements(text: str, path: Path) -> Requirements:
     options: list[str] = []
     url_lines: list[str] = []
     _check_spacing(text, path)
+    _check_coding(text, path)
     logical = _logical_lines(text)
     # Comments too: the file is copied whole, comments and all. The logical
     # lines are checked as well, for a URL split by a continuation.
@@ -226,6 +227,30 @@ def parse_requirements(text: str, path: Path) -> Requirements:
     )
 
 
+def _check_coding(text: str, path: Path) -> None:
+    """Refuse a coding line (PEP 263, in the first two lines) that is not UTF-8:
+    pip decodes the file in that encoding, the tool and the build's line reader
+    in UTF-8, and the two readings can hold different lines (in Latin-1, the
+    byte 0x85 of a UTF-8 letter is a line break)."""
+    import codecs
+
+    for lineno, line in enumerate(text.split("\n")[:2], start=1):
+        declared = re.search(r"coding[:=]\s*([-\w.]+)", line) if line.startswith("#") else None
+        if declared is None:
+            continue
+        try:
+            utf8 = codecs.lookup(declared.group(1)).name == "utf-8"
+        except LookupError:
+            utf8 = False
+        if not utf8:
+            raise RequirementsError(
+                f"{path} line {lineno} declares the encoding {declared.group(1)!r}, which pip"
+                " reads the file in, while the build reads it as UTF-8",
+                hint="save the file as UTF-8 and remove the coding line",
+            )
+        return
+
+
 def _check_spacing(text: str, path: Path) -> None:
     """Refuse spacing pip and the template's line reader (awk, in the build) read
     apart: pip splits lines at any Unicode line break and takes any Unicode
@@ -238,7 +263,10 @@ def _check_spacing(text: str, path: Path) -> None:
         line = line.removesuffix("\r")
         comment = re.search(r"(?:^|[ \t])#", line)
         code = line[: comment.start()] if comment else line
-        odd = re.search(r"[^\S \t]", code) or re.search(r"[\r\v\f\x1c-\x1e\x85\u2028\u2029]", line)
+        # Trailing spaces of any kind are stripped alike by both readers.
+        odd = re.search(r"[^\S \t](?=.*\S)", code) or re.search(
+            r"[\r\v\f\x1c-\x1e\x85\u2028\u2029]", line
+        )
         if odd is not None:
             raise RequirementsError(
                 f"{path} line {lineno} has the character U+{ord(odd.group()):04X}, which pip"

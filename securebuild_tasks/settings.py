@@ -45,6 +45,15 @@ SLASHED_USERINFO = r"[^/\s@:\[]+:(?!\d+(?:/|$))[^\s@]*@"
 _URL_CREDENTIALS = re.compile(
     rf"[a-z][a-z0-9+.-]*://(?:[^/\s@]+@|{SLASHED_USERINFO})", re.IGNORECASE
 )
+# A name no one gives a variable: 16 or more characters mixing lower case, upper
+# case and digits, as base64 tokens do.
+_TOKEN_LIKE = re.compile(r"^(?=.*[a-z])(?=.*[A-Z])(?=.*[0-9])[A-Za-z0-9+/_-]{16,}$")
+# "@" then a host: a dotted name, an IP literal or localhost, then a port, "/" or
+# the end (an index URL's user info, however the token before it is written).
+_AT_HOST = re.compile(
+    r"@(?:[a-z0-9-]+(?:\.[a-z0-9-]+)+|\[[0-9a-f:.]+\]|localhost)(?::\d+)?(?:[/?#]|$)",
+    re.IGNORECASE,
+)
 _TAG = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")
 _NETWORK = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 _ONE_PLATFORM = r"[a-z0-9_]+/[a-z0-9_]+(/[a-z0-9_]+)?"
@@ -408,9 +417,11 @@ def _convert(name: str, value: Any, origin: str) -> Any:
         return value.strip()
     # int() raises TypeError for None, lists, dicts, and OverflowError for YAML's .inf.
     except (TypeError, ValueError, OverflowError):
-        kind = {bool: "true or false", int: "a whole number", dict: "NAME=VALUE pairs"}.get(
-            expected, "text"
-        )
+        kind = {
+            bool: "true or false",
+            int: "a whole number",
+            dict: "NAME=VALUE pairs (a VALUE starting with '=' only in the invoke config)",
+        }.get(expected, "text")
         raise SettingsError(
             f"setting {name} from {origin} must be {kind}"
             # Pair lists may hold a mistyped secret ("TOKEN:ghp_..."): never echo them.
@@ -449,8 +460,13 @@ def _to_mapping(value: Any) -> dict[str, str]:
     pairs: dict[str, str] = {}
     for item in items:
         key, sep, val = item.partition("=")
-        # A value that starts with "=" is a token's "==" padding, split off.
+        # A token's "=" or "==" padding, split off, would make the token a name
+        # (on docker's command line): a value starting with "=", or an empty one
+        # after a name that reads like a token rather than a variable. (A
+        # mapping in the invoke config can give either.)
         if not sep or not key.strip() or val.startswith("="):
+            raise ValueError(item)
+        if not val.strip() and _TOKEN_LIKE.match(key.strip()):
             raise ValueError(item)
         pairs[key.strip()] = val.strip()
     return pairs
@@ -607,11 +623,13 @@ def _validate_index(s: Settings, bad: Any) -> None:
         return
     from urllib.parse import urlsplit
 
-    # A token with a "/" in it (see SLASHED_USERINFO), or a URL missing its "//",
-    # hides its user info from URL parsers. An "@" further on is a path's own
-    # (Azure Artifacts names a feed view so: feed@Release).
+    # A token with a "/" in it, or a URL missing its "//", hides its user info
+    # from URL parsers: an "@" followed by what looks like a host is user info.
+    # An "@" before a plain word is a path's own (Azure Artifacts names a feed
+    # view so: feed@Release); an index URL, unlike a git URL, has no "@ref".
     if (
         ("@" in s.index_url and "://" not in s.index_url)
+        or _AT_HOST.search(s.index_url)
         or _URL_CREDENTIALS.search(s.index_url)
         or QUERY_SECRET.search(s.index_url)
     ):

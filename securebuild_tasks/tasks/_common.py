@@ -84,20 +84,25 @@ def dry(ctx: Any) -> bool:
 
 def _invoked_prefix(name: str) -> str:
     """The collection prefix this task was called with (``securebuild.`` in
-    ``inv securebuild.clean``): a word of the command line that is the full
-    name of a task of the tasks module `inv` loaded and ends in ``.NAME``.
-    invoke tells a task nothing of the name it was called by; an option's
-    value (``--lock-file requirements.lock``) names no task, so it is no
-    prefix. Empty when the tasks are composed at the top."""
-    module = sys.modules.get("tasks")
-    found = getattr(module, "ns", None) or getattr(module, "namespace", None)
-    try:
-        names = found.task_names if found is not None else {}
-    except Exception:  # a user object named ns that is no collection: no prefix
+    ``inv securebuild.clean``): a word of the command line that ends in
+    ``.NAME`` and is the full name of a task in the collection of a loaded
+    module (``ns``, as invoke looks for it; the module is "tasks", or what
+    ``inv -c NAME`` named). invoke tells a task nothing of the name it was
+    called by; an option's value (``--lock-file requirements.lock``) names no
+    task, so it is no prefix. Empty when the tasks are composed at the top."""
+    words = [w for w in sys.argv[1:] if w.endswith(f".{name}") and not w.startswith("-")]
+    if not words:
         return ""
-    for word in sys.argv[1:]:
-        if word.endswith(f".{name}") and word in names:
-            return word[: -len(name)]
+    for module in list(sys.modules.values()):
+        try:  # a module's lazy attributes may raise anything when asked
+            found = getattr(module, "ns", None) or getattr(module, "namespace", None)
+            names = getattr(found, "task_names", None)
+        except Exception:  # noqa: S112 - such a module holds no tasks.py collection
+            continue
+        if isinstance(names, dict):
+            for word in words:
+                if word in names:
+                    return word[: -len(name)]
     return ""
 
 

@@ -161,3 +161,14 @@ def test_a_vendored_wheelhouse_must_reach_the_build(tmp_path: Path) -> None:
         _refuse_ignored_inputs(tmp_path, tmp_path / "Dockerfile", args, "WHEELHOUSE")
     (tmp_path / ".dockerignore").write_text("vendor/*.tmp\n")
     _refuse_ignored_inputs(tmp_path, tmp_path / "Dockerfile", args, "WHEELHOUSE")
+
+
+def test_a_pattern_the_sdk_warns_about_warns_no_user(tmp_path: Path) -> None:
+    """docker-py's regex of "[[:alpha:]]" draws a FutureWarning from re; the user
+    reads only what the tool says."""
+    import warnings
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        _ignored(["[[:alpha:]]*", "!x"], "requirements.txt", IGNORE)
+    assert [w for w in caught if issubclass(w.category, FutureWarning)] == []

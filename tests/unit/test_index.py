@@ -60,6 +60,9 @@ def test_token_in_a_dotenv_file_is_refused(tmp_path: Path) -> None:
         (f"https://__token__:{TOKEN[:10]}/{TOKEN[10:]}@pypi.example.com/simple/", "credentials"),
         (f"https//deploy:{TOKEN}@pypi.example.com/simple/", "credentials"),
         (f"__token__:{TOKEN}@pypi.example.com/simple/", "credentials"),
+        # A token starting with digits then "/", or with a "/" and no user name.
+        (f"https://__token__:123/{TOKEN}@pypi.example.com/simple/", "credentials"),
+        (f"https://{TOKEN[:10]}/{TOKEN[10:]}@pypi.fury.io/acme/", "credentials"),
         ("ftp://pypi.example.com/simple/", "not an http(s) URL"),
         ("pypi.example.com/simple/", "not an http(s) URL"),
         ("https://pypi.example.com:99999/", "not an http(s) URL"),

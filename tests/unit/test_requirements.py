@@ -811,3 +811,21 @@ def test_odd_spaces_inside_a_comment_both_readers_see_are_taken(text: str) -> No
     """Past a "#" that pip and the build both take for a comment, any space is the
     comment's own."""
     assert _parse(text).names == ("requests",)
+
+
+@pytest.mark.parametrize("encoding", ["latin-1", "cp1252", "no-such-codec"])
+def test_a_coding_line_that_is_not_utf8_is_refused(encoding: str) -> None:
+    """pip decodes a file in the encoding its first lines declare: in Latin-1 the
+    byte 0x85 inside a UTF-8 letter of a comment is a line break, and the line
+    after it a requirement only pip sees."""
+    text = f"# -*- coding: {encoding} -*-\nrequests==2.32.3  # \u00c5 note\n"
+    assert _error(text).startswith(f"{REQS} line 1 declares the encoding {encoding!r}")
+    assert _parse("# -*- coding: utf-8 -*-\nrequests==2.32.3\n").names == ("requests",)
+
+
+@pytest.mark.parametrize(
+    "text", ["six==1.0\u00a0\n", "\u3000\nsix\n", "six==1.0\u00a0 \t\n", "six==1.0\t\u2003\n"]
+)
+def test_trailing_spaces_of_any_kind_are_taken(text: str) -> None:
+    """Both readers strip a line's trailing spaces, whatever their kind."""
+    assert _parse(text).names == ("six",)

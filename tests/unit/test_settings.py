@@ -770,6 +770,9 @@ def test_a_url_with_a_port_or_a_ref_is_no_credential(tmp_path: Path, url: str) -
         # padding alone after the "=": a name that is valid, a value of "="
         ("SECUREBUILD_BUILD_ARGS", "GIT_REF=main,Zm9vYmFyU0VDUkVUMTIzNDU=="),
         ("SECUREBUILD_SECRETS", "Zm9vYmFyU0VDUkVUMTIzNDU=="),
+        # one "=" of padding: a token-like name with an empty value
+        ("SECUREBUILD_BUILD_ARGS", "GIT_REF=main,Zm9vYmFyU0VDUkVUMTIzNDU="),
+        ("SECUREBUILD_SECRETS", "Zm9vYmFyU0VDUkVUMTIzNDU="),
     ],
 )
 def test_a_value_typed_as_a_name_is_not_echoed(tmp_path: Path, setting: str, value: str) -> None:
@@ -928,3 +931,10 @@ def test_a_copied_path_with_wildcards_is_refused(tmp_path: Path, name: str, valu
         info.value.line()
     )
     assert "which the build's COPY reads as a wildcard" in info.value.line()
+
+
+def test_an_empty_value_after_a_variable_name_is_kept(tmp_path: Path) -> None:
+    """`BASE_IMAGE_USER=` (root) and `http_proxy=` are values, not token padding."""
+    environ = {"SECUREBUILD_BUILD_ARGS": "BASE_IMAGE_USER=,http_proxy="}
+    settings = resolve({}, environ=environ, cwd=tmp_path)
+    assert settings.build_args == {"BASE_IMAGE_USER": "", "http_proxy": ""}

@@ -78,9 +78,9 @@ def test_the_prefix_a_task_was_called_with_names_a_real_task(
 
     from securebuild_tasks.tasks._common import _invoked_prefix
 
-    module = types.ModuleType("tasks")
+    module = types.ModuleType("ci")  # `inv -c ci` loads ci.py
     module.ns = Collection(securebuild_tasks.ns)  # type: ignore[attr-defined]
-    monkeypatch.setitem(sys.modules, "tasks", module)
+    monkeypatch.setitem(sys.modules, "ci", module)
     monkeypatch.setattr(sys, "argv", ["inv", "securebuild.lock", "--lock-file", "x.lock"])
     assert _invoked_prefix("lock") == "securebuild."
     flat = Collection()
