@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import hashlib
 import json
 import os
@@ -23,12 +24,12 @@ import sys
 import tempfile
 import time
 import warnings
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 from types import FrameType
-from typing import IO, Any
+from typing import IO, Any, TypeVar
 
 from . import lockfile
 from .agent import private_workdir, reap_stale_workdirs, write_private
@@ -1077,6 +1078,23 @@ def _signals_as_interrupt() -> Iterator[None]:
             signal.signal(signum, old)  # type: ignore[arg-type]
 
 
+_Call = TypeVar("_Call", bound=Callable[..., Any])
+
+
+def _interruptible(func: _Call) -> _Call:
+    """Run ``func`` with SIGTERM, SIGHUP and SIGQUIT turned into KeyboardInterrupt
+    from its first line: the work folder, a wheelhouse's staging folder and the
+    engine's detection (which may wait 30 s on a daemon that hangs) come before
+    `execute`, and a signal then must clean up as one during the build does."""
+
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        with _signals_as_interrupt():
+            return func(*args, **kwargs)
+
+    return wrapper  # type: ignore[return-value]
+
+
 @dataclass(frozen=True)
 class Executed:
     """What running a plan used."""
@@ -1216,6 +1234,7 @@ def _engine_still_there(engine: Engine, exc: BuildError) -> None:
         )
 
 
+@_interruptible
 def build_image(settings: Settings, *, cwd: Path, out: IO[str] | None = None) -> BuildResult:
     """Build the image (offline from the wheelhouse when there is one)."""
     adopt_env_token()  # before the first docker query starts: see adopt_env_token
@@ -1235,6 +1254,7 @@ def build_image(settings: Settings, *, cwd: Path, out: IO[str] | None = None) ->
     )
 
 
+@_interruptible
 def lock(settings: Settings, *, cwd: Path, out: IO[str] | None = None) -> Path:
     """Resolve the lock input inside the target image; write the lock file."""
     adopt_env_token()
@@ -1258,6 +1278,7 @@ def lock(settings: Settings, *, cwd: Path, out: IO[str] | None = None) -> Path:
     return target
 
 
+@_interruptible
 def vendor(settings: Settings, *, cwd: Path, out: IO[str] | None = None) -> Path:
     """Build wheels for the lock and replace the wheelhouse with them, with a manifest."""
     adopt_env_token()

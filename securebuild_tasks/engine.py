@@ -138,7 +138,9 @@ def _start_queries(argvs: list[list[str]]) -> _Started:
                     stdout=subprocess.PIPE,
                     stderr=subprocess.PIPE,
                     stdin=subprocess.DEVNULL,
-                    text=True,
+                    # A socket path or a message need not be UTF-8.
+                    encoding="utf-8",
+                    errors="replace",
                 )
             )
         except OSError as exc:
@@ -395,14 +397,18 @@ def ping(engine: Engine) -> None:
             return
         finally:
             client.close()
+    except _NoSDK:
+        sdk_error = ""  # no transport the SDK has: the CLI alone can tell
     except Exception as exc:  # the SDK raises many kinds; the CLI gets a second say
         sdk_error = exc.__class__.__name__
     # A TLS context, or an SDK without an optional transport: the CLI has a say.
-    code, _ = _probe([engine.docker, "info", "--format", "{{.ServerVersion}}"])
+    code, said = _probe([engine.docker, "info", "--format", "{{.ServerVersion}}"])
     if code == 0:
         return
+    # The CLI's own reason where the SDK could not try (its last line, cut short).
+    why = sdk_error or (said.strip().splitlines() or [""])[-1][:160]
     raise EngineError(
-        f"cannot reach the Docker daemon at {where} ({sdk_error})",
+        f"cannot reach the Docker daemon at {where}" + (f" ({why})" if why else ""),
         hint="start Docker (Docker Desktop, or `sudo systemctl start docker`), or set DOCKER_HOST",
     )
 
@@ -503,20 +509,30 @@ def inspect_with_cli(docker: str, ref: str) -> dict[str, Any]:
     done = subprocess.run(
         [docker, "image", "inspect", ref],
         capture_output=True,
-        text=True,
+        encoding="utf-8",
+        errors="replace",
         check=False,
         stdin=subprocess.DEVNULL,
     )
-    try:
-        found: list[dict[str, Any]] = json.loads(done.stdout) if done.returncode == 0 else []
-    except ValueError:
-        found = []
-    if not found:
+    found: Any = None
+    if done.returncode == 0:
+        # A client may print warnings before the JSON: read from the first "[".
+        start = done.stdout.find("[")
+        with contextlib.suppress(ValueError):
+            found = json.loads(done.stdout[start:]) if start >= 0 else None
+    first = found[0] if isinstance(found, list) and found else None
+    # What every caller reads: an id, and a size and tags where given.
+    if (
+        not isinstance(first, dict)
+        or not isinstance(first.get("Id"), str)
+        or not isinstance(first.get("Size", 0), int)
+        or not isinstance(first.get("RepoTags") or [], list)
+    ):
         raise EngineError(
             f"cannot inspect image {ref}",
             hint="check that it exists (`docker image ls`) in the same docker context",
         )
-    return found[0]
+    return first
 
 
 def image_user(engine: Engine, ref: str, platform: str = "", out: IO[str] | None = None) -> str:

@@ -569,3 +569,51 @@ def test_inv_dry_never_acts_for_real(recorded: tuple[Path, dict[str, str]]) -> N
     assert not (project / "Dockerfile").exists()
     shown = run_cli("invoke", project, "--dry", "show-settings", env=env)
     assert shown.returncode == 0, shown.stderr
+
+
+@pytest.mark.parametrize(("task", "signum"), [("lock", signal.SIGTERM), ("vendor", signal.SIGHUP)])
+def test_a_signal_before_the_engine_answers_leaves_nothing(
+    tmp_path: Path, task: str, signum: int
+) -> None:
+    """The work folder and a wheelhouse's staging folder come before the engine's
+    detection, which waits on a daemon that hangs: a signal then cleans up as one
+    during the build does."""
+    project = tmp_path / "project"
+    project.mkdir()
+    (project / "tasks.py").write_text(
+        "import securebuild_tasks\nfrom invoke import Collection\n"
+        "ns = Collection()\nsecurebuild_tasks.add_to(ns)\n"
+    )
+    (project / "requirements.in").write_text("six\n")
+    (project / "requirements.txt").write_text("six==1.16.0\n")
+    hold = tmp_path / "holding"
+    # exec: the query is the process the tool kills, as the docker CLI is.
+    docker = stand_in_docker(tmp_path, f'#!/bin/sh\ntouch "{hold}"\nexec sleep 30\n')
+    env = user_env(SECUREBUILD_DOCKER=str(docker), DOCKER_HOST="unix:///nonexistent.sock")
+    process = subprocess.Popen(
+        [sys.executable, "-m", "invoke", task],
+        cwd=project,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while not hold.exists():
+            assert process.poll() is None, process.communicate()
+            assert time.monotonic() < deadline, "docker stand-in never started"
+            time.sleep(0.05)
+        process.send_signal(signum)
+        _, stderr = process.communicate(timeout=60)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    assert process.returncode != 0
+    assert "Traceback" not in stderr
+    assert securebuild_leftovers() == []
+    assert sorted(p.name for p in project.iterdir()) == [
+        "requirements.in",
+        "requirements.txt",
+        "tasks.py",
+    ]

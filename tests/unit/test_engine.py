@@ -380,3 +380,74 @@ def test_an_unreadable_docker_context_is_an_error_not_the_default_socket(
     monkeypatch.setenv("DOCKER_CONTEXT", "nosuch")
     with pytest.raises(EngineError, match=r"docker context nosuch cannot be read \(context "):
         endpoint(str(docker))
+
+
+@pytest.mark.parametrize(
+    "printed",
+    [
+        "[{}]",
+        '[{"Id": "sha256:ab", "Size": null}]',
+        "[1]",
+        '[{"Id": 5}]',
+        '[{"Id": "sha256:ab", "RepoTags": "x"}]',
+        "not json",
+    ],
+)
+def test_an_inspect_answer_that_is_no_image_is_one_error(tmp_path: Path, printed: str) -> None:
+    """Whatever a docker client prints for an image, its readers get an id (and a
+    size and tags) or an EngineError: never a KeyError or TypeError."""
+    from securebuild_tasks.engine import inspect_with_cli
+
+    docker = stand_in_docker(tmp_path, f"#!/bin/sh\ncat <<'EOF'\n{printed}\nEOF\n")
+    with pytest.raises(EngineError, match="cannot inspect image base"):
+        inspect_with_cli(str(docker), "base")
+
+
+def test_warnings_before_the_inspect_answer_are_passed_over(tmp_path: Path) -> None:
+    from securebuild_tasks.engine import inspect_with_cli
+
+    docker = stand_in_docker(
+        tmp_path,
+        "#!/bin/sh\necho 'WARNING: the config file has an unknown key'\n"
+        'echo \'[{"Id": "sha256:ab", "Size": 7, "RepoTags": ["base:1"]}]\'\n',
+    )
+    assert inspect_with_cli(str(docker), "base")["Size"] == 7
+
+
+def test_a_client_that_prints_bytes_that_are_not_utf8_is_read(tmp_path: Path) -> None:
+    """A socket path or a message in another encoding: read with replacement
+    characters, never a UnicodeDecodeError."""
+    from securebuild_tasks.engine import _probe, inspect_with_cli
+
+    docker = stand_in_docker(
+        tmp_path, "#!/bin/sh\nprintf 'No such image: caf\\351\\n' >&2\nexit 1\n"
+    )
+    code, said = _probe([str(docker), "version"])
+    assert (code, said) == (1, "No such image: caf\ufffd")
+    with pytest.raises(EngineError, match="cannot inspect image caf"):
+        inspect_with_cli(str(docker), "caf")
+
+
+def test_an_unreachable_tls_endpoint_says_the_clients_reason(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A TLS context the SDK cannot use: the message gives the CLI's own reason,
+    not the name of a class of this tool's."""
+    from securebuild_tasks import engine as engine_module
+
+    def no_sdk(*_: object) -> object:
+        raise engine_module._NoSDK("tcp://127.0.0.1:1")
+
+    monkeypatch.setattr(engine_module, "endpoint", no_sdk)
+    monkeypatch.setattr(engine_module, "sdk_client", no_sdk)
+    monkeypatch.setattr(
+        engine_module,
+        "_probe",
+        lambda argv: (1, "Client: 20.10\nerror during connect: connection refused"),
+    )
+    with pytest.raises(EngineError) as refused:
+        engine_module.ping(engine_module.Engine("docker", "classic", "20.10.24"))
+    assert refused.value.message == (
+        "cannot reach the Docker daemon at tcp://127.0.0.1:1"
+        " (error during connect: connection refused)"
+    )
