@@ -434,6 +434,8 @@ def inspect_image(ref: str, engine_docker: str = "docker") -> ImageInfo:
     """Return id and size of a freshly built ``ref``: from the engine's socket, else the CLI."""
     try:
         attrs = _inspect(ref, engine_docker)
+        if not isinstance(attrs.get("Id"), str):
+            raise EngineError(f"image {ref} has no id")
     except EngineError:
         raise EngineError(
             f"image {ref} was not found after the build",
@@ -521,12 +523,13 @@ def inspect_with_cli(docker: str, ref: str) -> dict[str, Any]:
         with contextlib.suppress(ValueError):
             found = json.loads(done.stdout[start:]) if start >= 0 else None
     first = found[0] if isinstance(found, list) and found else None
-    # What every caller reads: an id, and a size and tags where given.
+    # What callers read, of the kind they read it as, where given.
     if (
         not isinstance(first, dict)
-        or not isinstance(first.get("Id"), str)
+        or not isinstance(first.get("Id", ""), str)
         or not isinstance(first.get("Size", 0), int)
         or not isinstance(first.get("RepoTags") or [], list)
+        or not isinstance(first.get("Config", {}), (dict, type(None)))
     ):
         raise EngineError(
             f"cannot inspect image {ref}",

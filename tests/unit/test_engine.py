@@ -385,8 +385,8 @@ def test_an_unreadable_docker_context_is_an_error_not_the_default_socket(
 @pytest.mark.parametrize(
     "printed",
     [
-        "[{}]",
         '[{"Id": "sha256:ab", "Size": null}]',
+        '[{"Id": "sha256:ab", "Config": []}]',
         "[1]",
         '[{"Id": 5}]',
         '[{"Id": "sha256:ab", "RepoTags": "x"}]',
@@ -394,8 +394,9 @@ def test_an_unreadable_docker_context_is_an_error_not_the_default_socket(
     ],
 )
 def test_an_inspect_answer_that_is_no_image_is_one_error(tmp_path: Path, printed: str) -> None:
-    """Whatever a docker client prints for an image, its readers get an id (and a
-    size and tags) or an EngineError: never a KeyError or TypeError."""
+    """Whatever a docker client prints for an image, its readers get the fields
+    they read, of the kind they read them as, or an EngineError: never a
+    KeyError or TypeError."""
     from securebuild_tasks.engine import inspect_with_cli
 
     docker = stand_in_docker(tmp_path, f"#!/bin/sh\ncat <<'EOF'\n{printed}\nEOF\n")
@@ -451,3 +452,11 @@ def test_an_unreachable_tls_endpoint_says_the_clients_reason(
         "cannot reach the Docker daemon at tcp://127.0.0.1:1"
         " (error during connect: connection refused)"
     )
+
+
+def test_an_image_without_an_id_after_the_build_is_one_error(tmp_path: Path) -> None:
+    from securebuild_tasks.engine import inspect_image
+
+    docker = stand_in_docker(tmp_path, "#!/bin/sh\necho '[{}]'\n")
+    with pytest.raises(EngineError, match="image app:1 was not found after the build"):
+        inspect_image("app:1", str(docker))
