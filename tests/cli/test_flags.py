@@ -15,6 +15,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -214,8 +215,31 @@ def test_interrupted_build_leaves_no_netrc(
         "SECUREBUILD_INDEX_URL": "https://pypi.example.com/simple/",
         "SECUREBUILD_INDEX_TOKEN": token,
     }
+
+    def netrc_written() -> None:
+        assert token in Path(env["RECORD"] + ".netrc").read_text()
+
+    code, stderr = _signal_while_held(
+        "build-image", project, env, hold, signal.SIGTERM, netrc_written
+    )
+    assert code != 0
+    assert "Traceback" not in stderr
+    assert securebuild_leftovers() == []
+    assert find_in_tree(Path(tempfile.gettempdir()), [token.encode()]) == []
+
+
+def _signal_while_held(
+    task: str,
+    project: Path,
+    env: dict[str, str],
+    hold: Path,
+    signum: int,
+    then: Callable[[], None] = lambda: None,
+) -> tuple[int, str]:
+    """Run ``inv TASK``; once the docker stand-in touched ``hold``, run ``then`` and
+    send ``signum``. The exit code and standard error."""
     process = subprocess.Popen(
-        [sys.executable, "-m", "invoke", "build-image"],
+        [sys.executable, "-m", "invoke", task],
         cwd=project,
         env=env,
         stdout=subprocess.PIPE,
@@ -228,16 +252,13 @@ def test_interrupted_build_leaves_no_netrc(
             assert process.poll() is None, process.communicate()
             assert time.monotonic() < deadline, "docker stand-in never started"
             time.sleep(0.05)
-        assert token in Path(env["RECORD"] + ".netrc").read_text()
-        process.send_signal(signal.SIGTERM)
+        then()
+        process.send_signal(signum)
         _, stderr = process.communicate(timeout=60)
     finally:
         if process.poll() is None:
             process.kill()
-    assert process.returncode != 0
-    assert "Traceback" not in stderr
-    assert securebuild_leftovers() == []
-    assert find_in_tree(Path(tempfile.gettempdir()), [token.encode()]) == []
+    return process.returncode, stderr
 
 
 BUILDX_RECORDER = RECORDER.replace(
@@ -573,43 +594,19 @@ def test_inv_dry_never_acts_for_real(recorded: tuple[Path, dict[str, str]]) -> N
 
 @pytest.mark.parametrize(("task", "signum"), [("lock", signal.SIGTERM), ("vendor", signal.SIGHUP)])
 def test_a_signal_before_the_engine_answers_leaves_nothing(
-    tmp_path: Path, task: str, signum: int
+    recorded: tuple[Path, dict[str, str]], tmp_path: Path, task: str, signum: int
 ) -> None:
     """The work folder and a wheelhouse's staging folder come before the engine's
     detection, which waits on a daemon that hangs: a signal then cleans up as one
     during the build does."""
-    project = tmp_path / "project"
-    project.mkdir()
-    (project / "tasks.py").write_text(
-        "import securebuild_tasks\nfrom invoke import Collection\n"
-        "ns = Collection()\nsecurebuild_tasks.add_to(ns)\n"
-    )
+    project, env = recorded
     (project / "requirements.in").write_text("six\n")
-    (project / "requirements.txt").write_text("six==1.16.0\n")
     hold = tmp_path / "holding"
     # exec: the query is the process the tool kills, as the docker CLI is.
-    docker = stand_in_docker(tmp_path, f'#!/bin/sh\ntouch "{hold}"\nexec sleep 30\n')
-    env = user_env(SECUREBUILD_DOCKER=str(docker), DOCKER_HOST="unix:///nonexistent.sock")
-    process = subprocess.Popen(
-        [sys.executable, "-m", "invoke", task],
-        cwd=project,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        deadline = time.monotonic() + 60
-        while not hold.exists():
-            assert process.poll() is None, process.communicate()
-            assert time.monotonic() < deadline, "docker stand-in never started"
-            time.sleep(0.05)
-        process.send_signal(signum)
-        _, stderr = process.communicate(timeout=60)
-    finally:
-        if process.poll() is None:
-            process.kill()
-    assert process.returncode != 0
+    hanging = stand_in_docker(tmp_path / "hang", f'#!/bin/sh\ntouch "{hold}"\nexec sleep 30\n')
+    env = {**env, "SECUREBUILD_DOCKER": str(hanging)}
+    code, stderr = _signal_while_held(task, project, env, hold, signum)
+    assert code != 0
     assert "Traceback" not in stderr
     assert securebuild_leftovers() == []
     assert sorted(p.name for p in project.iterdir()) == [
