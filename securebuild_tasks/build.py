@@ -56,13 +56,12 @@ from .hostkeys import default_known_hosts, explain_ssh_failure, select_known_hos
 from .index import IndexCredentials, adopt_env_token, index_credentials, index_netloc
 from .keys import ForwardedKey, KeySource, NoKeySource, choose_key_source
 from .requirements import (
-    Option,
     Requirements,
     check_hash_mode,
+    file_options,
     parse_requirements,
     read_requirements,
     refuse_options_uv_ignores,
-    split_options,
 )
 from .settings import Settings, cache_fields, is_image_ref
 
@@ -320,17 +319,11 @@ def _build_args(dockerfile: Path, settings: Settings, **wanted: str) -> dict[str
     return args
 
 
-def _file_options(requirements: Requirements) -> Iterator[Option]:
-    """Every option of the file's option lines, each read as pip reads it."""
-    for line in requirements.options:
-        yield from split_options(line)
-
-
 def _file_index_options(requirements: Requirements) -> list[str]:
     """The file's options that set its index, as written (``-i``, ``--index``, ...)."""
     return [
         option.written
-        for option in _file_options(requirements)
+        for option in file_options(requirements)
         if option.name == "--index-url" and option.value.strip()
     ]
 
@@ -346,10 +339,11 @@ def _index_arg(
     """
     if index is None:
         return {}
-    for option in _file_index_options(requirements):
+    named = _file_index_options(requirements)
+    if named:
         raise SettingsError(
             f"index_url is set and {requirements.path.name} names an index too"
-            f" ({option}): pip and uv disagree on which one wins",
+            f" ({named[0]}): pip and uv disagree on which one wins",
             hint="keep one: remove the file's --index-url, or unset securebuild.index_url",
         )
     if "INDEX_URL" not in _declared_args(dockerfile):
@@ -786,7 +780,7 @@ def _file_sources(requirements: Requirements) -> dict[str, list[str]]:
     `split_options`); an empty value is no value, as pip takes it."""
     kinds = {"--index-url": "index", "--extra-index-url": "extra", "--find-links": "links"}
     found: dict[str, list[str]] = {"index": [], "extra": [], "links": [], "no-index": []}
-    for option in _file_options(requirements):
+    for option in file_options(requirements):
         if option.name == "--no-index":
             found["no-index"].append(option.name)
         elif option.name in kinds and option.value.strip():
@@ -1301,7 +1295,7 @@ def vendor(settings: Settings, *, cwd: Path, out: IO[str] | None = None) -> Path
             hint="move it away, or set securebuild.wheelhouse to another folder",
         )
     # Where the previous wheelhouse waits while the new one is swapped in.
-    old = wheelhouse.with_name(f".{wheelhouse.name}.old")
+    old = lockfile.previous_wheelhouse(wheelhouse)
     if (old.exists() or old.is_symlink()) and not lockfile.is_wheelhouse(old):
         raise SettingsError(
             f"{old} exists and was not made by `inv vendor`, which keeps the previous"

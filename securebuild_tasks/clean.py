@@ -78,7 +78,7 @@ def local_items(settings: Settings, cwd: Path) -> list[Item]:
             )
         # Staging folders (named by vendor alone), and the previous wheelhouse
         # when it is one (the name alone could be a folder of the user's).
-        old = wheelhouse.with_name(f".{wheelhouse.name}.old")
+        old = lockfile.previous_wheelhouse(wheelhouse)
         leftovers = [
             *wheelhouse.parent.glob(".securebuild-vendor-*"),
             *([old] if lockfile.is_wheelhouse(old) else []),

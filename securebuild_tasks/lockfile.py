@@ -273,6 +273,11 @@ def _manifest(folder: Path) -> dict[str, Any] | None:
     return None
 
 
+def previous_wheelhouse(wheelhouse: Path) -> Path:
+    """Where `inv vendor` keeps the previous wheelhouse while it swaps in the new one."""
+    return wheelhouse.with_name(f".{wheelhouse.name}.old")
+
+
 def is_wheelhouse(folder: Path) -> bool:
     """Whether ``folder`` is a wheelhouse `inv vendor` made. A link is never one
     (removing through it would empty a folder that lives elsewhere)."""

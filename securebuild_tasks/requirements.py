@@ -8,6 +8,7 @@ continuations, per-line options) and refuses what would leak into the image.
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -409,17 +410,22 @@ _UV_IGNORES = {
 }
 
 
+def file_options(requirements: Requirements) -> Iterator[Option]:
+    """Every option of the file's option lines, each read as pip reads it."""
+    for line in requirements.options:
+        yield from split_options(line)
+
+
 def refuse_options_uv_ignores(requirements: Requirements, why: str) -> None:
     """Refuse a file option uv would drop: the build would install something else
     than the same file does under pip, without failing. ``why`` says why uv is
     the installer here."""
-    for line in requirements.options:
-        for option in split_options(line):
-            if option.name in _UV_IGNORES:
-                raise RequirementsError(
-                    f"{requirements.path.name} has {option.name}, which uv ignores, and {why}",
-                    hint=_UV_IGNORES[option.name],
-                )
+    for option in file_options(requirements):
+        if option.name in _UV_IGNORES:
+            raise RequirementsError(
+                f"{requirements.path.name} has {option.name}, which uv ignores, and {why}",
+                hint=_UV_IGNORES[option.name],
+            )
 
 
 def _check_one_option(parsed: Option, where: str) -> None:

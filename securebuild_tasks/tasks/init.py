@@ -35,6 +35,7 @@ def init(
         inside = written.path.is_relative_to(project)
         shown = written.path.relative_to(project).as_posix() if inside else written.path.name
         print(f"securebuild: {written.action} {shown}", file=sys.stderr)
-        hint = tasks_py_hint(written.path) if written.action == "kept" else None
-        if written.path.name in ("tasks.py", "__init__.py") and hint:
-            print(hint, file=sys.stderr)
+        if written.path.name in ("tasks.py", "__init__.py") and written.action == "kept":
+            hint = tasks_py_hint(written.path)
+            if hint:
+                print(hint, file=sys.stderr)
