@@ -27,6 +27,10 @@ install_packages() {
     command -v curl >/dev/null || missing+=(curl)
     command -v xz >/dev/null || missing+=(xz-utils)
     command -v objdump >/dev/null || missing+=(binutils)
+    # The awks and greps the template's scripts meet in base images.
+    command -v gawk >/dev/null || missing+=(gawk)
+    command -v mawk >/dev/null || missing+=(mawk)
+    command -v busybox >/dev/null || missing+=(busybox)
     command -v runc >/dev/null || missing+=(runc)
     python3 -c 'import ensurepip, venv' 2>/dev/null || missing+=(python3-venv)
     if [ "${#missing[@]}" -gt 0 ]; then

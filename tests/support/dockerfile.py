@@ -81,3 +81,18 @@ def index_filter(text: str) -> str:
     if len(found) != 1:
         raise AssertionError(f"the template's index.txt filters differ or are missing: {found}")
     return found.pop()
+
+
+#: The awk and grep programs the template's scripts meet in base images:
+#: mawk (Debian and the official python images), gawk, and BusyBox (Alpine).
+#: Each is the argv prefix that runs it.
+AWKS = {"mawk": ("mawk",), "gawk": ("gawk",), "busybox": ("busybox", "awk")}
+GREPS = {"gnu": ("grep",), "busybox": ("busybox", "grep")}
+
+
+def greps(text: str) -> list[tuple[tuple[str, ...], str]]:
+    """Every grep of the template whose pattern is a literal: (options, pattern)."""
+    return [
+        (tuple(flag for flag in flags.split() if flag != "-e"), pattern)
+        for flags, pattern in re.findall(r"\bgrep((?: -[A-Za-z]+)*) '([^']*)'", text)
+    ]

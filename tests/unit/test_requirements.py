@@ -680,7 +680,9 @@ def test_awkward_files_are_read_as_pip_reads_them(text: str, names: list[str]) -
 
 
 @pytest.mark.parametrize("text", [MIXED, "requests\n", "a @ git+ssh://git@h/a.git@v1\n", *AWKWARD])
-def test_the_two_steps_install_every_requirement_once(text: str, tmp_path: Path) -> None:
+def test_the_two_steps_install_every_requirement_once(
+    text: str, tmp_path: Path, awk: tuple[str, ...]
+) -> None:
     """The template's filter and the tool's split agree: each requirement in exactly one
     step, the file's options in both, hashes kept with their requirement."""
     import subprocess
@@ -691,7 +693,7 @@ def test_the_two_steps_install_every_requirement_once(text: str, tmp_path: Path)
     path = tmp_path / "requirements.txt"
     path.write_text(text)
     second = subprocess.run(
-        ["awk", index_filter(template_path().read_text()), str(path)],
+        [*awk, index_filter(template_path().read_text()), str(path)],
         capture_output=True,
         text=True,
         check=True,

@@ -2,12 +2,15 @@
 
 The runtime step installs the lines that are not URLs, found by an awk script
 in the template; the tool sends the URL lines to the SSH step. Run here with
-this machine's awk on text that trips naive readers: both must split a file
-the same way, or a requirement is installed twice, or not at all.
+each awk a base image may have (mawk, gawk, BusyBox) on text that trips naive
+readers: all must split a file the same way, or a requirement is installed
+twice, or not at all. The template's greps must answer alike under GNU and
+BusyBox grep.
 """
 
 from __future__ import annotations
 
+import re
 import shutil
 import subprocess
 from pathlib import Path
@@ -16,7 +19,8 @@ import pytest
 
 from securebuild_tasks.build import template_path
 from securebuild_tasks.requirements import parse_requirements
-from tests.support.dockerfile import index_filter
+from tests.conftest import need
+from tests.support.dockerfile import GREPS, greps, index_filter
 
 TRICKY = """\
 six==1.16.0 \\
@@ -33,11 +37,12 @@ cfg==1.0   # a comment holding a URL: https://h.example/x
 """.format(a="a" * 64)
 
 
-@pytest.mark.skipif(shutil.which("awk") is None, reason="no awk on this machine")
-def test_index_lines_are_the_tools_non_url_requirements(tmp_path: Path) -> None:
+def test_index_lines_are_the_tools_non_url_requirements(
+    tmp_path: Path, awk: tuple[str, ...]
+) -> None:
     """The awk filter keeps exactly the requirements the tool does not send over SSH."""
     index = subprocess.run(
-        ["awk", index_filter(template_path().read_text())],
+        [*awk, index_filter(template_path().read_text())],
         input=TRICKY,
         capture_output=True,
         text=True,
@@ -76,3 +81,73 @@ def test_setuptools_is_kept_only_when_the_requirements_name_it(
     (tmp_path / "index.txt").write_text(index)
     done = subprocess.run(["grep", "-Eqi", found.group(1), "index.txt"], cwd=tmp_path)
     assert (done.returncode == 0) is listed
+
+
+#: Lines the template's greps meet: requirement lines with and without
+#: hashes, options, URL lines, blank and tab-indented lines, pip's output.
+GREP_INPUT = """\
+six==1.16.0 --hash=sha256:{a}
+six==1.16.0 --hash sha256:{a}
+\tfoo==1.0\t--hash=sha256:{a}
+lib @ git+ssh://git@git.example.com/org/lib.git@v1.0.0
+lib @ https://files.example.com/lib-1.0.tar.gz#sha256={a}
+--index-url https://pypi.example.com/simple
+  --extra-index-url https://x.example/simple
+-r other.txt
+
+\t
+setuptools==69.0.0
+  SetupTools>=60
+setuptools-scm==8.0
+setuptools_rust
+setuptools ; python_version >= "3"
+Required-by:
+Required-by: lib
+Required-by:\t
+""".format(a="a" * 64)
+
+
+@pytest.mark.parametrize(("options", "pattern"), greps(template_path().read_text()))
+def test_greps_answer_alike_under_gnu_and_busybox(options: tuple[str, ...], pattern: str) -> None:
+    """Each of the template's greps selects the same lines, and answers with the same
+    exit status, under GNU grep and BusyBox grep, line by line."""
+    need(shutil.which("busybox") is not None, "busybox is not installed")
+    listing = tuple(o.replace("q", "") for o in options if o.replace("q", "") != "-")
+    lines = GREP_INPUT.splitlines(keepends=True)
+    for lines_in in [lines, *([line] for line in lines)]:
+        text = "".join(lines_in)
+        answers = {}
+        for name, argv in GREPS.items():
+            listed = subprocess.run(
+                [*argv, *listing, "-e", pattern], input=text, capture_output=True, text=True
+            )
+            asked = subprocess.run(
+                [*argv, *options, "-e", pattern], input=text, capture_output=True, text=True
+            )
+            answers[name] = (listed.stdout, asked.returncode)
+        assert answers["gnu"] == answers["busybox"], (pattern, text)
+        assert answers["gnu"][1] in (0, 1), (pattern, text)
+
+
+def test_the_greps_of_the_template_are_all_found() -> None:
+    """The grep test above sees every grep in the template that has a literal pattern."""
+    text = template_path().read_text()
+    patterns = {pattern for _, pattern in greps(text)}
+    assert len(re.findall(r"\bgrep\b", text)) == len(greps(text))
+    assert "--hash[=[:space:]]" in patterns
+    assert "^[[:space:]]*[^-[:space:]]" in patterns
+
+
+def test_patterns_use_only_posix_regular_expressions() -> None:
+    """No GNU-only escapes (\\s, \\w, \\+, \\|, ...) in the template's grep and awk
+    patterns: musl's regex engine, which BusyBox uses on Alpine, has none of them
+    (the BusyBox on this machine uses glibc's, so the parity tests above cannot
+    see that)."""
+    text = template_path().read_text()
+    programs = [pattern for _, pattern in greps(text)] + [index_filter(text)]
+
+    def gnu_escapes(program: str) -> list[str]:
+        return [e for e in re.findall(r"\\(.)", program) if e in "sSwWdD+?|<>bB`'"]
+
+    assert {p: gnu_escapes(p) for p in programs if gnu_escapes(p)} == {}
+    assert gnu_escapes(r"^[[:space:]]*\s\\+") == ["s"]
