@@ -591,6 +591,27 @@ def image_user(engine: Engine, ref: str, platform: str = "", out: IO[str] | None
     return user if isinstance(user, str) else ""
 
 
+#: Seconds an interrupted `docker build` has to cancel the build and exit.
+STOP_GRACE = 20.0
+
+
+def _stop(process: subprocess.Popen[str]) -> None:
+    """Ask ``process`` to stop (docker then cancels the build), wait up to
+    `STOP_GRACE` seconds, and kill it if it is still running. A second Ctrl-C or
+    SIGTERM while waiting kills it at once: the child never outlives the tool
+    (Popen's own exit gives up waiting after a quarter second on Ctrl-C)."""
+    try:
+        process.terminate()
+        process.wait(timeout=STOP_GRACE)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+    except BaseException:
+        process.kill()
+        process.wait()
+        raise
+
+
 def run_streaming(
     argv: list[str],
     *,
@@ -639,13 +660,11 @@ def run_streaming(
             except BaseException:
                 # Ctrl-C or SIGTERM: take the key away first, then let docker
                 # cancel the build before the caller cleans up.
-                if on_interrupt is not None:
-                    on_interrupt()
-                process.terminate()
                 try:
-                    process.wait(timeout=20)
-                except subprocess.TimeoutExpired:
-                    process.kill()
+                    if on_interrupt is not None:
+                        on_interrupt()
+                finally:
+                    _stop(process)
                 raise
             code = process.wait()
         tail = "".join(kept)

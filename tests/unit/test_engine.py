@@ -460,3 +460,68 @@ def test_an_image_without_an_id_after_the_build_is_one_error(tmp_path: Path) -> 
     docker = stand_in_docker(tmp_path, "#!/bin/sh\necho '[{}]'\n")
     with pytest.raises(EngineError, match="image app:1 was not found after the build"):
         inspect_image("app:1", str(docker))
+
+
+# A child that ignores SIGTERM (as a docker client stuck on a dead engine may),
+# reports its pid, and would run for a minute.
+_STUBBORN = """\
+import os, signal, sys, time
+signal.signal(signal.SIGTERM, signal.SIG_IGN)
+with open(sys.argv[1], "w") as f:
+    f.write(str(os.getpid()))
+print("started", flush=True)
+time.sleep(60)
+"""
+
+
+@pytest.mark.parametrize("second_interrupt", [False, True])
+def test_an_interrupted_build_never_leaves_its_docker_client_running(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, second_interrupt: bool
+) -> None:
+    """Ctrl-C during the build stops the child: at once on a second Ctrl-C (or
+    SIGTERM) while waiting for it, else after the grace period; either way the
+    child is gone when the interrupt reaches the caller."""
+    import io
+    import os
+    import signal
+    import sys
+
+    from securebuild_tasks import engine as engine_module
+
+    pidfile = tmp_path / "pid"
+    revoked: list[bool] = []
+
+    class Interrupted(io.StringIO):
+        """The terminal the output goes to; Ctrl-C arrives with the first line."""
+
+        def write(self, text: str) -> int:
+            if second_interrupt:
+                signal.signal(signal.SIGALRM, signal.default_int_handler)
+                signal.setitimer(signal.ITIMER_REAL, 0.3)
+            raise KeyboardInterrupt
+
+    if not second_interrupt:
+        monkeypatch.setattr(engine_module, "STOP_GRACE", 0.3)
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            engine_module.run_streaming(
+                [sys.executable, "-c", _STUBBORN, str(pidfile)],
+                env=os.environ,
+                out=Interrupted(),
+                on_interrupt=lambda: revoked.append(True),
+            )
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, signal.SIG_DFL)
+    pid = int(pidfile.read_text())
+    alive = True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        alive = False
+    finally:
+        if alive:
+            os.kill(pid, signal.SIGKILL)
+            os.waitpid(pid, 0)
+    assert not alive
+    assert revoked == [True]
