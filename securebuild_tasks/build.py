@@ -641,7 +641,8 @@ def plan_build(settings: Settings, cwd: Path) -> BuildPlan:
         # Filled in by `execute`, from the engine (see engine.image_user).
         BASE_IMAGE_USER="",
         # No wheelhouse folder in the context: nothing to prune from /app, so an
-        # app change costs one COPY rather than a container run.
+        # app change costs one COPY rather than a container run (unless the
+        # image runs as another user than root: see _with_base_image_user).
         APP_SOURCE="app-pruned" if wheelhouse is not None and wheelhouse.exists() else "app-plain",
         **_index_arg(dockerfile, index, requirements),
     )
@@ -1177,9 +1178,13 @@ def execute(
 def _with_base_image_user(plan: BuildPlan, engine: Engine, out: IO[str]) -> BuildPlan:
     """``plan`` with ``BASE_IMAGE_USER`` filled in, when its Dockerfile declares it (the
     template's runtime-base stage) and the user's build_args do not set it: the
-    user the base image runs as, which the build steps set aside to run as root."""
-    if "BASE_IMAGE_USER" not in plan.build_args or "BASE_IMAGE_USER" in plan.settings.build_args:
+    user the base image runs as, which the build steps set aside to run as root.
+    An image that runs as another user than root gets its app through the stage
+    that makes it readable to that user (see `readable_app`)."""
+    if "BASE_IMAGE_USER" not in plan.build_args:
         return plan
+    if "BASE_IMAGE_USER" in plan.settings.build_args:
+        return readable_app(plan, plan.build_args["BASE_IMAGE_USER"])
     base = dockerfile_base_image(plan.dockerfile, plan.build_args, "base")
     if not base:
         if TEMPLATE_MARK in dockerfile_text(plan.dockerfile):
@@ -1194,7 +1199,22 @@ def _with_base_image_user(plan: BuildPlan, engine: Engine, out: IO[str]) -> Buil
         args = {k: v for k, v in plan.build_args.items() if k != "BASE_IMAGE_USER"}
         return dataclasses.replace(plan, build_args=args)
     user = image_user(engine, base, plan.settings.platform, out)
-    return dataclasses.replace(plan, build_args={**plan.build_args, "BASE_IMAGE_USER": user})
+    plan = dataclasses.replace(plan, build_args={**plan.build_args, "BASE_IMAGE_USER": user})
+    return readable_app(plan, user)
+
+
+def readable_app(plan: BuildPlan, user: str) -> BuildPlan:
+    """``plan`` with ``APP_SOURCE=app-pruned`` when the image runs as ``user`` and
+    that is not root: the app, owned by root, then reaches the image readable
+    by all (see the template's runtime section), since a file that is private
+    in the context (mode 0600, as under umask 077) would be unreadable to that
+    user. Root reads everything: its images keep the one-copy app-plain."""
+    name = user.partition(":")[0].strip()
+    if plan.build_args.get("APP_SOURCE") != "app-plain" or name in ("", "0", "root"):
+        return plan
+    if "APP_SOURCE" in plan.settings.build_args:
+        return plan
+    return dataclasses.replace(plan, build_args={**plan.build_args, "APP_SOURCE": "app-pruned"})
 
 
 #: What the docker client prints last when its connection to the engine broke

@@ -427,12 +427,26 @@ def test_a_base_image_that_runs_as_another_user(
     project: Project, lab: Lab, engine: Engine, base_image: str
 ) -> None:
     """A base image with a USER of its own builds (the build steps run as root),
-    and the image runs as that user again, over SSH and from a wheelhouse alike."""
+    and the image runs as that user again, over SSH and from a wheelhouse alike.
+    The app, private in the context (as under umask 077), is readable by that
+    user and stays root's, read-only to it."""
     look = "import os, privpkg; print(privpkg.VERSION, os.getuid())"
+    app = project.path / "app"
+    (app / "helper.py").write_text("ANSWER = 42\n")
+    for path in app.iterdir():
+        path.chmod(0o600)
+    app.chmod(0o700)
+    read = (
+        "import os, app.helper as h; p = '/app/app/helper.py'; s = os.stat(p);"
+        " print(h.ANSWER, s.st_uid, os.access(p, os.W_OK), oct(s.st_mode & 0o777))"
+    )
 
     def check() -> None:
         seen = in_image(engine.docker, project.image, "python", "-c", look)
         assert seen.split() == ["1.0.0", "4321"]
+        assert in_image(engine.docker, project.image, "python", "-c", read).split() == [
+            "42", "0", "False", "0o644"
+        ]  # fmt: skip
         user = docker_output(
             engine.docker, "image", "inspect", "--format", "{{.Config.User}}", project.image
         )

@@ -3,6 +3,7 @@ first when the engine lacks the image), given to the template's runtime stage.""
 
 from __future__ import annotations
 
+import dataclasses
 import io
 from pathlib import Path
 
@@ -121,3 +122,39 @@ def test_an_image_only_the_target_platform_has_is_pulled_for_it(
         "pull --quiet team/arm-only:4",
         "pull --quiet --platform linux/arm64 team/arm-only:4",
     ]
+
+
+def _plain(plan: BuildPlan) -> BuildPlan:
+    """``plan`` as plan_build makes it for a context without a wheelhouse."""
+    return dataclasses.replace(plan, build_args={"APP_SOURCE": "app-plain", **plan.build_args})
+
+
+@pytest.mark.parametrize(
+    ("user", "source"),
+    [
+        ("app", "app-pruned"),
+        ("4321:0", "app-pruned"),
+        ("", "app-plain"),
+        ("0", "app-plain"),
+        ("root", "app-plain"),
+        ("0:1000", "app-plain"),
+    ],
+)
+def test_an_image_that_runs_as_another_user_gets_its_app_readable(
+    tmp_path: Path, docker: Path, monkeypatch: pytest.MonkeyPatch, user: str, source: str
+) -> None:
+    """A user other than root reads the root-owned app only if it is readable by
+    all: its image takes the app through the stage that makes it so; root's
+    keeps the one-copy stage."""
+    monkeypatch.setenv("USER_OF_IMAGE", user)
+    plan = _plain(_plan(tmp_path, template_path(), BASE_IMAGE="team/app-base:1"))
+    assert _filled(plan, docker)["APP_SOURCE"] == source
+
+
+def test_the_app_source_follows_a_user_the_build_args_give_unless_they_give_it_too(
+    tmp_path: Path, docker: Path
+) -> None:
+    given = _plain(_plan(tmp_path, template_path(), BASE_IMAGE_USER="svc"))
+    assert _filled(given, docker)["APP_SOURCE"] == "app-pruned"
+    own = _plan(tmp_path, template_path(), BASE_IMAGE_USER="svc", APP_SOURCE="app-plain")
+    assert _filled(own, docker)["APP_SOURCE"] == "app-plain"
