@@ -627,47 +627,43 @@ def run_streaming(
     of the output. With ``passthrough`` the child writes to the terminal itself
     (BuildKit's tty progress) and no tail is kept. On Ctrl-C (or a signal the
     caller turned into one) ``on_interrupt`` runs first, before waiting for
-    docker to cancel the build: it revokes the forwarded key.
+    docker to cancel the build: it revokes the forwarded key. The child is
+    gone, killed if need be, when the interrupt reaches the caller.
     """
     out = out or sys.stderr
-    if passthrough:
+    kept: collections.deque[str] = collections.deque(maxlen=tail_lines)
+    with subprocess.Popen(
+        argv,
+        env=dict(env),
+        stdin=subprocess.DEVNULL,
+        stdout=None if passthrough else subprocess.PIPE,
+        stderr=None if passthrough else subprocess.STDOUT,
+        text=True,
+        encoding="utf-8",
+        errors="replace",
+        bufsize=1,
+    ) as process:
         try:
-            code = subprocess.call(argv, env=dict(env), stdin=subprocess.DEVNULL)
-        except BaseException:
-            if on_interrupt is not None:
-                on_interrupt()
-            raise
-        tail = ""
-    else:
-        kept: collections.deque[str] = collections.deque(maxlen=tail_lines)
-        with subprocess.Popen(
-            argv,
-            env=dict(env),
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-            encoding="utf-8",
-            errors="replace",
-            bufsize=1,
-        ) as process:
-            assert process.stdout is not None  # noqa: S101 - set by stdout=PIPE above
-            try:
+            if process.stdout is not None:
                 for line in process.stdout:
                     kept.append(line)
                     out.write(line)
                     out.flush()
-            except BaseException:
-                # Ctrl-C or SIGTERM: take the key away first, then let docker
-                # cancel the build before the caller cleans up.
-                try:
-                    if on_interrupt is not None:
-                        on_interrupt()
-                finally:
-                    _stop(process)
-                raise
             code = process.wait()
-        tail = "".join(kept)
+        except BaseException:
+            # Ctrl-C or SIGTERM: take the key away first, then let docker
+            # cancel the build before the caller cleans up. Another interrupt
+            # while the key is taken away kills docker at once.
+            try:
+                if on_interrupt is not None:
+                    on_interrupt()
+            except BaseException:
+                process.kill()
+                process.wait()
+                raise
+            _stop(process)
+            raise
+    tail = "".join(kept)
     if code != 0:
         raise BuildError(
             f"docker build failed with exit code {code}",

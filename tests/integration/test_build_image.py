@@ -429,30 +429,34 @@ def test_a_base_image_that_runs_as_another_user(
     """A base image with a USER of its own builds (the build steps run as root),
     and the image runs as that user again, over SSH and from a wheelhouse alike.
     The app, private in the context (as under umask 077), is readable by that
-    user and stays root's, read-only to it."""
-    look = "import os, privpkg; print(privpkg.VERSION, os.getuid())"
+    user, in group root here (as on OpenShift); a group-writable file (umask
+    002) is not writable by it: the app stays root's."""
+    look = "import os, privpkg; print(privpkg.VERSION, os.getuid(), os.getgid())"
     app = project.path / "app"
     (app / "helper.py").write_text("ANSWER = 42\n")
     for path in app.iterdir():
         path.chmod(0o600)
     app.chmod(0o700)
+    (app / "shared.py").write_text("SHARED = 1\n")
+    (app / "shared.py").chmod(0o664)
     read = (
         "import os, app.helper as h; p = '/app/app/helper.py'; s = os.stat(p);"
-        " print(h.ANSWER, s.st_uid, os.access(p, os.W_OK), oct(s.st_mode & 0o777))"
+        " w = [os.access(f, os.W_OK) for f in (p, '/app/app/shared.py', '/app/app')];"
+        " print(h.ANSWER, s.st_uid, *w)"
     )
 
     def check() -> None:
         seen = in_image(engine.docker, project.image, "python", "-c", look)
-        assert seen.split() == ["1.0.0", "4321"]
+        assert seen.split() == ["1.0.0", "4321", "0"]
         assert in_image(engine.docker, project.image, "python", "-c", read).split() == [
-            "42", "0", "False", "0o644"
+            "42", "0", "False", "False", "False"
         ]  # fmt: skip
         user = docker_output(
             engine.docker, "image", "inspect", "--format", "{{.Config.User}}", project.image
         )
         assert user.decode().strip() == "app"
 
-    steps = "RUN useradd --uid 4321 --create-home app\nUSER app\n"
+    steps = "RUN useradd --uid 4321 --gid 0 --create-home app\nUSER app\n"
     with _derived_base(engine, base_image, steps) as user_base:
         env = _over_ssh_then_from_a_wheelhouse(project, lab, user_base, check)
     # A base image without a USER keeps none: root, as before.

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import socketserver
 import threading
@@ -474,54 +475,81 @@ time.sleep(60)
 """
 
 
-@pytest.mark.parametrize("second_interrupt", [False, True])
+@pytest.mark.parametrize("passthrough", [False, True])
+@pytest.mark.parametrize("second_interrupt", ["none", "while waiting", "while revoking"])
 def test_an_interrupted_build_never_leaves_its_docker_client_running(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, second_interrupt: bool
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, second_interrupt: str, passthrough: bool
 ) -> None:
-    """Ctrl-C during the build stops the child: at once on a second Ctrl-C (or
-    SIGTERM) while waiting for it, else after the grace period; either way the
-    child is gone when the interrupt reaches the caller."""
-    import io
+    """Ctrl-C during the build revokes the key and stops the child. A second Ctrl-C
+    (or SIGTERM), while the key is revoked or while docker is given time to cancel
+    the build, kills it at once; with none, a child that ignores SIGTERM is killed
+    after the grace period. Either way it is gone when the interrupt reaches the
+    caller."""
     import os
     import signal
+    import subprocess
     import sys
+    import threading
 
     from securebuild_tasks import engine as engine_module
 
     pidfile = tmp_path / "pid"
+    started: list[subprocess.Popen[str]] = []
     revoked: list[bool] = []
 
-    class Interrupted(io.StringIO):
-        """The terminal the output goes to; Ctrl-C arrives with the first line."""
+    class Recorded(subprocess.Popen):  # type: ignore[type-arg]
+        def __init__(self, *args: object, **kwargs: object) -> None:
+            super().__init__(*args, **kwargs)  # type: ignore[arg-type]
+            started.append(self)
 
-        def write(self, text: str) -> int:
-            if second_interrupt:
-                signal.signal(signal.SIGALRM, signal.default_int_handler)
-                signal.setitimer(signal.ITIMER_REAL, 0.3)
+    monkeypatch.setattr(engine_module.subprocess, "Popen", Recorded)
+    # Without a second interrupt the grace period must end; with one, a grace
+    # period that never ends shows whether the second interrupt was heeded.
+    monkeypatch.setattr(engine_module, "STOP_GRACE", 0.3 if second_interrupt == "none" else 3600)
+
+    def interrupt_soon() -> None:
+        signal.signal(signal.SIGALRM, signal.default_int_handler)
+        signal.setitimer(signal.ITIMER_REAL, 0.3)
+
+    def revoke() -> None:
+        revoked.append(True)
+        if second_interrupt == "while revoking":
             raise KeyboardInterrupt
+        if second_interrupt == "while waiting":
+            interrupt_soon()
 
-    if not second_interrupt:
-        monkeypatch.setattr(engine_module, "STOP_GRACE", 0.3)
+    def first_interrupt() -> None:
+        # Ctrl-C once the child is running (its pid written).
+        while not pidfile.exists() or not pidfile.read_text():
+            threading.Event().wait(0.01)
+        os.kill(os.getpid(), signal.SIGINT)
+
+    # A watchdog, not a time limit: a child left to a grace period that never
+    # ends would hang the test; it is killed after a minute and the test fails.
+    rescued: list[bool] = []
+
+    def watchdog() -> None:
+        if not done.wait(60) and started and started[0].poll() is None:
+            rescued.append(True)
+            started[0].kill()
+
+    done = threading.Event()
+    threading.Thread(target=watchdog, daemon=True).start()
+    threading.Thread(target=first_interrupt, daemon=True).start()
     try:
         with pytest.raises(KeyboardInterrupt):
             engine_module.run_streaming(
                 [sys.executable, "-c", _STUBBORN, str(pidfile)],
                 env=os.environ,
-                out=Interrupted(),
-                on_interrupt=lambda: revoked.append(True),
+                out=io.StringIO(),
+                passthrough=passthrough,
+                on_interrupt=revoke,
             )
     finally:
+        done.set()
         signal.setitimer(signal.ITIMER_REAL, 0)
         signal.signal(signal.SIGALRM, signal.SIG_DFL)
-    pid = int(pidfile.read_text())
-    alive = True
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        alive = False
-    finally:
-        if alive:
-            os.kill(pid, signal.SIGKILL)
-            os.waitpid(pid, 0)
-    assert not alive
+    assert rescued == []
+    assert len(started) == 1
+    assert started[0].returncode is not None  # reaped: it no longer runs
     assert revoked == [True]

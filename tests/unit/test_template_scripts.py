@@ -20,7 +20,7 @@ import pytest
 from securebuild_tasks.build import template_path
 from securebuild_tasks.requirements import parse_requirements
 from tests.conftest import need
-from tests.support.dockerfile import GREPS, greps, index_filter
+from tests.support.dockerfile import GREPS, greps, index_filter, instructions
 
 TRICKY = """\
 six==1.16.0 \\
@@ -104,6 +104,9 @@ setuptools ; python_version >= "3"
 Required-by:
 Required-by: lib
 Required-by:\t
+setuptools-69.0.0-py3-none-any.whl
+Setuptools-69.0.0.tar.gz
+requirements.hashes
 """.format(a="a" * 64)
 
 
@@ -133,7 +136,8 @@ def test_the_greps_of_the_template_are_all_found() -> None:
     """The grep test above sees every grep in the template that has a literal pattern."""
     text = template_path().read_text()
     patterns = {pattern for _, pattern in greps(text)}
-    assert len(re.findall(r"\bgrep\b", text)) == len(greps(text))
+    commands = " ".join(step.args for step in instructions(text) if step.keyword == "RUN")
+    assert len(re.findall(r"\b[ef]?grep\b", commands)) == len(greps(text))
     assert "--hash[=[:space:]]" in patterns
     assert "^[[:space:]]*[^-[:space:]]" in patterns
 
@@ -151,3 +155,57 @@ def test_patterns_use_only_posix_regular_expressions() -> None:
 
     assert {p: gnu_escapes(p) for p in programs if gnu_escapes(p)} == {}
     assert gnu_escapes(r"^[[:space:]]*\s\\+") == ["s"]
+
+
+def _stage_script(stage: str) -> str:
+    """The shell script of the RUN instruction of the template's stage ``stage``."""
+    current = ""
+    for step in instructions(template_path().read_text()):
+        if step.keyword == "FROM":
+            current = step.args.split()[-1] if " AS " in step.args.upper() else ""
+        elif step.keyword == "RUN" and current == stage:
+            return step.args
+    raise AssertionError(f"no RUN in stage {stage}")
+
+
+@pytest.mark.parametrize(
+    ("wheelhouse", "layout", "left"),
+    [
+        ("vendor/python", ["vendor/python/a.whl", "vendor/keep.txt", "app/m.py"],
+         ["app", "app/m.py", "vendor", "vendor/keep.txt"]),
+        ("vendor/python", ["vendor/python/a.whl", "app/m.py"], ["app", "app/m.py"]),
+        ("wheels", ["wheels/a.whl"], []),
+        ("", ["app/m.py", "vendor/python/a.whl"],
+         ["app", "app/m.py", "vendor", "vendor/python", "vendor/python/a.whl"]),
+        ("-rf", ["-rf/a.whl", "app/m.py"], ["app", "app/m.py"]),
+    ],
+)  # fmt: skip
+def test_the_pruned_app_loses_the_wheelhouse_alone_and_is_read_only_to_all_but_root(
+    tmp_path: Path, wheelhouse: str, layout: list[str], left: list[str]
+) -> None:
+    """The stage the app passes through when there is a wheelhouse, or the image
+    runs as another user: the wheelhouse goes (and the folders it leaves empty,
+    never /app), nothing else does; every file is readable, every folder
+    searchable, and only the owner (root) may write."""
+    app = tmp_path / "app"
+    for name in layout:
+        (app / name).parent.mkdir(parents=True, exist_ok=True)
+        (app / name).write_text("x\n")
+    (app / "private.py").write_text("x\n")
+    (app / "private.py").chmod(0o600)
+    (app / "shared.py").write_text("x\n")
+    (app / "shared.py").chmod(0o666)
+    (app / "tool.sh").write_text("x\n")
+    (app / "tool.sh").chmod(0o700)
+    (app / "open").mkdir(mode=0o777)
+    (app / "open").chmod(0o777)
+    (app / "closed").mkdir(mode=0o700)
+    script = _stage_script("pruned").replace("/app", str(app))
+    subprocess.run(["sh", "-c", script], env={"WHEELHOUSE": wheelhouse, "PATH": "/usr/bin:/bin"},
+                   check=True)  # fmt: skip
+    found = sorted(str(p.relative_to(app)) for p in app.rglob("*"))
+    assert found == sorted([*left, "private.py", "shared.py", "tool.sh", "open", "closed"])
+    modes = {p.name: oct(p.stat().st_mode & 0o777) for p in [app, *app.iterdir()]}
+    assert modes["private.py"] == modes["shared.py"] == "0o644"
+    assert modes["tool.sh"] == "0o755"
+    assert modes["open"] == modes["closed"] == modes[app.name] == "0o755"
