@@ -66,6 +66,8 @@ from .requirements import (
 from .settings import Settings, cache_fields, is_image_ref
 
 TEMPLATE_NAME = "Dockerfile.template"
+#: Run inside the lock step (see `build_requires`); read, never imported, here.
+BUILD_REQUIRES_PROGRAM = Path(__file__).with_name("build_requires.py")
 #: An SSH mount, its options in any order (--mount=id=x,type=ssh).
 _SSH_MOUNT = re.compile(r"--mount=(?:\S*,)?type=ssh\b")
 #: The template's first line, which `init` keeps in the Dockerfile it writes.
@@ -636,6 +638,8 @@ def plan_build(settings: Settings, cwd: Path) -> BuildPlan:
         # change to the index packages does not rerun (see the template).
         URL_REQUIREMENTS=requirements.url_requirements,
         LOCKED=_locked_arg(requirements, locked),
+        # The lock's hash-pinned build requirements of its git packages.
+        BUILD_CONSTRAINTS=lockfile.build_constraints(context / requirements_file) if locked else "",
         WHEELHOUSE=settings.wheelhouse,
         SSH_IDENTITY="",
         # Filled in by `execute`, from the engine (see engine.image_user).
@@ -874,7 +878,14 @@ def plan_lock(settings: Settings, cwd: Path, output: Path) -> tuple[BuildPlan, l
     index = index_credentials(settings, cwd)
     secrets = _secrets(settings, cwd, index)
     _one_index(requirements, secrets)
-    generated = {"known_hosts": pinned_hosts(settings, requirements), **_uv_config(secrets)}
+    generated = {
+        "known_hosts": pinned_hosts(settings, requirements),
+        # The program the lock step runs to read its git packages' build
+        # requirements: a secret mount is the one way to hand the step a file
+        # that is neither in the context nor left in any layer.
+        "build_requires": BUILD_REQUIRES_PROGRAM.read_text(encoding="utf-8"),
+        **_uv_config(secrets),
+    }
     args = _build_args(
         dockerfile,
         settings,
@@ -882,6 +893,8 @@ def plan_lock(settings: Settings, cwd: Path, output: Path) -> tuple[BuildPlan, l
         INSTALLER=settings.installer,
         INDEX_CONFIG=index_config(secrets),
         LOCK_INPUT=source.relative,
+        # The input's URL lines: the lock step puts back the user names uv hides.
+        LOCK_URLS="\n".join(requirements.url_lines),
         SSH_IDENTITY="",
         LOCK_RUN=os.urandom(8).hex(),
         **_index_arg(dockerfile, index, requirements),
@@ -1287,8 +1300,21 @@ def lock(settings: Settings, *, cwd: Path, out: IO[str] | None = None) -> Path:
                 returncode=0,
                 hint="check that the Dockerfile template is the one shipped with securebuild-tasks",
             ) from None
+        built = tmp / "build-constraints.txt"
+        constraints = built.read_text(encoding="utf-8") if built.is_file() else ""
         target = plan.context / settings.lock_file
-        _write_atomically(target, lockfile.finish(raw, source, plan.requirements.options))
+        text = lockfile.finish(raw, source, plan.requirements.options, constraints)
+        _write_atomically(target, text)
+    if not lockfile.build_constraints(target, text) and any(
+        entry.url.startswith("git+") for entry in parse_requirements(raw, target).entries
+    ):
+        # The step said why (no TOML reader in the image, or backends that
+        # cannot be installed together); the last line says what it means.
+        (out or sys.stderr).write(
+            f"securebuild: warning: {settings.lock_file} locks no build backend for its git"
+            " packages (the lock step says why above): they will be built with unpinned"
+            " backends\n"
+        )
     return target
 
 
@@ -1485,6 +1511,15 @@ def _explain(exc: BuildError, plan: BuildPlan) -> SecurebuildError:
             f" ({plan.index.describe()}, user {plan.settings.index_username})",
             hint="store the right token with `inv store-token` or fix the environment variable,"
             " and check securebuild.index_username",
+        )
+    said = r"securebuild: cannot read (the (build requirements|URL) of [^\n]*)"
+    if found := re.search(said, exc.output):
+        return RequirementsError(
+            f"cannot lock {found.group(1)}",
+            hint="give the repository's URL with its user name in the lock input"
+            if found.group(2) == "URL"
+            else "check that the package's pyproject.toml at that commit is valid TOML with a"
+            " [build-system] requires list, then run `inv lock` again",
         )
     explained = explain_ssh_failure(exc.output, plan.requirements.ssh_hosts)
     if explained is None:

@@ -109,17 +109,81 @@ def partial_path(lock: Path) -> Path:
     return lock.with_name(f".{lock.name}.tmp")
 
 
-def finish(raw: str, source: LockInput, options: tuple[str, ...] = ()) -> str:
-    """Prepend the securebuild header, and the input's own option lines, to uv's output.
+def finish(
+    raw: str, source: LockInput, options: tuple[str, ...] = (), build_constraints: str = ""
+) -> str:
+    """Prepend the securebuild header, and the input's own option lines, to uv's output;
+    append the locked build requirements of its git packages, if any.
 
     uv writes no index options into a lock (its ``--emit-index-url`` would copy
     the configured indexes, tokens in their URLs included): the input's own
     lines (``--extra-index-url``, ``--find-links``; never credentials, which
     are refused in a requirements file) are carried over, so a build from the
     lock looks where the resolution looked.
+
+    ``build_constraints`` is uv's hash-pinned lock of those build requirements
+    (see ``build_requires``). It goes into the same file, so that one review
+    sees every pin, as comment lines (``#build: NAME==VERSION --hash=...``, one
+    per requirement) that pip and uv skip when they install the lock: they are
+    build constraints, not packages to install.
     """
     carried = "".join(f"{line}\n" for line in options)
-    return f"{HEADER}input={source.relative} sha256={source.sha256}\n{carried}{raw}"
+    lock = f"{HEADER}input={source.relative} sha256={source.sha256}\n{carried}{raw}"
+    if not build_constraints.strip():
+        return lock
+    pins = _build_pins(parse_requirements(build_constraints, Path("build-constraints.txt")))
+    block = "".join(f"{BUILD_PREFIX}{pin}\n" for pin in pins)
+    return f"{lock.rstrip()}\n\n{BUILD_COMMENT}{block}"
+
+
+#: The prefix of a lock's build constraint lines, and the comment before them.
+BUILD_PREFIX = "#build: "
+BUILD_COMMENT = (
+    "# The build requirements of the git packages above, locked: not installed,\n"
+    "# the build gives them to uv as build constraints (hash-checked).\n"
+)
+
+
+def _build_pins(requirements: Requirements) -> list[str]:
+    """One line per requirement: NAME==VERSION (or NAME @ URL) [; MARKER] --hash=...,
+    no continuation. A requirement uv could not hash (a git URL) is left out:
+    there is nothing to check it against."""
+    pins = []
+    for entry in requirements.entries:
+        if not entry.hashes:
+            continue
+        marker = f" ; {entry.marker}" if entry.marker else ""
+        hashes = "".join(f" --hash={digest}" for digest in entry.hashes)
+        pin = f"{entry.name} @ {entry.url}" if entry.url else f"{entry.name}{entry.specifier}"
+        pins.append(f"{pin}{marker}{hashes}")
+    return pins
+
+
+def build_constraints(lock_path: Path, text: str | None = None) -> str:
+    """The build constraints a lock (or its ``text``) holds (``#build:`` lines), as a
+    requirements file for uv's ``--build-constraints``; "" when it has none. Each
+    must be an exact version (or a URL) with hashes: a lock edited into anything
+    else is refused."""
+    if text is None:
+        text = read_bytes(lock_path, "lock", RequirementsError).decode("utf-8", "replace")
+    lines = [
+        (number, line[len(BUILD_PREFIX) :])
+        for number, line in enumerate(text.splitlines(), start=1)
+        if line.startswith(BUILD_PREFIX)
+    ]
+    for number, line in lines:
+        try:
+            parsed = parse_requirements(f"{line}\n", lock_path).entries
+        except RequirementsError:
+            parsed = ()
+        pinned = parsed[0].url or parsed[0].pinned_version if len(parsed) == 1 else False
+        if not (pinned and parsed[0].hashes):
+            raise RequirementsError(
+                f"{lock_path.name} line {number} is a build constraint without an exact"
+                " version and sha256 hashes",
+                hint="regenerate the lock with `inv lock` (do not edit a lock by hand)",
+            )
+    return "".join(f"{line}\n" for _, line in lines)
 
 
 #: A lock's first line. The input's name may hold spaces: the digest after it ends the line.
@@ -164,6 +228,7 @@ def check(lock_path: Path, context: Path) -> Requirements:
             hint="run `inv lock` to resolve again",
         )
     requirements = parse_requirements(text, lock_path)
+    build_constraints(lock_path, text)
     for entry in requirements.entries:
         where = f"{lock_path.name} line {entry.line} ({entry.name})"
         if entry.url:

@@ -77,7 +77,14 @@ INDEX_TOKEN_ENV = f"{ENV_PREFIX}INDEX_TOKEN"
 INVOKE_ENV_PREFIX = f"{ENV_PREFIX}INVOKE"
 
 #: Secret ids the template itself uses; user secrets may not take them.
-RESERVED_SECRET_IDS = ("known_hosts", "ca_bundle", "pip_config", "uv_config", "netrc")
+RESERVED_SECRET_IDS = (
+    "known_hosts",
+    "ca_bundle",
+    "pip_config",
+    "uv_config",
+    "netrc",
+    "build_requires",
+)
 
 
 # A token in a URL's query ("?private_token=...", a signed URL's

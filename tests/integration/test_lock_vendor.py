@@ -170,6 +170,46 @@ def test_tampered_index_file_fails_the_build(project: Project, lab: Lab, tmp_pat
     _assert_one_line_error(done, 2, "does not match the hash")
 
 
+def test_the_build_backend_of_a_git_package_is_locked_and_hash_checked(
+    project: Project, lab: Lab, moving_server: GitServer, tmp_path: Path
+) -> None:
+    """`inv lock` pins the build requirements of each git package (its
+    pyproject.toml's, at the locked commit) with hashes; a build from the lock
+    checks the backend it installs, in the step that has the key, against them.
+    A setuptools wheel changed on the index after locking fails that build;
+    without the pins the same build would run the changed backend."""
+    url = moving_server.create_package("backendpkg", "v1.0.0", "1.0.0")
+    (project.path / "known_hosts").write_text(moving_server.known_hosts_line())
+    wheels = tmp_path / "index"
+    shutil.copytree(lab.index.wheels, wheels)
+    index = PackageIndex(wheels).start()
+    try:
+        (project.path / "pip.conf").write_text(index.pip_config())
+        lock = _lock(project, lab, f"backendpkg @ git+{url}@v1.0.0\n")
+    finally:
+        index.stop()
+    setuptools = next(wheels.glob("setuptools-*.whl"))
+    version = setuptools.name.split("-")[1]
+    digest = hashlib.sha256(setuptools.read_bytes()).hexdigest()
+    assert f"#build: setuptools=={version} --hash=sha256:{digest}" in lock.splitlines()
+    assert any(line.startswith("#build: wheel==") for line in lock.splitlines())
+
+    with zipfile.ZipFile(setuptools, "a") as wheel:  # same name, a valid wheel, other content
+        wheel.writestr("setuptools_payload.py", "print('tampered')\n")
+    moved = PackageIndex(wheels).start()
+    try:
+        (project.path / "pip.conf").write_text(moved.pip_config())
+        done = project.inv("build-image", env=_key_env(lab))
+        _assert_one_line_error(done, 2, "does not match the hash")
+        assert "setuptools" in done.stderr
+        unpinned = "".join(line + "\n" for line in lock.splitlines() if "#build:" not in line)
+        (project.path / "requirements.lock").write_text(unpinned)
+        done = project.inv("build-image", env=_key_env(lab))
+        assert done.returncode == 0, done.stderr[-3000:]
+    finally:
+        moved.stop()
+
+
 def test_lock_bad_input(project: Project, lab: Lab) -> None:
     """Missing, empty, unresolvable and conflicting inputs, and a missing tag: one line each."""
     _assert_one_line_error(project.inv("lock", env=_key_env(lab)), 2, "no lock input")
@@ -335,7 +375,11 @@ def test_lock_from_pyproject_with_a_uv_source_over_ssh(project: Project, lab: La
     assert done.returncode == 0, done.stderr[-3000:]
     lock = (project.path / "requirements.lock").read_text()
     assert lock.startswith("# securebuild-lock: input=pyproject.toml sha256=")
-    assert re.search(r"privpkg @ git\+ssh://\S+@[0-9a-f]{40}", lock), lock
+    # uv writes "****" for a user name other than "git" from [tool.uv.sources]:
+    # the lock holds the input's own, or a fresh build would log in as "****".
+    assert re.search(rf"privpkg @ git\+{re.escape(url)}@[0-9a-f]{{40}}\n", lock), lock
+    assert "****" not in lock
+    assert "@" in url.split("//", 1)[1].split("/", 1)[0]  # the URL names its user
     pyproject.write_text(text.replace('version = "1.0.0"', 'version = "1.0.1"'))
     built = project.inv("build-image", env=_key_env(lab))
     assert built.returncode == 0, built.stderr[-3000:]

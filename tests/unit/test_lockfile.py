@@ -10,6 +10,7 @@ import pytest
 from securebuild_tasks.build import _write_atomically, requirements_for
 from securebuild_tasks.errors import RequirementsError, SettingsError
 from securebuild_tasks.lockfile import (
+    build_constraints,
     check,
     check_wheelhouse,
     find_input,
@@ -19,6 +20,7 @@ from securebuild_tasks.lockfile import (
     uv_config_from_pip,
     write_manifest,
 )
+from securebuild_tasks.requirements import parse_requirements
 from securebuild_tasks.settings import Settings
 
 TOKEN = "ghp_0123456789abcdefSECRETtokenVALUE"
@@ -374,3 +376,86 @@ def test_a_lock_saved_with_a_byte_order_mark_keeps_its_header(tmp_path: Path) ->
     lock.write_bytes(b"\xef\xbb\xbf" + text.encode())
     assert check(lock, tmp_path).names == ("six",)
     assert source_of(lock) == "requirements.in"
+
+
+BACKENDS = (
+    f"setuptools==80.10.2 \\\n    --hash=sha256:{'e' * 64} \\\n    --hash=sha256:{'f' * 64}\n"
+    "    # via -r build-requires.in\n"
+    f'wheel==0.48.0 ; python_version >= "3" \\\n    --hash=sha256:{"a" * 64}\n'
+    f"flit-core @ https://files.example.com/flit_core-3.9.0-py3-none-any.whl \\\n"
+    f"    --hash=sha256:{'b' * 64}\n"
+    f"scm @ git+https://git.example.com/scm.git@{COMMIT}\n"
+)
+
+
+def test_the_git_packages_build_requirements_are_locked_as_comment_lines(
+    tmp_path: Path,
+) -> None:
+    """uv's lock of the build requirements goes into the lock, one pin per comment
+    line, which pip and uv skip when they install it; the build reads them back
+    as a constraints file."""
+    (tmp_path / "requirements.in").write_text("lib\n")
+    lock = tmp_path / "requirements.lock"
+    locked = f"lib @ git+ssh://git@git.example.com/org/lib.git@{COMMIT}\n"
+    lock.write_text(finish(locked, find_input(tmp_path, ""), (), BACKENDS))
+    assert check(lock, tmp_path).names == ("lib",)
+    text = lock.read_text()
+    # A build requirement uv could not hash (a git URL) has nothing to be checked against.
+    assert text.splitlines()[-3:] == [
+        f"#build: setuptools==80.10.2 --hash=sha256:{'e' * 64} --hash=sha256:{'f' * 64}",
+        f'#build: wheel==0.48.0 ; python_version >= "3" --hash=sha256:{"a" * 64}',
+        "#build: flit-core @ https://files.example.com/flit_core-3.9.0-py3-none-any.whl"
+        f" --hash=sha256:{'b' * 64}",
+    ]
+
+    def pins(text: str) -> list[tuple[str, str, str, tuple[str, ...], str]]:
+        entries = parse_requirements(text, tmp_path / "c.txt").entries
+        return [(e.name, e.url, e.specifier, e.hashes, e.marker) for e in entries if e.hashes]
+
+    assert pins(build_constraints(lock)) == pins(BACKENDS)
+    # Without build requirements the lock is uv's output and the header alone.
+    lock.write_text(finish(locked, find_input(tmp_path, "")))
+    assert "#build:" not in lock.read_text()
+    assert build_constraints(lock) == ""
+
+
+@pytest.mark.parametrize(
+    "edited",
+    [
+        "#build: setuptools>=61",
+        "#build: setuptools==80.10.2",
+        f"#build: setuptools>=61 --hash=sha256:{'e' * 64}",
+        f"#build: lib @ git+https://git.example.com/lib.git@{COMMIT}",
+        "#build: lib @ https://files.example.com/lib-1.0.tar.gz",
+        "#build: not a requirement at all",
+    ],
+)
+def test_a_build_constraint_edited_out_of_its_pin_is_refused(tmp_path: Path, edited: str) -> None:
+    (tmp_path / "requirements.in").write_text("lib\n")
+    lock = tmp_path / "requirements.lock"
+    locked = f"lib @ git+ssh://git@git.example.com/org/lib.git@{COMMIT}\n"
+    lock.write_text(finish(locked, find_input(tmp_path, ""), (), BACKENDS) + edited + "\n")
+    line = len(lock.read_text().splitlines())
+    with pytest.raises(RequirementsError, match=f"line {line} is a build constraint without"):
+        check(lock, tmp_path)
+
+
+def test_a_build_from_the_lock_hands_its_build_constraints_to_the_ssh_step(
+    tmp_path: Path,
+) -> None:
+    """BUILD_CONSTRAINTS: the lock's pins as a constraints file; none without a lock."""
+    from securebuild_tasks.build import plan_build
+
+    (tmp_path / "requirements.in").write_text("lib\n")
+    (tmp_path / "app").mkdir()
+    locked = f"lib @ git+ssh://git@git.example.com/org/lib.git@{COMMIT}\n"
+    (tmp_path / "requirements.txt").write_text(locked)
+    settings = Settings(known_hosts=str(tmp_path / "known_hosts"))
+    (tmp_path / "known_hosts").write_text("git.example.com ssh-ed25519 " + "A" * 68 + "\n")
+    assert plan_build(settings, tmp_path).build_args["BUILD_CONSTRAINTS"] == ""
+    lock = tmp_path / "requirements.lock"
+    lock.write_text(finish(locked, find_input(tmp_path, ""), (), BACKENDS))
+    args = plan_build(settings, tmp_path).build_args
+    assert args["BUILD_CONSTRAINTS"] == build_constraints(lock)
+    assert args["BUILD_CONSTRAINTS"].startswith("setuptools==80.10.2 --hash=sha256:eee")
+    assert "#build" not in args["URL_REQUIREMENTS"]
