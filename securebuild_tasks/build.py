@@ -107,6 +107,8 @@ class BuildPlan:
     #: buildx --cache-from / --cache-to values, local directories made absolute.
     cache_from: str = ""
     cache_to: str = ""
+    #: Said before the build starts (``securebuild: warning: ...``); nothing stops.
+    warnings: tuple[str, ...] = ()
 
     @property
     def needs_key(self) -> bool:
@@ -627,6 +629,7 @@ def plan_build(settings: Settings, cwd: Path) -> BuildPlan:
     _one_index(requirements, secrets)
     if settings.installer == "pip" and not _locked_arg(requirements, locked):
         _one_source_for_pip(requirements, secrets, settings.index_url, "build-image")
+    constraints = lockfile.build_constraints(context / requirements_file) if locked else ""
     args = _build_args(
         dockerfile,
         settings,
@@ -639,7 +642,7 @@ def plan_build(settings: Settings, cwd: Path) -> BuildPlan:
         URL_REQUIREMENTS=requirements.url_requirements,
         LOCKED=_locked_arg(requirements, locked),
         # The lock's hash-pinned build requirements of its git packages.
-        BUILD_CONSTRAINTS=lockfile.build_constraints(context / requirements_file) if locked else "",
+        BUILD_CONSTRAINTS=constraints,
         WHEELHOUSE=settings.wheelhouse,
         SSH_IDENTITY="",
         # Filled in by `execute`, from the engine (see engine.image_user).
@@ -672,7 +675,65 @@ def plan_build(settings: Settings, cwd: Path) -> BuildPlan:
         index=index,
         cache_from=_cache_option(settings, cwd, "cache_from"),
         cache_to=_cache_option(settings, cwd, "cache_to"),
+        warnings=_unchecked_backends(
+            settings, (requirements, requirements_file, locked), constraints, args, dockerfile
+        ),
     )
+
+
+def _unpinned_backends(lock: str, raw: str, constraints: str, path: Path) -> str:
+    """What a new lock leaves unpinned of its git packages' build backends, if any:
+    all of them (the lock step said why), or the requirements uv could not hash."""
+    if not any(e.url.startswith("git+") for e in parse_requirements(raw, path).entries):
+        return ""
+    if not constraints.strip():
+        return (
+            f"{lock} pins no build backend for its git packages (the lock step says why"
+            " above): builds from it will not hash-check them"
+        )
+    entries = parse_requirements(constraints, path).entries
+    unhashed = [e.name for e in entries if not e.hashes]
+    if unhashed:
+        return (
+            f"{lock} cannot pin the build requirements {', '.join(unhashed)} of its git"
+            " packages (they have no hashes, as a git URL has none): they are not checked"
+        )
+    return ""
+
+
+def _unchecked_backends(
+    settings: Settings,
+    plan: tuple[Requirements, str, bool],
+    constraints: str,
+    args: dict[str, str],
+    dockerfile: Path,
+) -> tuple[str, ...]:
+    """Why a build from a lock would build its git packages with backends that are
+    not hash-checked, if it would: a lock from before they were pinned (or whose
+    lock step could not pin them), a Dockerfile copied from an older template,
+    or pip, which cannot check them."""
+    requirements, lock, locked = plan
+    if not locked or not any(e.url.startswith("git+") for e in requirements.entries):
+        return ()
+    if "BUILD_CONSTRAINTS" not in args:  # _build_args keeps only the declared ones
+        if not constraints:
+            return ()  # a Dockerfile of the user's own, and nothing it could take
+        return (
+            f"{dockerfile.name} declares no ARG BUILD_CONSTRAINTS, so the build backends"
+            f" {lock} pins for its git packages are not checked: pass them to"
+            " `uv pip install --build-constraints` as the built-in template does",
+        )
+    if not constraints:
+        return (
+            f"{lock} pins no build backend for its git packages, so the backends that build"
+            " them are not hash-checked: run `inv lock` again to pin them",
+        )
+    if settings.installer == "pip":
+        return (
+            f"installer=pip: pip cannot check the build backends {lock} pins for its git"
+            " packages; uv checks them (installer auto or uv)",
+        )
+    return ()
 
 
 def _locked_arg(requirements: Requirements, locked: bool) -> str:
@@ -1138,6 +1199,8 @@ def execute(
     """
     out = out or sys.stderr
     reap_stale_workdirs()
+    for warning in plan.warnings:
+        out.write(f"securebuild: warning: {warning}\n")
     # Data flows one way: the key source is checked (nothing loaded yet), then
     # the engine, and only then is a key loaded and forwarded.
     source: KeySource | None = None
@@ -1305,16 +1368,9 @@ def lock(settings: Settings, *, cwd: Path, out: IO[str] | None = None) -> Path:
         target = plan.context / settings.lock_file
         text = lockfile.finish(raw, source, plan.requirements.options, constraints)
         _write_atomically(target, text)
-    if not lockfile.build_constraints(target, text) and any(
-        entry.url.startswith("git+") for entry in parse_requirements(raw, target).entries
-    ):
-        # The step said why (no TOML reader in the image, or backends that
-        # cannot be installed together); the last line says what it means.
-        (out or sys.stderr).write(
-            f"securebuild: warning: {settings.lock_file} locks no build backend for its git"
-            " packages (the lock step says why above): they will be built with unpinned"
-            " backends\n"
-        )
+    warning = _unpinned_backends(settings.lock_file, raw, constraints, target)
+    if warning:
+        (out or sys.stderr).write(f"securebuild: warning: {warning}\n")
     return target
 
 
@@ -1518,6 +1574,8 @@ def _explain(exc: BuildError, plan: BuildPlan) -> SecurebuildError:
             f"cannot lock {found.group(1)}",
             hint="give the repository's URL with its user name in the lock input"
             if found.group(2) == "URL"
+            else "check that the key can read the repository, then run `inv lock` again"
+            if "git could not" in found.group(1) or "not in the repository" in found.group(1)
             else "check that the package's pyproject.toml at that commit is valid TOML with a"
             " [build-system] requires list, then run `inv lock` again",
         )

@@ -24,12 +24,13 @@ but ``git``), from the input's own URLs (INPUT_URLS: the input's URL lines).
 
 from __future__ import annotations
 
+import posixpath
 import re
 import subprocess
 import sys
 import tempfile
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 
 #: What uv and pip assume for a project without a ``[build-system]`` table.
 DEFAULT_REQUIRES = ("setuptools>=40.8.0",)
@@ -77,7 +78,9 @@ def git_requirements(text: str) -> list[tuple[str, str, str, str]]:
         for part in fragment.split("&"):
             key, _, value = part.partition("=")
             if key == "subdirectory":
-                subdirectory = value.strip("/")
+                # As written (`./pkgs/sub`, percent-encoded): git wants a clean path.
+                subdirectory = posixpath.normpath(unquote(value)).strip("/")
+                subdirectory = "" if subdirectory == "." else subdirectory
         found.append((match.group("name"), match.group("url"), match.group("sha"), subdirectory))
     return found
 
@@ -172,8 +175,15 @@ def read_pyproject(url: str, sha: str, subdirectory: str, where: str) -> str | N
         path = f"{subdirectory}/pyproject.toml" if subdirectory else "pyproject.toml"
         if _git("cat-file", "-e", f"{sha}^{{commit}}", cwd=repo).returncode != 0:
             raise BuildRequiresError(f"{where}: commit {sha} is not in the repository")
+        if subdirectory and _git("cat-file", "-e", f"{sha}:{subdirectory}", cwd=repo).returncode:
+            raise BuildRequiresError(f"{where}: the commit has no folder {subdirectory}")
+        if _git("cat-file", "-e", f"{sha}:{path}", cwd=repo).returncode != 0:
+            return None  # no pyproject.toml: setup.py, built with setuptools
         shown = _git("show", f"{sha}:{path}", cwd=repo)
-        return shown.stdout if shown.returncode == 0 else None
+        if shown.returncode != 0:
+            said = shown.stderr.strip() or "no message"
+            raise BuildRequiresError(f"{where}: git could not read {path} ({said})")
+        return shown.stdout
 
 
 def main(argv: list[str]) -> int:

@@ -206,6 +206,7 @@ def test_the_build_backend_of_a_git_package_is_locked_and_hash_checked(
         (project.path / "requirements.lock").write_text(unpinned)
         done = project.inv("build-image", env=_key_env(lab))
         assert done.returncode == 0, done.stderr[-3000:]
+        assert "securebuild: warning: requirements.lock pins no build backend" in done.stderr
     finally:
         moved.stop()
 

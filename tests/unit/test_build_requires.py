@@ -120,7 +120,7 @@ def test_the_program_reads_each_git_packages_requires_at_its_locked_commit(
     lock = tmp_path / "requirements.lock"
     lock.write_text(
         f"one @ git+{one}@{one_sha}\n"
-        f"sub @ git+{mono}@{mono_sha}#subdirectory=pkgs/sub\n"
+        f"sub @ git+{mono}@{mono_sha}#subdirectory=./pkgs/%73ub/\n"
         f"bare @ git+{bare}@{bare_sha}\n"
         f"six==1.16.0 --hash=sha256:{'a' * 64}\n"
     )
@@ -214,3 +214,25 @@ def test_user_names_uv_hides_are_put_back_from_the_inputs_urls() -> None:
     for other in ("ssh://deploy@git.example.com/org/a.git", "ssh://deploy@git.example.com:2222/a"):
         with pytest.raises(BuildRequiresError, match="uv hid its user name"):
             build_requires.restore_users(lock, f"a @ git+{other}\n{others}")
+
+
+def test_a_subdirectory_the_commit_lacks_is_one_line_not_setuptools(tmp_path: Path) -> None:
+    """A package without pyproject.toml builds with setuptools; a subdirectory that
+    is not there is an error, not taken for such a package."""
+    url, sha = _repo(tmp_path / "one", {"pkgs/a/pyproject.toml": "[build-system]\nrequires = []\n"})
+    lock = tmp_path / "requirements.lock"
+    lock.write_text(f"one @ git+{url}@{sha}#subdirectory=pkgs/b\n")
+    out = tmp_path / "build-requires.in"
+    assert build_requires.main([str(lock), str(out)]) == 1
+    assert not out.exists()
+
+
+def test_tomli_serves_where_tomllib_is_missing(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Python before 3.11 has no tomllib; an image with tomli still reads TOML."""
+    stand_in = lockfile.tomllib()
+    monkeypatch.setitem(sys.modules, "tomllib", None)  # import tomllib raises ImportError
+    monkeypatch.setitem(sys.modules, "tomli", stand_in)
+    assert build_requires._toml() is stand_in
+    monkeypatch.setitem(sys.modules, "tomli", None)
+    with pytest.raises(ImportError):
+        build_requires._toml()

@@ -452,10 +452,62 @@ def test_a_build_from_the_lock_hands_its_build_constraints_to_the_ssh_step(
     (tmp_path / "requirements.txt").write_text(locked)
     settings = Settings(known_hosts=str(tmp_path / "known_hosts"))
     (tmp_path / "known_hosts").write_text("git.example.com ssh-ed25519 " + "A" * 68 + "\n")
-    assert plan_build(settings, tmp_path).build_args["BUILD_CONSTRAINTS"] == ""
+    unlocked = plan_build(settings, tmp_path)
+    assert unlocked.build_args["BUILD_CONSTRAINTS"] == ""
+    assert unlocked.warnings == ()
     lock = tmp_path / "requirements.lock"
     lock.write_text(finish(locked, find_input(tmp_path, ""), (), BACKENDS))
-    args = plan_build(settings, tmp_path).build_args
+    plan = plan_build(settings, tmp_path)
+    args = plan.build_args
     assert args["BUILD_CONSTRAINTS"] == build_constraints(lock)
     assert args["BUILD_CONSTRAINTS"].startswith("setuptools==80.10.2 --hash=sha256:eee")
     assert "#build" not in args["URL_REQUIREMENTS"]
+    assert plan.warnings == ()
+
+
+def test_a_build_that_would_not_check_the_locked_backends_says_so(tmp_path: Path) -> None:
+    """A lock without pins (older, or its lock step could not make them), pip, or a
+    Dockerfile copied from an older template: the build goes on, with a warning."""
+    from securebuild_tasks.build import plan_build, template_path
+
+    (tmp_path / "requirements.in").write_text("lib\n")
+    (tmp_path / "app").mkdir()
+    (tmp_path / "known_hosts").write_text("git.example.com ssh-ed25519 " + "A" * 68 + "\n")
+    settings = Settings(known_hosts=str(tmp_path / "known_hosts"))
+    locked = f"lib @ git+ssh://git@git.example.com/org/lib.git@{COMMIT}\n"
+    lock = tmp_path / "requirements.lock"
+    lock.write_text(finish(locked, find_input(tmp_path, "")))
+    assert plan_build(settings, tmp_path).warnings == (
+        "requirements.lock pins no build backend for its git packages, so the backends that"
+        " build them are not hash-checked: run `inv lock` again to pin them",
+    )
+    lock.write_text(finish(locked, find_input(tmp_path, ""), (), BACKENDS))
+    pip = Settings(known_hosts=str(tmp_path / "known_hosts"), installer="pip")
+    assert plan_build(pip, tmp_path).warnings[0].startswith("installer=pip: pip cannot check")
+    older = template_path().read_text().replace("ARG BUILD_CONSTRAINTS=\n", "")
+    (tmp_path / "Dockerfile").write_text(older)
+    assert (
+        plan_build(settings, tmp_path)
+        .warnings[0]
+        .startswith(
+            "Dockerfile declares no ARG BUILD_CONSTRAINTS, so the build backends requirements.lock"
+        )
+    )
+    # A lock of index packages alone has no backend to check.
+    (tmp_path / "Dockerfile").unlink()
+    lock.write_text(finish(f"six==1.16.0 --hash=sha256:{'a' * 64}\n", find_input(tmp_path, "")))
+    assert plan_build(settings, tmp_path).warnings == ()
+
+
+def test_a_new_lock_names_what_it_could_not_pin(tmp_path: Path) -> None:
+    from securebuild_tasks.build import _unpinned_backends
+
+    git = f"lib @ git+ssh://git@git.example.com/org/lib.git@{COMMIT}\n"
+    path = tmp_path / "requirements.lock"
+    assert _unpinned_backends("requirements.lock", git, BACKENDS, path) == (
+        "requirements.lock cannot pin the build requirements scm of its git packages (they"
+        " have no hashes, as a git URL has none): they are not checked"
+    )
+    assert "pins no build backend" in _unpinned_backends("requirements.lock", git, "", path)
+    index = f"six==1.16.0 --hash=sha256:{'a' * 64}\n"
+    assert _unpinned_backends("requirements.lock", index, "", path) == ""
