@@ -675,9 +675,9 @@ def plan_build(settings: Settings, cwd: Path) -> BuildPlan:
         index=index,
         cache_from=_cache_option(settings, cwd, "cache_from"),
         cache_to=_cache_option(settings, cwd, "cache_to"),
-        warnings=_unchecked_backends(
-            settings, (requirements, requirements_file, locked), constraints, args, dockerfile
-        ),
+        warnings=_unchecked_backends(settings, requirements, requirements_file, args, dockerfile)
+        if locked
+        else (),
     )
 
 
@@ -702,35 +702,31 @@ def _unpinned_backends(lock: str, raw: str, constraints: str, path: Path) -> str
 
 
 def _unchecked_backends(
-    settings: Settings,
-    plan: tuple[Requirements, str, bool],
-    constraints: str,
-    args: dict[str, str],
-    dockerfile: Path,
+    settings: Settings, lock: Requirements, name: str, args: dict[str, str], dockerfile: Path
 ) -> tuple[str, ...]:
-    """Why a build from a lock would build its git packages with backends that are
+    """Why a build from ``lock`` would build its git packages with backends that are
     not hash-checked, if it would: a lock from before they were pinned (or whose
     lock step could not pin them), a Dockerfile copied from an older template,
     or pip, which cannot check them."""
-    requirements, lock, locked = plan
-    if not locked or not any(e.url.startswith("git+") for e in requirements.entries):
+    if not any(e.url.startswith("git+") for e in lock.entries):
         return ()
+    constraints = lockfile.build_constraints(lock.path)
     if "BUILD_CONSTRAINTS" not in args:  # _build_args keeps only the declared ones
         if not constraints:
             return ()  # a Dockerfile of the user's own, and nothing it could take
         return (
             f"{dockerfile.name} declares no ARG BUILD_CONSTRAINTS, so the build backends"
-            f" {lock} pins for its git packages are not checked: pass them to"
+            f" {name} pins for its git packages are not checked: pass them to"
             " `uv pip install --build-constraints` as the built-in template does",
         )
     if not constraints:
         return (
-            f"{lock} pins no build backend for its git packages, so the backends that build"
+            f"{name} pins no build backend for its git packages, so the backends that build"
             " them are not hash-checked: run `inv lock` again to pin them",
         )
     if settings.installer == "pip":
         return (
-            f"installer=pip: pip cannot check the build backends {lock} pins for its git"
+            f"installer=pip: pip cannot check the build backends {name} pins for its git"
             " packages; uv checks them (installer auto or uv)",
         )
     return ()
