@@ -143,6 +143,12 @@ def test_partly_hashed_requirements_are_refused(project: Project, lab: Lab) -> N
     _assert_one_line_error(done, 2, "(wheel) lacks an exact version with sha256 hashes")
 
 
+def _tamper(wheel: Path) -> None:
+    """Change a wheel on the index: the same name, a valid wheel, other content."""
+    with zipfile.ZipFile(wheel, "a") as changed:
+        changed.writestr(f"{wheel.name.split('-')[0]}_payload.py", "print('tampered')\n")
+
+
 def test_tampered_index_file_fails_the_build(project: Project, lab: Lab, tmp_path: Path) -> None:
     """A file on the index that changes after locking fails the build, hash-checked.
 
@@ -158,9 +164,7 @@ def test_tampered_index_file_fails_the_build(project: Project, lab: Lab, tmp_pat
         _lock(project, lab, "six\n")
     finally:
         index.stop()
-    six = next(wheels.glob("six-*.whl"))
-    with zipfile.ZipFile(six, "a") as wheel:  # same name, a valid wheel, other content
-        wheel.writestr("six_payload.py", "print('tampered')\n")
+    _tamper(next(wheels.glob("six-*.whl")))
     moved = PackageIndex(wheels).start()
     try:
         (project.path / "pip.conf").write_text(moved.pip_config())
@@ -194,8 +198,7 @@ def test_the_build_backend_of_a_git_package_is_locked_and_hash_checked(
     assert f"#build: setuptools=={version} --hash=sha256:{digest}" in lock.splitlines()
     assert any(line.startswith("#build: wheel==") for line in lock.splitlines())
 
-    with zipfile.ZipFile(setuptools, "a") as wheel:  # same name, a valid wheel, other content
-        wheel.writestr("setuptools_payload.py", "print('tampered')\n")
+    _tamper(setuptools)
     moved = PackageIndex(wheels).start()
     try:
         (project.path / "pip.conf").write_text(moved.pip_config())
