@@ -108,7 +108,8 @@ def restore_users(lock: str, input_lines: str) -> str:
     would log in as that. A URL no input URL matches is an error."""
     users = {}
     for match in _INPUT_URL.finditer(input_lines):
-        where, user = _where(match.group("url")), urlsplit(match.group("url")).username
+        where = _where(match.group("url"))  # None: a URL urlsplit cannot read
+        user = urlsplit(match.group("url")).username if where is not None else None
         if where is not None and user:
             users[where] = user
     restored = []

@@ -209,6 +209,11 @@ def test_user_names_uv_hides_are_put_back_from_the_inputs_urls() -> None:
         f"b @ git+ssh://git@git.example.com/org/b.git@{SHA}\n"
         f"c @ git+ssh://APKAEXAMPLE@GIT.example.com/org/c.git@{SHA}#subdirectory=sub\n"
     )
+    # An input URL urlsplit cannot read (a bad IPv6 host, a port out of range) names nothing.
+    odd = "x @ git+ssh://u@[::1/x.git\ny @ git+ssh://u@h:99999/y.git\n"
+    assert build_requires.restore_users(lock, odd + given) == build_requires.restore_users(
+        lock, given
+    )
     # Another port, or another path, is another repository.
     others = given.split("\n", 1)[1]
     for other in ("ssh://deploy@git.example.com/org/a.git", "ssh://deploy@git.example.com:2222/a"):
