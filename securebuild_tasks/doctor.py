@@ -134,7 +134,21 @@ def run_checks(settings: Settings, cwd: Path) -> list[Check]:
 
     if planned.ok or all(planned.detail != check.detail for check in checks):
         checks.append(planned)
+    if built:
+        checks.extend(_build_backends(built[0]))
     return checks
+
+
+def _build_backends(plan: BuildPlan) -> list[Check]:
+    """What the build says before it starts (the lock's build backends that would go
+    unchecked), as FAIL lines; else, for a lock that pins them, how many."""
+    if plan.warnings:
+        return [Check("build backends", False, warning) for warning in plan.warnings]
+    pinned = plan.build_args.get("BUILD_CONSTRAINTS", "").splitlines()
+    if not pinned:
+        return []
+    names = ", ".join(line.split("=", 1)[0].split(" @ ", 1)[0] for line in pinned)
+    return [Check("build backends", True, f"pinned by the lock, hash-checked by uv: {names}")]
 
 
 def _needs_keyring(settings: Settings, chosen: list[str], *, key: bool) -> bool:

@@ -180,3 +180,43 @@ def test_doctor_needs_no_key_where_the_build_needs_none(tmp_path: Path) -> None:
     needed = _doctor(project, env)
     assert needed.returncode == 1
     assert "FAIL  key source:" in needed.stdout
+
+
+def test_doctor_says_whether_the_locks_build_backends_are_checked(tmp_path: Path) -> None:
+    """A lock of git packages whose build backends are pinned: ok, naming them; one
+    made before they were pinned (or whose lock step could not pin them): FAIL,
+    with what to run."""
+    from securebuild_tasks.lockfile import find_input, finish
+
+    project = tmp_path / "project"
+    project.mkdir()
+    (project / "requirements.in").write_text("p @ git+ssh://git@127.0.0.1:2222/p.git@v1\n")
+    locked = "p @ git+ssh://git@127.0.0.1:2222/p.git@" + "0" * 40 + "\n"
+    lock = project / "requirements.lock"
+    lock.write_text(finish(locked, find_input(project, "")))
+    kind, body = make_key(tmp_path / "host", "host").public_line.split()[:2]
+    (tmp_path / "known_hosts").write_text(f"[127.0.0.1]:2222 {kind} {body}\n")
+    env = user_env(
+        RECORD=str(tmp_path / "argv"),
+        DOCKER_HOST="unix:///nonexistent/docker.sock",
+        SECUREBUILD_DOCKER=str(stand_in_docker(tmp_path, RECORDER)),
+        SECUREBUILD_KNOWN_HOSTS=str(tmp_path / "known_hosts"),
+    )
+    done = _doctor(project, env)
+    assert done.returncode == 1
+    assert (
+        "FAIL  build backends: requirements.lock pins no build backend for its git packages,"
+        " so the backends that build them are not hash-checked: run `inv lock` again to pin"
+        " them"
+    ) in done.stdout.splitlines()
+    pins = (
+        f"setuptools==80.10.2 \\\n    --hash=sha256:{'e' * 64}\n"
+        f"wheel==0.48.0 --hash=sha256:{'f' * 64}\n"
+    )
+    lock.write_text(finish(locked, find_input(project, ""), (), pins))
+    again = _doctor(project, env)
+    assert (
+        "ok    build backends: pinned by the lock, hash-checked by uv: setuptools, wheel"
+        in again.stdout.splitlines()
+    ), again.stdout
+    assert "FAIL  build backends" not in again.stdout
