@@ -675,16 +675,23 @@ def plan_build(settings: Settings, cwd: Path) -> BuildPlan:
         index=index,
         cache_from=_cache_option(settings, cwd, "cache_from"),
         cache_to=_cache_option(settings, cwd, "cache_to"),
-        warnings=_unchecked_backends(settings, requirements, requirements_file, args, dockerfile)
+        warnings=_unchecked_backends(
+            settings, (requirements, requirements_file, constraints), args, dockerfile
+        )
         if locked
         else (),
     )
 
 
+def _has_git_packages(requirements: Requirements) -> bool:
+    """Whether ``requirements`` build a package from git (in the SSH step)."""
+    return any(entry.url.startswith("git+") for entry in requirements.entries)
+
+
 def _unpinned_backends(lock: str, raw: str, constraints: str, path: Path) -> str:
     """What a new lock leaves unpinned of its git packages' build backends, if any:
     all of them (the lock step said why), or the requirements uv could not hash."""
-    if not any(e.url.startswith("git+") for e in parse_requirements(raw, path).entries):
+    if not _has_git_packages(parse_requirements(raw, path)):
         return ""
     if not constraints.strip():
         return (
@@ -702,15 +709,16 @@ def _unpinned_backends(lock: str, raw: str, constraints: str, path: Path) -> str
 
 
 def _unchecked_backends(
-    settings: Settings, lock: Requirements, name: str, args: dict[str, str], dockerfile: Path
+    settings: Settings, lock: tuple[Requirements, str, str], args: dict[str, str], dockerfile: Path
 ) -> tuple[str, ...]:
-    """Why a build from ``lock`` would build its git packages with backends that are
-    not hash-checked, if it would: a lock from before they were pinned (or whose
-    lock step could not pin them), a Dockerfile copied from an older template,
-    or pip, which cannot check them."""
-    if not any(e.url.startswith("git+") for e in lock.entries):
+    """Why a build from ``lock`` (its requirements, its name in the context, its
+    build constraints) would build its git packages with backends that are not
+    hash-checked, if it would: a lock from before they were pinned (or whose lock
+    step could not pin them), a Dockerfile copied from an older template, or pip,
+    which cannot check them."""
+    requirements, name, constraints = lock
+    if not _has_git_packages(requirements):
         return ()
-    constraints = lockfile.build_constraints(lock.path)
     if "BUILD_CONSTRAINTS" not in args:  # _build_args keeps only the declared ones
         if not constraints:
             return ()  # a Dockerfile of the user's own, and nothing it could take

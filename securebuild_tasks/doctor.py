@@ -31,7 +31,7 @@ from .engine import Engine, detect_engine, ping
 from .errors import SecurebuildError, as_run
 from .index import adopt_env_token, index_credentials, index_netloc
 from .keys import backend_name, choose_key_source, keyring_backend
-from .requirements import Requirements
+from .requirements import Requirements, parse_requirements
 from .settings import Settings
 
 # ARG/ENV names that look like secrets (the names audit flags in an image).
@@ -144,10 +144,10 @@ def _build_backends(plan: BuildPlan) -> list[Check]:
     unchecked), as FAIL lines; else, for a lock that pins them, how many."""
     if plan.warnings:
         return [Check("build backends", False, warning) for warning in plan.warnings]
-    pinned = plan.build_args.get("BUILD_CONSTRAINTS", "").splitlines()
+    pinned = plan.build_args.get("BUILD_CONSTRAINTS", "")
     if not pinned:
         return []
-    names = ", ".join(line.split("=", 1)[0].split(" @ ", 1)[0] for line in pinned)
+    names = ", ".join(parse_requirements(pinned, plan.requirements.path).names)
     return [Check("build backends", True, f"pinned by the lock, hash-checked by uv: {names}")]
 
 
